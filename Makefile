@@ -1,0 +1,46 @@
+# Two commands do everything: `make study` and `make test`. Each creates what is missing:
+# the .venv, the Fashion-MNIST files (Debian package when root), the Jupyter kernel.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KERNEL := fmnist-optim
+INSTALLED := $(VENV)/.installed
+KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
+DATA_OK := $(VENV)/.data-verified
+PROFILE ?= quick
+JOBS ?=
+
+.PHONY: setup study test test-fast lab report benchmarks clean-venv
+
+setup: $(INSTALLED) $(KERNEL_SPEC) $(DATA_OK)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(KERNEL_SPEC): $(INSTALLED)
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (fmnist-optim)"
+
+$(DATA_OK): $(INSTALLED)
+	$(PY) -m helpers data
+	touch $@
+
+study: setup
+	$(PY) -m helpers sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
+
+test: setup
+	$(PY) -m pytest -q
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+report: setup
+	$(PY) -m helpers report
+
+benchmarks: setup
+	$(PY) -m benchmarks.run
+
+clean-venv:
+	rm -rf $(VENV)

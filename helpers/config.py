@@ -1,0 +1,100 @@
+"""One training run's full configuration, validated early; its id derives from its content."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from .data import SCALINGS
+from .optimizers import get_spec
+from .scenarios import get_scenario
+from .schedules import check_schedule
+from .sparsity import STRATEGIES
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's records (the device is recorded, not part of the id).
+
+    ``batch_size`` None takes the optimizer's own (basic SGD: 1; GD: "full") or 64.
+    ``epochs`` bounds the run; ``grad_budget`` (sample-gradient evaluations) may stop it sooner.
+    ``eval_split``: "test" for final numbers, "val" (a hold-out of ``val_size`` training
+    images) for tuning. ``evals_per_epoch`` > 1 evaluates more often (for time-to-target).
+    """
+    optimizer: str = "sgd"
+    hparams: dict = field(default_factory=dict)
+    scenario: str = "standard"
+    sparsity_strategy: str = "projection"
+    epochs: int = 10
+    grad_budget: int | None = None
+    batch_size: int | str | None = None
+    schedule: str = "constant"
+    schedule_params: dict = field(default_factory=dict)
+    seed: int = 0
+    scaling: str = "unit"
+    train_fraction: float = 1.0
+    eval_split: str = "test"
+    val_size: int = 10_000
+    evals_per_epoch: int = 1
+    tag: str = ""
+
+    def __post_init__(self):
+        spec = get_spec(self.optimizer)
+        get_scenario(self.scenario)
+        check_schedule(self.schedule)
+        unknown = set(self.hparams) - set(spec.defaults)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for optimizer "
+                             f"{self.optimizer!r}; known: {sorted(spec.defaults)}")
+        for key in ("lr", "weight_decay"):
+            value = self.hparams.get(key)
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+        if self.hparams.get("lr") == 0:
+            raise ValueError("lr must be positive, got 0")
+        if self.sparsity_strategy not in STRATEGIES:
+            raise ValueError(f"unknown sparsity strategy {self.sparsity_strategy!r}; choose one of {STRATEGIES}")
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.batch_size is not None and self.batch_size != "full" and not (
+                isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be a positive integer or 'full', got {self.batch_size!r}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {SCALINGS}")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.eval_split not in ("test", "val"):
+            raise ValueError(f"eval_split must be 'test' or 'val', got {self.eval_split!r}")
+        if self.evals_per_epoch < 1:
+            raise ValueError(f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}")
+
+    @property
+    def effective_batch_size(self) -> int | str:
+        if self.batch_size is not None:
+            return self.batch_size
+        return get_spec(self.optimizer).batch_size or 64
+
+    @property
+    def effective_hparams(self) -> dict:
+        spec = get_spec(self.optimizer)
+        return get_scenario(self.scenario).hparams({**spec.defaults, **self.hparams})
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown run setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        if isinstance(d.get("hparams"), dict):
+            d["hparams"] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["hparams"].items()}
+        return cls(**d)
+
+    @property
+    def run_id(self) -> str:
+        """``<optimizer>-<scenario>-s<seed>-<hash>``, the hash over the canonical configuration."""
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.optimizer}-{self.scenario}-s{self.seed}-{digest}"

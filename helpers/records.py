@@ -1,0 +1,142 @@
+"""Run records on disk: ``outputs/runs/<run_id>/{records.csv, meta.json}``.
+
+Both files are written atomically (temporary file in the same directory, then rename);
+``meta.json`` is written last, so its presence marks a run as done. A finished or diverged
+run is reused, never recomputed; a failed one (an exception) is recorded with its error
+and retried on the next call.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from .config import RunConfig
+from .runtime import ROOT, environment
+
+OUTPUTS = ROOT / "outputs"
+RUNS_DIR = OUTPUTS / "runs"
+DONE = ("finished", "diverged")
+
+
+def runs_dir(root: str | os.PathLike | None = None) -> Path:
+    return Path(root) if root is not None else Path(os.environ.get("FMNIST_RUNS_DIR", RUNS_DIR))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_meta(run_id: str, root=None) -> dict | None:
+    path = runs_dir(root) / run_id / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def is_done(config: RunConfig, root=None) -> bool:
+    meta = read_meta(config.run_id, root)
+    return meta is not None and meta.get("status") in DONE
+
+
+def write_run(config: RunConfig, records: list[dict], meta: dict, root=None) -> Path:
+    folder = runs_dir(root) / config.run_id
+    if records:
+        atomic_write_text(folder / "records.csv", pd.DataFrame(records).to_csv(index=False))
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return folder
+
+
+@functools.lru_cache(maxsize=4)
+def _data(scaling: str, val_size: int, train_fraction: float, device: str | None):
+    from .data import load
+    return load(scaling=scaling, val_size=val_size, train_fraction=train_fraction, device=device)
+
+
+def data_for(config: RunConfig, device: str | None = None):
+    """The (process-cached) data a configuration trains and evaluates on."""
+    val_size = config.val_size if config.eval_split == "val" else 0
+    return _data(config.scaling, val_size, config.train_fraction, device)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def run_and_record(config: RunConfig, root=None, progress: bool = False, device: str | None = None,
+                   raise_errors: bool = False) -> dict:
+    """Train ``config`` unless a finished record exists; write it; return its metadata."""
+    from .optimizers import get_spec
+    from .train import train
+    existing = read_meta(config.run_id, root)
+    if existing is not None and existing.get("status") in DONE:
+        return existing
+    started = _now()
+    meta = {"run_id": config.run_id, "config": config.to_dict(), "seed": config.seed,
+            "family": get_spec(config.optimizer).family, "hparams": config.effective_hparams,
+            "batch_size": config.effective_batch_size, "started": started}
+    try:
+        data = data_for(config, device)
+        meta["environment"] = environment(data.device)
+        result = train(config, data, progress=progress)
+        _check_density(config, result.records)
+    except Exception as exc:  # recorded, so the sweep goes on
+        meta.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(), ended=_now())
+        write_run(config, [], meta, root)
+        if raise_errors:
+            raise
+        return meta
+    final = result.records[-1] if result.records else {}
+    meta.update(status="diverged" if result.diverged else "finished", ended=_now(),
+                final={k: v for k, v in final.items() if k != "diverged"})
+    write_run(config, result.records, meta, root)
+    return meta
+
+
+def _check_density(config: RunConfig, records: list[dict]) -> None:
+    from .scenarios import get_scenario
+    budget = get_scenario(config.scenario).density
+    if budget is None:
+        return
+    worst = max((r["density"] for r in records), default=0.0)
+    if worst > budget + 1e-12:
+        raise RuntimeError(f"run {config.run_id} claims scenario {config.scenario!r} "
+                           f"(density <= {budget}) but reached density {worst:.5f}")
+
+
+def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Every run's records under ``root`` as one DataFrame, with its configuration as columns."""
+    frames = []
+    for meta_path in sorted(runs_dir(root).glob("*/meta.json")):
+        meta = json.loads(meta_path.read_text())
+        if status is not None and meta.get("status") not in status:
+            continue
+        csv = meta_path.parent / "records.csv"
+        frame = pd.read_csv(csv) if csv.is_file() else pd.DataFrame([{}])
+        cfg = meta["config"]
+        frame = frame.assign(run_id=meta["run_id"], optimizer=cfg["optimizer"],
+                             family=meta.get("family"), scenario=cfg["scenario"],
+                             seed=cfg["seed"], tag=cfg.get("tag", ""), status=meta["status"],
+                             schedule=cfg["schedule"], batch_size=str(meta.get("batch_size")),
+                             eval_split=cfg["eval_split"],
+                             hparams=json.dumps(meta.get("hparams", {}), sort_keys=True),
+                             error=meta.get("error", ""))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
