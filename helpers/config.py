@@ -67,6 +67,7 @@ class RunConfig:
             raise ValueError(f"eval_split must be 'test' or 'val', got {self.eval_split!r}")
         if self.evals_per_epoch < 1:
             raise ValueError(f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}")
+        self.effective_hparams  # the scenario's own checks (weight decay only under l2)
 
     @property
     def effective_batch_size(self) -> int | str:

@@ -1,0 +1,46 @@
+"""Figures shared by the notebooks and the summary: curves with a band over seeds."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+X_LABELS = {"epoch": "epoch", "grad_evals": "sample-gradient evaluations",
+            "oracle_evals": "oracle calls (gradients + Hessian-vector products, samples)",
+            "wall_s": "training wall time (s)"}
+Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss (mean cross-entropy)",
+            "val_acc": "validation accuracy (%)", "val_loss": "validation loss",
+            "train_loss": "training loss (mean over batches)"}
+
+
+def curves(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str = "optimizer",
+           ax=None, title: str | None = None, logx: bool = False, target: float | None = None):
+    """Mean over seeds with a +-1 std band, one line per ``hue``."""
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    data = frame[frame[y].notna()]
+    sns.lineplot(data=data, x=x, y=y, hue=hue, errorbar="sd", marker="o", markersize=3, ax=ax)
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel(Y_LABELS.get(y, y))
+    if logx:
+        ax.set_xscale("log")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"{target}%")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def curve_grid(frame: pd.DataFrame, y: str = "test_acc", hue: str = "optimizer",
+               xs=("epoch", "grad_evals", "wall_s"), target: float | None = None, suptitle=None):
+    """The same metric against epochs, gradient evaluations and wall time, side by side."""
+    fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 3.8), sharey=True)
+    for i, (x, ax) in enumerate(zip(xs, axes)):
+        curves(frame, y=y, x=x, hue=hue, ax=ax, target=target)
+        if i:
+            legend = ax.get_legend()
+            if legend is not None:
+                legend.remove()
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,21 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("FMNIST_DEVICE", "cpu")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def small_data():
+    """10% of the training images (stratified) and the full test split, on the CPU."""
+    from helpers.data import load
+    return load(device="cpu", train_fraction=0.1)
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(root))
+    return root

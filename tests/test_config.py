@@ -1,0 +1,34 @@
+import pytest
+
+from helpers.config import RunConfig
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"optimizer": "adamax2"}, "unknown optimizer 'adamax2'; known optimizers: .*adam"),
+    ({"scenario": "sparse61"}, "unknown scenario 'sparse61'; known scenarios: standard, l2"),
+    ({"hparams": {"lr": -0.1}}, "lr must be a non-negative number, got -0.1"),
+    ({"hparams": {"lr": 0}}, "lr must be positive"),
+    ({"hparams": {"betas": (0.9, 0.99)}}, r"unknown hyperparameter\(s\) \['betas'\] for optimizer 'sgd'"),
+    ({"schedule": "exp"}, "unknown schedule 'exp'"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"batch_size": 0}, "batch_size must be"),
+    ({"eval_split": "train"}, "eval_split must be"),
+])
+def test_bad_settings_are_rejected_with_the_fix(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**kwargs)
+
+
+def test_run_id_is_a_function_of_the_configuration():
+    a = RunConfig(optimizer="adam", hparams={"lr": 1e-3}, seed=1)
+    assert a.run_id == RunConfig(optimizer="adam", hparams={"lr": 1e-3}, seed=1).run_id
+    assert a.run_id != RunConfig(optimizer="adam", hparams={"lr": 2e-3}, seed=1).run_id
+    assert a.run_id.startswith("adam-standard-s1-")
+    assert RunConfig.from_dict(a.to_dict()) == a
+
+
+def test_l2_scenario_supplies_and_standard_refuses_weight_decay():
+    assert RunConfig(scenario="l2").effective_hparams["weight_decay"] > 0
+    assert RunConfig(scenario="l2", hparams={"weight_decay": 1e-3}).effective_hparams["weight_decay"] == 1e-3
+    with pytest.raises(ValueError, match="belongs to scenario 'l2'"):
+        RunConfig(hparams={"weight_decay": 1e-3})

@@ -1,0 +1,64 @@
+import math
+
+import pandas as pd
+import pytest
+
+from helpers.config import RunConfig
+from helpers.train import RECORD_COLUMNS, train
+
+QUICK = dict(epochs=2, train_fraction=0.1)
+
+
+def _strip_time(records):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
+
+
+def test_same_seed_gives_identical_records(small_data):
+    config = RunConfig(optimizer="heavy_ball", hparams={"lr": 0.05}, seed=7, **QUICK)
+    a, b = train(config, small_data, progress=False), train(config, small_data, progress=False)
+    assert _strip_time(a.records) == _strip_time(b.records)
+    other = train(RunConfig(optimizer="heavy_ball", hparams={"lr": 0.05}, seed=8, **QUICK),
+                  small_data, progress=False)
+    assert _strip_time(other.records) != _strip_time(a.records)
+
+
+def test_records_schema_and_accounting(small_data):
+    config = RunConfig(optimizer="sgd", hparams={"lr": 0.05}, batch_size=100, evals_per_epoch=2, **QUICK)
+    result = train(config, small_data, progress=False)
+    frame = pd.DataFrame(result.records)
+    assert list(frame.columns) == RECORD_COLUMNS
+    assert frame["epoch"].tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert frame["grad_evals"].tolist() == [3000, 6000, 9000, 12000]
+    assert frame["step"].tolist() == [30, 60, 90, 120]
+    assert (frame["wall_s"].diff().dropna() > 0).all()
+    assert frame["test_acc"].between(0, 100).all() and frame["val_acc"].isna().all()
+    ratio = frame["test_loss"] / frame["test_starter_loss"]
+    assert ratio.between(60, 68).all()  # starter's figure ~ mean CE / 64 (last batch is 16)
+    assert not frame["diverged"].any() and (frame["density"] == 1.0).all()
+    assert frame["test_acc"].iloc[-1] > 15 and frame["train_loss"].iloc[-1] < frame["train_loss"].iloc[0]
+
+
+def test_huge_learning_rate_is_recorded_as_diverged(small_data):
+    result = train(RunConfig(optimizer="sgd", hparams={"lr": 1e6}, **QUICK), small_data, progress=False)
+    assert result.diverged and result.records[-1]["diverged"]
+    assert math.isnan(result.records[-1]["test_acc"])
+    assert len(result.records) == 1
+
+
+def test_closure_optimizer_and_gradient_budget(small_data):
+    config = RunConfig(optimizer="lbfgs", batch_size=2000, grad_budget=20_000, epochs=5,
+                       train_fraction=0.1)
+    result = train(config, small_data, progress=False)
+    last = result.records[-1]
+    assert last["grad_evals"] >= 20_000 and last["epoch"] < 5
+    assert last["grad_evals"] > last["step"] * 2000  # line search evaluates several times per step
+    assert last["test_acc"] > 20
+
+
+def test_validation_split_is_used_for_tuning():
+    from helpers.data import load
+    data = load(device="cpu", val_size=10_000, train_fraction=0.1)
+    result = train(RunConfig(eval_split="val", epochs=1, train_fraction=0.1), data, progress=False)
+    assert not math.isnan(result.records[-1]["val_acc"]) and math.isnan(result.records[-1]["test_acc"])
+    with pytest.raises(ValueError, match="val_size"):
+        train(RunConfig(eval_split="val", epochs=1), type(data)(data.train, data.test), progress=False)
