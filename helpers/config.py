@@ -17,6 +17,8 @@ class RunConfig:
     """Everything that determines a run's records (the device is recorded, not part of the id).
 
     ``batch_size`` None takes the optimizer's own (basic SGD: 1; GD: "full") or 64.
+    ``batch_growth`` g > 1 multiplies the batch size by g each epoch (dynamic sampling);
+    None takes the optimizer's own (1 for most).
     ``epochs`` bounds the run; ``grad_budget`` (sample-gradient evaluations) may stop it sooner.
     ``eval_split``: "test" for final numbers, "val" (a hold-out of ``val_size`` training
     images) for tuning. ``evals_per_epoch`` > 1 evaluates more often (for time-to-target).
@@ -28,6 +30,7 @@ class RunConfig:
     epochs: int = 10
     grad_budget: int | None = None
     batch_size: int | str | None = None
+    batch_growth: float | None = None
     schedule: str = "constant"
     schedule_params: dict = field(default_factory=dict)
     seed: int = 0
@@ -59,6 +62,9 @@ class RunConfig:
         if self.batch_size is not None and self.batch_size != "full" and not (
                 isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ValueError(f"batch_size must be a positive integer or 'full', got {self.batch_size!r}")
+        if self.batch_growth is not None and not (isinstance(self.batch_growth, (int, float))
+                                                  and self.batch_growth >= 1):
+            raise ValueError(f"batch_growth must be a number >= 1, got {self.batch_growth!r}")
         if self.scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {SCALINGS}")
         if not 0 < self.train_fraction <= 1:
@@ -74,6 +80,12 @@ class RunConfig:
         if self.batch_size is not None:
             return self.batch_size
         return get_spec(self.optimizer).batch_size or 64
+
+    @property
+    def effective_batch_growth(self) -> float:
+        if self.batch_growth is not None:
+            return float(self.batch_growth)
+        return float(get_spec(self.optimizer).batch_growth or 1.0)
 
     @property
     def effective_hparams(self) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -103,9 +104,9 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
     if eval_split is None:
         raise ValueError("eval_split='val' needs data loaded with val_size > 0")
     n = len(train_split)
-    batch_size = n if config.effective_batch_size == "full" else min(config.effective_batch_size, n)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = config.epochs * steps_per_epoch
+    sizes = epoch_batch_sizes(config, n)
+    steps = [math.ceil(n / b) for b in sizes]
+    total_steps = sum(steps)
     optimizer = spec.build(model, **config.effective_hparams)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
@@ -113,8 +114,7 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
     if hook is not None:
         hook.after_step(-1)
     counter = {"grad": 0}
-    eval_points = _eval_points(steps_per_epoch, config.evals_per_epoch)
-    fixed = batch_indices(n, batch_size, generator) if "fixed_batches" in spec.needs else None
+    fixed = batch_indices(n, sizes[0], generator) if "fixed_batches" in spec.needs else None
 
     records, wall, step, diverged = [], 0.0, 0, False
     loss_sum, loss_count = torch.zeros((), device=device, dtype=torch.float64), 0
@@ -129,7 +129,8 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
             order = torch.randperm(len(fixed), generator=generator)
             batches = [(int(i), fixed[i]) for i in order]
         else:
-            batches = list(enumerate(batch_indices(n, batch_size, generator)))
+            batches = list(enumerate(batch_indices(n, sizes[epoch], generator)))
+        eval_points = _eval_points(len(batches), config.evals_per_epoch)
         for position, (batch_id, index) in enumerate(batches):
             index = index.to(device)
             x, y = train_split.x[index], train_split.y[index]
@@ -166,6 +167,13 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
     return RunResult(config, records, model, diverged)
 
 
+def epoch_batch_sizes(config: RunConfig, n: int) -> list[int]:
+    """Batch size of each epoch: the configured one, times ``batch_growth`` per epoch, capped at n."""
+    base = n if config.effective_batch_size == "full" else min(config.effective_batch_size, n)
+    growth = config.effective_batch_growth
+    return [min(n, round(base * growth ** e)) for e in range(config.epochs)]
+
+
 def _eval_points(steps_per_epoch: int, per_epoch: int) -> set[int]:
     return {round(steps_per_epoch * k / per_epoch) for k in range(1, per_epoch + 1)}
 
@@ -184,7 +192,8 @@ def _record(model, optimizer, split, split_name, epoch, step, train_loss, wall, 
            "hvp_evals": hvp, "oracle_evals": grad + hvp,
            "lr": optimizer.param_groups[0]["lr"], "density": density(model), "diverged": diverged}
     if not diverged:
-        metrics = evaluate(model, split)
+        with getattr(optimizer, "evaluation_weights", nullcontext)():
+            metrics = evaluate(model, split)
         if split_name == "test":
             row.update(test_loss=metrics["loss"], test_starter_loss=metrics["starter_loss"],
                        test_acc=metrics["acc"])

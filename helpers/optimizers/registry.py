@@ -8,7 +8,8 @@ Engine hooks an optimizer may implement (all optional):
 ``on_epoch_start(full_closure)`` gets a closure that evaluates the full-data mean gradient
 (SVRG/SARAH snapshots); ``on_batch(index, n_batches)`` tells which fixed batch is next
 (SAGA's table); ``oracle_counts`` (dict) reports extra oracle calls, e.g. ``{"hvp": n}`` in
-sample units. ``step(closure)`` always receives a closure ``closure(create_graph=False)``
+sample units; ``evaluation_weights()`` is a context manager under which the model holds
+the weights to evaluate (iterate averages, schedule-free's x sequence). ``step(closure)`` always receives a closure ``closure(create_graph=False)``
 that zeroes grads, evaluates the current batch's loss and back-propagates.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ class OptimizerSpec:
     """How to build and tune one optimizer.
 
     ``search_space`` maps a hyperparameter to ``(low, high, "log"|"linear")`` or a list of
-    choices. ``batch_size`` overrides the run's default (1 for basic SGD, ``"full"`` for GD).
+    choices. ``batch_size`` overrides the run's default (1 for basic SGD, ``"full"`` for GD);
+    ``batch_growth`` multiplies the batch size per epoch (dynamic sampling).
     ``needs`` lists engine services: ``"fixed_batches"`` (same batch composition each epoch).
     ``elementwise`` marks optimizers the batched many-model engine can run.
     """
@@ -40,6 +42,7 @@ class OptimizerSpec:
     search_space: dict = field(default_factory=dict)
     description: str = ""
     batch_size: int | str | None = None
+    batch_growth: float | None = None
     needs: frozenset = frozenset()
     elementwise: bool = False
 
