@@ -1,0 +1,128 @@
+"""The study's evidence from outputs/runs: final table, time to target, performance profile,
+accuracy against density. Pure functions of the records, shared by 90_summary and the report."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from .records import load_records
+from .summary import FINAL_METRICS, last_rows
+
+TARGET = 89.38
+MAIN_SCENARIOS = ("standard", "l2", "sparse60")
+GROUP = ["method", "scenario", "sparsity_strategy", "config_key"]
+
+
+def method_label(row) -> str:
+    """optimizer, plus batch size / schedule / growth / tag when they are not the defaults."""
+    label = row["optimizer"]
+    if row.get("schedule", "constant") != "constant":
+        label += f"+{row['schedule']}"
+    if row.get("tag") and row["tag"] not in ("final",):
+        label += f" [{row['tag']}]"
+    return label
+
+
+def study_frame(root=None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Finished and diverged runs on the full training set evaluated on the test set."""
+    frame = load_records(root) if frame is None else frame
+    if frame.empty:
+        return frame
+    keep = (frame["eval_split"] == "test") & (frame["train_fraction"] == 1.0) & \
+        frame["status"].isin(["finished", "diverged"])
+    frame = frame[keep].copy()
+    frame["method"] = frame.apply(method_label, axis=1)
+    frame["config_key"] = frame["hparams"] + "|" + frame["batch_size"].astype(str) + "|" + \
+        frame["planned_epochs"].astype(str) + "|" + frame["scaling"]
+    return frame
+
+
+def final_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per method x scenario (x strategy): the configuration with the best mean final test
+    accuracy over seeds, with mean/std of the final metrics and its cost."""
+    last = last_rows(frame)
+    grouped = last.groupby(GROUP)
+    table = grouped[list(FINAL_METRICS)].agg(["mean", "std"])
+    table.columns = [f"{m}_{s}" for m, s in table.columns]
+    table["seeds"] = grouped["seed"].nunique()
+    table["epochs"] = grouped["epoch"].max()
+    table["grad_evals"] = grouped["grad_evals"].mean()
+    table["oracle_evals"] = grouped["oracle_evals"].mean()
+    table["wall_s"] = grouped["wall_s"].mean()
+    table["diverged"] = grouped["diverged"].sum().astype(int)
+    table["family"] = grouped["family"].first()
+    table = table.reset_index()
+    table["rank_key"] = table["test_acc_mean"].fillna(-1)
+    best = table.sort_values("rank_key", ascending=False).groupby(GROUP[:3]).head(1)
+    return best.drop(columns="rank_key").sort_values(["scenario", "test_acc_mean"],
+                                                     ascending=[True, False]).reset_index(drop=True)
+
+
+def best_per_scenario(results: pd.DataFrame, min_seeds: int = 1) -> pd.DataFrame:
+    ok = results[results["seeds"] >= min_seeds]
+    return ok.sort_values("test_acc_mean", ascending=False).groupby("scenario").head(1) \
+        .set_index("scenario")
+
+
+def first_reach(frame: pd.DataFrame, target: float = TARGET) -> pd.DataFrame:
+    """Per run: first epoch / sample gradients / oracle calls / seconds with test accuracy >= target."""
+    rows = []
+    for (run_id, key), run in frame.sort_values("epoch").groupby(["run_id", "config_key"]):
+        hit = run[run["test_acc"] >= target]
+        first = hit.iloc[0] if len(hit) else None
+        rows.append({"run_id": run_id, "config_key": key,
+                     **{k: run[k].iloc[0] for k in ("method", "scenario", "seed", "sparsity_strategy")},
+                     "reached": first is not None,
+                     **{k: (first[k] if first is not None else np.nan)
+                        for k in ("epoch", "grad_evals", "oracle_evals", "wall_s")}})
+    return pd.DataFrame(rows)
+
+
+def time_to_target(frame: pd.DataFrame, target: float = TARGET, scenario: str = "standard") -> pd.DataFrame:
+    """Per method (its best configuration in ``scenario``): how many seeds reached ``target``
+    and the mean cost to first reach it, sorted cheapest first."""
+    reach = first_reach(frame[frame["scenario"] == scenario], target)
+    if reach.empty:
+        return reach
+    agg = reach.groupby(["method", "config_key"]).agg(
+        seeds=("seed", "nunique"), reached=("reached", "sum"), epoch=("epoch", "mean"),
+        grad_evals=("grad_evals", "mean"), oracle_evals=("oracle_evals", "mean"),
+        wall_s=("wall_s", "mean")).reset_index()
+    agg = agg.sort_values(["reached", "oracle_evals"], ascending=[False, True])
+    return agg.groupby("method").head(1).reset_index(drop=True)
+
+
+def performance_profile(frame: pd.DataFrame, target: float = TARGET, cost: str = "oracle_evals",
+                        scenarios=MAIN_SCENARIOS, taus=None) -> pd.DataFrame:
+    """Dolan-More profile: problems are (scenario, seed); a method's cost on a problem is ``cost``
+    to first reach ``target`` (its best configuration per scenario); rho(tau) is the share of
+    problems solved within tau times the best method's cost."""
+    frame = frame[frame["scenario"].isin(scenarios)]
+    reach = first_reach(frame, target)
+    if reach.empty:
+        return pd.DataFrame(columns=["method", "tau", "rho"])
+    best_key = (reach.groupby(["method", "scenario", "config_key"])["reached"].mean().reset_index()
+                .sort_values("reached", ascending=False).groupby(["method", "scenario"]).head(1))
+    reach = reach.merge(best_key[["method", "scenario", "config_key"]])
+    costs = reach.pivot_table(index=["scenario", "seed"], columns="method", values=cost, aggfunc="min")
+    ratios = costs.div(costs.min(axis=1), axis=0)
+    taus = np.geomspace(1, 64, 200) if taus is None else taus
+    rows = [{"method": m, "tau": t, "rho": float((ratios[m] <= t).sum()) / len(ratios)}
+            for m in ratios.columns for t in taus]
+    return pd.DataFrame(rows)
+
+
+def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy (mean, std over seeds) per method, strategy and density budget."""
+    from .scenarios import SCENARIOS
+    density = {name: (s.density if s.density is not None else 1.0) for name, s in SCENARIOS.items()}
+    sub = frame[frame["scenario"].isin([n for n in density if n == "standard" or n.startswith("sparse")])]
+    results = final_results(sub)
+    results["density"] = results["scenario"].map(density)
+    return results.sort_values(["method", "sparsity_strategy", "density"], ascending=[True, True, False])
+
+
+def hparams_of(results_row) -> dict:
+    return json.loads(results_row["config_key"].split("|")[0])

@@ -1,0 +1,216 @@
+"""Figures, tables and LaTeX macros for the report, generated from the records only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from . import analysis as A
+from .optimizers import registry
+from .plots import curves
+
+PDF_META = {"CreationDate": None, "Producer": None}
+
+
+def _tex(text) -> str:
+    return str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("#", r"\#")
+
+
+def _pm(mean, std, digits=2) -> str:
+    if pd.isna(mean):
+        return "--"
+    return f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" $\\pm$ {std:.{digits}f}")
+
+
+def _num(value, digits=0) -> str:
+    if pd.isna(value):
+        return "--"
+    return f"{value:,.{digits}f}".replace(",", "{,}")
+
+
+def final_table_tex(results: pd.DataFrame, scenario: str, top: int | None = None) -> str:
+    rows = results[results["scenario"] == scenario]
+    if scenario.startswith("sparse"):
+        rows = rows.sort_values("test_acc_mean", ascending=False)
+    rows = rows.head(top) if top else rows
+    lines = [r"\begin{tabular}{llrrrrrr}", r"\toprule",
+             r"method & family & test acc.\ (\%) & test loss & starter loss & seeds & grad.\ evals & time (s) \\",
+             r"\midrule"]
+    for _, r in rows.iterrows():
+        method = _tex(r["method"]) + ("" if r["sparsity_strategy"] == "projection" or not scenario.startswith("sparse")
+                                      else f" ({_tex(r['sparsity_strategy'])})")
+        lines.append(f"{method} & {_tex(r['family'])} & {_pm(r['test_acc_mean'], r['test_acc_std'])} & "
+                     f"{_pm(r['test_loss_mean'], None, 4)} & {_pm(r['test_starter_loss_mean'], None, 5)} & "
+                     f"{int(r['seeds'])} & {_num(r['oracle_evals'])} & {_num(r['wall_s'], 1)} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def time_to_target_tex(ttt: pd.DataFrame, top: int = 12) -> str:
+    lines = [r"\begin{tabular}{lrrrr}", r"\toprule",
+             r"method & seeds reaching & epochs & oracle calls & time (s) \\", r"\midrule"]
+    for _, r in ttt.head(top).iterrows():
+        lines.append(f"{_tex(r['method'])} & {int(r['reached'])}/{int(r['seeds'])} & {_num(r['epoch'], 2)} & "
+                     f"{_num(r['oracle_evals'])} & {_num(r['wall_s'], 1)} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def methods_tex() -> str:
+    lines = [r"\begin{tabular}{llp{10.5cm}}", r"\toprule", r"name & family & method \\", r"\midrule"]
+    for name, spec in sorted(registry().items(), key=lambda kv: (kv[1].family, kv[0])):
+        lines.append(f"{_tex(name)} & {_tex(spec.family)} & {_tex(spec.description)} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def density_tex(table: pd.DataFrame) -> str:
+    pivot = table.pivot_table(index=["method", "sparsity_strategy"], columns="density",
+                              values="test_acc_mean").sort_index(axis=1, ascending=False)
+    cols = list(pivot.columns)
+    lines = [r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
+             "method & strategy & " + " & ".join(f"{100 * c:g}\\%" for c in cols) + r" \\", r"\midrule"]
+    for (method, strategy), row in pivot.iterrows():
+        lines.append(f"{_tex(method)} & {_tex(strategy)} & " + " & ".join(_pm(v, None) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame) -> dict[str, str]:
+    """Every number the report's prose uses, by name."""
+    out = {"Target": f"{A.TARGET:.2f}", "NumRuns": str(frame["run_id"].nunique()),
+           "NumMethods": str(frame["method"].nunique()), "NumRegistered": str(len(registry()))}
+    best = A.best_per_scenario(results)
+    names = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
+    for scenario, key in names.items():
+        if scenario in best.index:
+            row = best.loc[scenario]
+            out[f"Best{key}Method"] = _tex(row["method"])
+            out[f"Best{key}Acc"] = f"{row['test_acc_mean']:.2f}"
+            out[f"Best{key}Std"] = f"{row['test_acc_std']:.2f}" if pd.notna(row["test_acc_std"]) else "--"
+            out[f"Best{key}Loss"] = f"{row['test_loss_mean']:.4f}"
+            out[f"Best{key}StarterLoss"] = f"{row['test_starter_loss_mean']:.5f}"
+            out[f"Best{key}Seeds"] = str(int(row["seeds"]))
+            out[f"Best{key}Hparams"] = _tex(", ".join(f"{k}={v}" for k, v in A.hparams_of(row).items()
+                                                      if v not in (0, 0.0)))
+    if "standard" in best.index and "sparse60" in best.index:
+        out["SparseGap"] = f"{best.loc['standard', 'test_acc_mean'] - best.loc['sparse60', 'test_acc_mean']:.2f}"
+    starter = results[(results["method"].str.contains("starter")) & (results["scenario"] == "standard")]
+    if len(starter):
+        out["StarterAcc"] = f"{starter['test_acc_mean'].iloc[0]:.2f}"
+        out["StarterSeeds"] = str(int(starter["seeds"].iloc[0]))
+    reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
+    if len(reached):
+        fastest = reached.iloc[0]
+        out.update(FastestMethod=_tex(fastest["method"]), FastestEpochs=f"{fastest['epoch']:.2f}",
+                   FastestGradEvals=_num(fastest["grad_evals"]), FastestOracle=_num(fastest["oracle_evals"]),
+                   FastestWall=f"{fastest['wall_s']:.1f}",
+                   FastestReached=f"{int(fastest['reached'])}/{int(fastest['seeds'])}")
+    return out
+
+
+TARGETS = {"standard": 91.0, "l2": 91.0}
+SPARSE_GAP = 0.3
+FAST_BUDGET = 180_000
+
+
+def targets(results: pd.DataFrame, ttt: pd.DataFrame) -> list[str]:
+    """One sentence per target of the study: met, or missed by how much."""
+    best = A.best_per_scenario(results)
+    lines = []
+    for scenario, goal in TARGETS.items():
+        if scenario not in best.index:
+            lines.append(f"{scenario}: no runs, target of {goal}% not assessed.")
+            continue
+        acc = best.loc[scenario, "test_acc_mean"]
+        verdict = "met" if acc >= goal else f"missed by {goal - acc:.2f} points"
+        lines.append(f"{scenario}: best mean {acc:.2f}% against the target {goal}%: {verdict}.")
+    if {"standard", "sparse60"} <= set(best.index):
+        gap = best.loc["standard", "test_acc_mean"] - best.loc["sparse60", "test_acc_mean"]
+        verdict = "met" if gap <= SPARSE_GAP else f"missed by {gap - SPARSE_GAP:.2f} points"
+        lines.append(f"sparse60: {gap:.2f} points below standard, target at most {SPARSE_GAP}: {verdict}.")
+    reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
+    if len(reached):
+        cheapest = reached.sort_values("grad_evals").iloc[0]
+        verdict = ("met" if cheapest["grad_evals"] <= FAST_BUDGET else
+                   f"missed by {cheapest['grad_evals'] - FAST_BUDGET:,.0f} sample gradients")
+        lines.append(f"{A.TARGET}% first reached after {cheapest['grad_evals']:,.0f} sample gradients "
+                     f"({cheapest['method']}), budget {FAST_BUDGET:,}: {verdict}.")
+    return lines
+
+
+def macros_tex(values: dict[str, str]) -> str:
+    return "".join(f"\\newcommand{{\\{k}}}{{{v}}}\n" for k, v in sorted(values.items()))
+
+
+def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6) -> list[Path]:
+    """Curves of the best methods (standard), the performance profile, accuracy vs density."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    matplotlib.rcParams.update({"font.size": 8})
+    std = results[(results["scenario"] == "standard")].head(top)
+    chosen = frame.merge(std[A.GROUP], on=A.GROUP)
+    if len(chosen):
+        fig, axes = plt.subplots(1, 3, figsize=(10, 3), sharey=True)
+        for i, (x, ax) in enumerate(zip(("epoch", "oracle_evals", "wall_s"), axes)):
+            curves(chosen, y="test_acc", x=x, hue="method", ax=ax, target=A.TARGET)
+            ax.set_ylim(max(80, chosen["test_acc"].min() - 1), None)
+            if i and ax.get_legend():
+                ax.get_legend().remove()
+        fig.tight_layout()
+        paths.append(_save(fig, out / "curves_standard.pdf"))
+    profile = A.performance_profile(frame)
+    if len(profile):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        sns.lineplot(data=profile, x="tau", y="rho", hue="method", drawstyle="steps-post", ax=ax)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(r"$\tau$ (cost relative to the best method)")
+        ax.set_ylabel(r"share of problems solved, $\rho(\tau)$")
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        paths.append(_save(fig, out / "performance_profile.pdf"))
+    dens = A.accuracy_vs_density(frame)
+    if dens["density"].nunique() > 1:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        dens = dens.assign(label=dens["method"] + " / " + dens["sparsity_strategy"])
+        sns.lineplot(data=dens, x="density", y="test_acc_mean", hue="label", marker="o", ax=ax)
+        ax.set_xscale("log")
+        ax.set_xlabel("fc1+fc2 density (share of weights nonzero)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        paths.append(_save(fig, out / "accuracy_vs_density.pdf"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, metadata=PDF_META)
+    fig.savefig(path.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_all(frame: pd.DataFrame, report_dir: Path) -> dict:
+    """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces."""
+    report_dir = Path(report_dir)
+    tables = report_dir / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    results = A.final_results(frame)
+    ttt = A.time_to_target(frame)
+    values = macros(results, ttt, frame)
+    files = {"macros.tex": macros_tex(values), "methods.tex": methods_tex(),
+             "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else "",
+             "targets.tex": "\\newcommand{\\TargetsText}{" + " \\\\ ".join(
+                 _tex(t) for t in targets(results, ttt)) + "}\n",
+             "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
+    for scenario in A.MAIN_SCENARIOS:
+        files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10)
+    for name, text in files.items():
+        (tables / name).write_text(text)
+    results.to_csv(tables / "final_results.csv", index=False)
+    ttt.to_csv(tables / "time_to_target.csv", index=False)
+    figures(frame, results, report_dir / "figures")
+    return {"results": results, "time_to_target": ttt, "macros": values, "targets": targets(results, ttt)}
