@@ -108,6 +108,12 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """``<optimizer>-<scenario>-s<seed>-<hash>``, the hash over the canonical configuration."""
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """``<optimizer>-<scenario>-s<seed>-<hash>``, the hash over the settings that differ from
+        the defaults (so adding a setting later keeps existing ids)."""
+        defaults = RunConfig.__new__(RunConfig)
+        for f in fields(RunConfig):
+            object.__setattr__(defaults, f.name, f.default_factory() if callable(f.default_factory) else f.default)
+        base = json.loads(json.dumps(asdict(defaults)))
+        changed = {k: v for k, v in self.to_dict().items() if k not in base or base[k] != v}
+        digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.optimizer}-{self.scenario}-s{self.seed}-{digest}"
