@@ -95,7 +95,7 @@ def run_and_record(config: RunConfig, root=None, progress: bool = False, device:
         data = data_for(config, device)
         meta["environment"] = environment(data.device)
         result = train(config, data, progress=progress)
-        _check_density(config, result.records)
+        _check_density(config, result.records, result.model, len(data.train))
     except Exception as exc:  # recorded, so the sweep goes on
         meta.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc(), ended=_now())
@@ -110,15 +110,12 @@ def run_and_record(config: RunConfig, root=None, progress: bool = False, device:
     return meta
 
 
-def _check_density(config: RunConfig, records: list[dict]) -> None:
-    from .scenarios import get_scenario
-    budget = get_scenario(config.scenario).density
-    if budget is None:
-        return
-    worst = max((r["density"] for r in records), default=0.0)
-    if worst > budget + 1e-12:
-        raise RuntimeError(f"run {config.run_id} claims scenario {config.scenario!r} "
-                           f"(density <= {budget}) but reached density {worst:.5f}")
+def _check_density(config: RunConfig, records: list[dict], model=None, n_train: int | None = None) -> None:
+    """Records and the returned model must respect the scenario's budget (see helpers.scenarios)."""
+    from .scenarios import check_model, check_records
+    check_records(config, records, n_train)
+    if model is not None and records and not records[-1].get("diverged"):
+        check_model(model, config.scenario, what=f"the model of run {config.run_id}")
 
 
 def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -135,8 +132,14 @@ def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFra
                              family=meta.get("family"), scenario=cfg["scenario"],
                              seed=cfg["seed"], tag=cfg.get("tag", ""), status=meta["status"],
                              schedule=cfg["schedule"], batch_size=str(meta.get("batch_size")),
-                             eval_split=cfg["eval_split"],
+                             eval_split=cfg["eval_split"], train_fraction=cfg["train_fraction"],
+                             scaling=cfg["scaling"], planned_epochs=cfg["epochs"],
+                             sparsity_strategy=cfg.get("sparsity_strategy", "projection"),
                              hparams=json.dumps(meta.get("hparams", {}), sort_keys=True),
                              error=meta.get("error", ""))
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    from .scenarios import within_budget
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.assign(within_budget=within_budget(frame))

@@ -194,6 +194,7 @@ def _record(model, optimizer, split, split_name, epoch, step, train_loss, wall, 
     if not diverged:
         with getattr(optimizer, "evaluation_weights", nullcontext)():
             metrics = evaluate(model, split)
+            row["density"] = density(model)  # of the weights evaluated
         if split_name == "test":
             row.update(test_loss=metrics["loss"], test_starter_loss=metrics["starter_loss"],
                        test_acc=metrics["acc"])

@@ -5,7 +5,7 @@ from helpers.config import RunConfig
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"optimizer": "adamax2"}, "unknown optimizer 'adamax2'; known optimizers: .*adam"),
-    ({"scenario": "sparse61"}, "unknown scenario 'sparse61'; known scenarios: standard, l2"),
+    ({"scenario": "dense"}, "unknown scenario 'dense'; known scenarios: standard, l2"),
     ({"hparams": {"lr": -0.1}}, "lr must be a non-negative number, got -0.1"),
     ({"hparams": {"lr": 0}}, "lr must be positive"),
     ({"hparams": {"betas": (0.9, 0.99)}}, r"unknown hyperparameter\(s\) \['betas'\] for optimizer 'sgd'"),
