@@ -16,10 +16,16 @@ GROUP = ["method", "scenario", "sparsity_strategy", "config_key"]
 
 
 def method_label(row) -> str:
-    """optimizer, plus batch size / schedule / growth / tag when they are not the defaults."""
+    """The optimizer's name, plus its schedule, batch size or tag where they differ from the
+    study's recipe (helpers.study)."""
+    from .optimizers import get_spec
+    from .study import schedule_for
     label = row["optimizer"]
-    if row.get("schedule", "constant") != "constant":
+    if row.get("schedule", "constant") != schedule_for(row["optimizer"]):
         label += f"+{row['schedule']}"
+    default_batch = str(get_spec(row["optimizer"]).batch_size or 64)
+    if str(row.get("batch_size")) not in (default_batch, "None", "nan"):
+        label += f" b{row['batch_size']}"
     if row.get("tag") and row["tag"] not in ("final",):
         label += f" [{row['tag']}]"
     return label

@@ -64,6 +64,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.no_notebook:
         run_summary()
+    from .report_artifacts import update_readme
+    update_readme(ROOT / "README.md", (REPORT_DIR / "tables" / "readme_results.md").read_text())
     pdf = compile_pdf()
     pages = page_count(pdf)
     print(f"{pdf}: {pages} pages (limit {MAX_PAGES})")

@@ -193,6 +193,36 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list[str]) -> str:
+    """The README's results block: best method per scenario, time to target, targets."""
+    lines = ["| scenario | best method | test acc. (%) | test loss | starter loss | seeds |",
+             "|---|---|---|---|---|---|"]
+    for scenario, r in A.best_per_scenario(results).iterrows():
+        std = "" if pd.isna(r["test_acc_std"]) else f" ± {r['test_acc_std']:.2f}"
+        lines.append(f"| {scenario} | {r['method']} | {r['test_acc_mean']:.2f}{std} | "
+                     f"{r['test_loss_mean']:.4f} | {r['test_starter_loss_mean']:.5f} | {int(r['seeds'])} |")
+    if len(ttt):
+        lines += ["", f"Cheapest to first reach {A.TARGET}% test accuracy (standard scenario):", "",
+                  "| method | seeds reaching | epochs | sample gradients | oracle calls | seconds |",
+                  "|---|---|---|---|---|---|"]
+        for _, r in ttt.head(5).iterrows():
+            lines.append(f"| {r['method']} | {int(r['reached'])}/{int(r['seeds'])} | {r['epoch']:.2f} | "
+                         f"{r['grad_evals']:,.0f} | {r['oracle_evals']:,.0f} | {r['wall_s']:.1f} |")
+    lines += ["", "Targets:", ""] + [f"- {t}" for t in target_lines]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, block: str, name: str = "results") -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    text = Path(readme).read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    Path(readme).write_text(f"{head}{start}\n{block}{end}{tail}")
+
+
 def write_all(frame: pd.DataFrame, report_dir: Path) -> dict:
     """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces."""
     report_dir = Path(report_dir)
@@ -210,6 +240,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path) -> dict:
         files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10)
     for name, text in files.items():
         (tables / name).write_text(text)
+    (tables / "readme_results.md").write_text(readme_markdown(results, ttt, targets(results, ttt)))
     results.to_csv(tables / "final_results.csv", index=False)
     ttt.to_csv(tables / "time_to_target.csv", index=False)
     figures(frame, results, report_dir / "figures")
