@@ -1,0 +1,297 @@
+"""Noise-reduction family: estimator unbiasedness and variance, SAGA's table, averaging, growing batches."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.config import RunConfig
+from helpers.optimizers.averaging import AveragedSGD
+from helpers.optimizers.saga import SAGA
+from helpers.optimizers.sarah import SARAH
+from helpers.optimizers.svrg import SVRG
+from helpers.train import train
+
+N, D, C, B = 256, 8, 3, 16  # samples, features, classes, batch size -> 16 fixed batches
+WD = 1e-1
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These problems are tiny: a second thread only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _problem(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, D, generator=gen, dtype=torch.float64)
+    true = torch.randn(D, C, generator=gen, dtype=torch.float64)
+    y = (x @ true + 0.5 * torch.randn(N, C, generator=gen, dtype=torch.float64)).argmax(1)
+    return x, y
+
+
+def _model(seed=1):
+    torch.manual_seed(seed)
+    return nn.Linear(D, C).double()
+
+
+def _closure(model, x, y):
+    def closure(create_graph=False):
+        model.zero_grad(set_to_none=False)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    return closure
+
+
+def _batches(x, y):
+    return [(x[i:i + B], y[i:i + B]) for i in range(0, N, B)]
+
+
+def _flat_grad(model, x, y):
+    _closure(model, x, y)()
+    return torch.cat([p.grad.reshape(-1).clone() for p in model.parameters()])
+
+
+def _flat(tensors):
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _set(model, flat):
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(flat, model.parameters())
+
+
+def _optimum(x, y):
+    """Minimiser of the mean cross-entropy + (WD/2)||w||^2, by L-BFGS to machine precision."""
+    model = _model()
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=500, tolerance_grad=1e-12,
+                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y) + WD / 2 * sum(p.pow(2).sum() for p in model.parameters())
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+
+
+def _estimates(opt, model, x, y):
+    return torch.stack([_flat(opt.estimate(_closure(model, xb, yb))[1]) for xb, yb in _batches(x, y)])
+
+
+def test_svrg_estimator_is_exactly_unbiased_and_step_counts_two_batches():
+    x, y = _problem()
+    model = _model()
+    opt = SVRG(model.parameters(), lr=0.1)
+    opt.on_epoch_start(_closure(model, x, y))
+    w = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    _set(model, w + 0.3 * torch.randn_like(w))
+    v = _estimates(opt, model, x, y)
+    assert torch.allclose(v.mean(0), _flat_grad(model, x, y), atol=1e-12)
+    assert (v - v.mean(0)).norm() > 1e-3  # the estimates do differ from batch to batch
+    calls = []
+    closure = _closure(model, *_batches(x, y)[0])
+    opt.step(lambda create_graph=False: calls.append(1) or closure())
+    assert len(calls) == 2
+
+
+def test_sarah_estimator_is_unbiased_after_a_restart_and_recursive_after():
+    x, y = _problem()
+    model = _model()
+    opt = SARAH(model.parameters(), lr=0.5)
+    opt.on_epoch_start(_closure(model, x, y))
+    g0 = _flat_grad(model, x, y)
+    w0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    opt.step(None)  # the full-gradient step w1 = w0 - lr v0 uses no mini-batch
+    w1 = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    assert torch.allclose(w1, w0 - 0.5 * g0, atol=1e-12)
+    v = _estimates(opt, model, x, y)
+    g1 = _flat_grad(model, x, y)
+    assert torch.allclose(v.mean(0), g1, atol=1e-12)
+    xb, yb = _batches(x, y)[3]
+    opt.step(_closure(model, xb, yb))
+    v1 = v[3]
+    g2 = _flat_grad(model, x, y)
+    v = _estimates(opt, model, x, y)
+    assert torch.allclose(v.mean(0), g2 - g1 + v1, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [SVRG, SARAH])
+def test_variance_is_far_below_sgd_near_the_optimum(cls):
+    x, y = _problem()
+    w_star = _optimum(x, y)
+    model = _model()
+    gen = torch.Generator().manual_seed(5)
+    _set(model, w_star + 1e-2 * torch.randn(w_star.shape, generator=gen, dtype=torch.float64))
+    opt = cls(model.parameters(), lr=0.05)
+    opt.on_epoch_start(_closure(model, x, y))
+    if cls is SARAH:
+        opt.step(None)
+    else:
+        _set(model, w_star + 1e-2 * torch.randn(w_star.shape, generator=gen, dtype=torch.float64))
+    full = _flat_grad(model, x, y)
+    sgd = torch.stack([_flat_grad(model, xb, yb) for xb, yb in _batches(x, y)])
+    var_sgd = (sgd - full).pow(2).sum(1).mean()
+    var_vr = (_estimates(opt, model, x, y) - full).pow(2).sum(1).mean()
+    assert var_vr < 1e-3 * var_sgd
+
+
+def _epochs(opt, model, x, y, epochs, hooks=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    batches = _batches(x, y)
+    for _ in range(epochs):
+        if hooks and hasattr(opt, "on_epoch_start"):
+            opt.on_epoch_start(_closure(model, x, y))
+        for j in torch.randperm(len(batches), generator=gen).tolist():
+            if hasattr(opt, "on_batch"):
+                opt.on_batch(j, len(batches))
+            opt.step(_closure(model, *batches[j]))
+
+
+@pytest.mark.parametrize("cls", [SVRG, SARAH, SAGA])
+def test_variance_reduction_converges_linearly_at_a_constant_step(cls):
+    x, y = _problem()
+    w_star = _optimum(x, y)
+    model = _model()
+    _epochs(cls(model.parameters(), lr=0.5, weight_decay=WD), model, x, y, 30)
+    error = (torch.nn.utils.parameters_to_vector(model.parameters()) - w_star).norm()
+    sgd_model = _model()
+    _epochs(torch.optim.SGD(sgd_model.parameters(), lr=0.5, weight_decay=WD), sgd_model, x, y, 30)
+    sgd_error = (torch.nn.utils.parameters_to_vector(sgd_model.parameters()) - w_star).norm()
+    assert error < 1e-5 and sgd_error > 1e-2
+
+
+def test_svrg_snapshot_every_m_steps_reevaluates_the_full_gradient():
+    x, y = _problem()
+    model = _model()
+    opt = SVRG(model.parameters(), lr=0.1, snapshot_every=5)
+    full_calls = []
+    full = _closure(model, x, y)
+    opt.on_epoch_start(lambda create_graph=False: full_calls.append(1) or full())
+    for xb, yb in _batches(x, y):
+        opt.step(_closure(model, xb, yb))
+    assert len(full_calls) == 1 + (len(_batches(x, y)) - 1) // 5
+    with pytest.raises(RuntimeError, match="snapshot"):
+        SVRG(_model().parameters(), lr=0.1).step(_closure(model, x, y))
+
+
+def test_saga_table_semantics():
+    x, y = _problem()
+    model = _model()
+    lr = 0.1
+    opt = SAGA(model.parameters(), lr=lr)
+    batches = _batches(x, y)
+    with pytest.raises(RuntimeError, match="on_batch"):
+        opt.step(_closure(model, *batches[0]))
+    order = [5, 2, 9, 0, 1, 3, 4, 6, 7, 8, 10, 11, 12, 13, 14, 15]
+    visited = {}
+    for k, j in enumerate(order):
+        w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+        g = _flat_grad(model, *batches[j])
+        opt.on_batch(j, len(batches))
+        opt.step(_closure(model, *batches[j]))
+        step = (w - torch.nn.utils.parameters_to_vector(model.parameters())).detach() / lr
+        if k < 3:  # first visits are plain SGD steps
+            assert torch.allclose(step, g, atol=1e-12)
+        visited[j] = g
+    table = torch.stack([_flat([s["table"][j] for s in opt.state.values()]) for j in range(16)])
+    assert torch.allclose(table, torch.stack([visited[j] for j in range(16)]), atol=1e-12)
+    assert torch.allclose(_flat([s["table_sum"] for s in opt.state.values()]), table.sum(0), atol=1e-12)
+    j = 9
+    g = _flat_grad(model, *batches[j])
+    expected = g - table[j] + table.mean(0)
+    w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    opt.on_batch(j, len(batches))
+    opt.step(_closure(model, *batches[j]))
+    step = (w - torch.nn.utils.parameters_to_vector(model.parameters())).detach() / lr
+    assert torch.allclose(step, expected, atol=1e-12)
+    assert opt.table_bytes == 16 * (D * C + C) * 8
+    with pytest.raises(ValueError, match="fixed"):
+        opt.on_batch(0, 17)
+
+
+@pytest.mark.parametrize("average", ["polyak", "ema", "swa"])
+def test_averaging_matches_a_manual_average_and_restores_the_weights(average):
+    x, y = _problem()
+    model = _model()
+    opt = AveragedSGD(model.parameters(), lr=0.2, momentum=0.9, average=average, start_epoch=1.0,
+                      ema_decay=0.9, swa_every=3)
+    batches = _batches(x, y)
+    iterates = []
+    for epoch in range(2):
+        opt.on_epoch_start(None)
+        for j in range(len(batches)):
+            opt.on_batch(j, len(batches))
+            opt.step(_closure(model, *batches[j]))
+            iterates.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone())
+    tail = iterates[len(batches) - 1:]  # progress >= 1 epoch: from the last iterate of epoch 0
+    if average == "polyak":
+        expected = torch.stack(tail).mean(0)
+    elif average == "swa":
+        expected = torch.stack(tail[::3]).mean(0)
+    else:
+        expected = tail[0]
+        for w in tail[1:]:
+            expected = 0.9 * expected + 0.1 * w
+    live = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    with opt.evaluation_weights():
+        inside = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    assert torch.allclose(inside, expected, atol=1e-12)
+    assert not torch.allclose(inside, live)
+    assert torch.equal(torch.nn.utils.parameters_to_vector(model.parameters()), live)
+
+
+def test_averaged_weights_keep_the_live_support_and_start_late():
+    model = _model()
+    opt = AveragedSGD(model.parameters(), lr=0.1, average="polyak", start_epoch=3.0)
+    x, y = _problem()
+    opt.on_epoch_start(None)
+    opt.on_batch(0, 1)
+    opt.step(_closure(model, x, y))
+    live = model.weight.detach().clone()
+    with opt.evaluation_weights():  # nothing averaged yet: the live weights
+        assert torch.equal(model.weight, live)
+    opt = AveragedSGD(model.parameters(), lr=0.1, average="polyak")
+    for _ in range(3):
+        opt.step(_closure(model, x, y))
+    with torch.no_grad():
+        model.weight[0].zero_()  # a projection zeroed this row after the last step
+    with opt.evaluation_weights():
+        assert (model.weight[0] == 0).all() and (model.weight[1] != 0).all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=0), dict(lr=0.1, momentum=1.0), dict(lr=0.1, weight_decay=-1),
+                                    dict(lr=0.1, snapshot_every=-2)])
+def test_bad_arguments_are_rejected(kwargs):
+    with pytest.raises(ValueError, match="Invalid"):
+        SVRG(_model().parameters(), **kwargs)
+    with pytest.raises(ValueError, match="Invalid"):
+        SARAH(_model().parameters(), **kwargs)
+
+
+def test_bad_averaging_arguments_are_rejected():
+    for kwargs in (dict(average="median"), dict(ema_decay=1.0), dict(swa_every=0), dict(start_epoch=-1)):
+        with pytest.raises(ValueError, match="Invalid"):
+            AveragedSGD(_model().parameters(), **kwargs)
+
+
+def test_engine_counts_snapshots_and_growing_batches(small_data):
+    data = type(small_data)(train=small_data.train.subset(torch.arange(600)),
+                            test=small_data.test.subset(torch.arange(500)))
+    n = len(data.train)
+    common = dict(epochs=2, train_fraction=0.1)
+    svrg = train(RunConfig(optimizer="svrg", **common), data, progress=False).records
+    assert [r["grad_evals"] for r in svrg] == [3 * n, 6 * n]  # snapshot + two batch gradients per step
+    grow = train(RunConfig(optimizer="sgd_growing_batch", **common), data, progress=False).records
+    assert [r["grad_evals"] for r in grow] == [n, 2 * n]
+    assert [r["step"] for r in grow] == [math.ceil(n / 32), math.ceil(n / 32) + math.ceil(n / 48)]
+    sarah = train(RunConfig(optimizer="sarah", **common), data, progress=False).records
+    assert [r["grad_evals"] for r in sarah] == [3 * n - 2 * 64, 6 * n - 4 * 64]  # first step: no batch
+    saga = train(RunConfig(optimizer="saga", **common), data, progress=False)
+    assert saga.records[-1]["grad_evals"] == 2 * n and not saga.diverged
