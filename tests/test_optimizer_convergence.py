@@ -43,6 +43,21 @@ TABLE = {
     "nadam": dict(MINIBATCH, hparams={"lr": 0.1}),
     "radam": dict(MINIBATCH, hparams={"lr": 0.3, "betas": (0.9, 0.99)}),
     "lbfgs": dict(FULL_BATCH, hparams={}, epochs=5),
+    # variance reduction converges to w* at a constant step; SAGA's mean is over batches, so
+    # its logistic row uses equal batches (300 = 5 x 60); averaging replaces the decay
+    "svrg": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.3}, tol=DETERMINISTIC_TOL,
+                 logistic=dict(hparams={"lr": 2.0})),
+    "sarah": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.3}, tol=DETERMINISTIC_TOL,
+                  logistic=dict(hparams={"lr": 2.0})),
+    "saga": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.3}, tol=DETERMINISTIC_TOL,
+                 logistic=dict(hparams={"lr": 2.0}, batch_size=60)),
+    "sgd_growing_batch": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.5},
+                              logistic=dict(hparams={"lr": 2.0})),
+    "sgd_polyak": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.05},
+                       logistic=dict(hparams={"lr": 0.2})),
+    "sgd_ema": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.05, "ema_decay": 0.9}),
+    "sgd_swa": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.05, "swa_every": 2},
+                    logistic=dict(hparams={"lr": 0.2, "swa_every": 2})),
 }
 
 FIT_KEYS = ("hparams", "epochs", "batch_size", "schedule", "schedule_params", "l2_in_loss")
