@@ -295,3 +295,19 @@ def test_engine_counts_snapshots_and_growing_batches(small_data):
     assert [r["grad_evals"] for r in sarah] == [3 * n - 2 * 64, 6 * n - 4 * 64]  # first step: no batch
     saga = train(RunConfig(optimizer="saga", **common), data, progress=False)
     assert saga.records[-1]["grad_evals"] == 2 * n and not saga.diverged
+
+
+def test_variance_table_is_exact_at_snapshots_and_tidy(small_data):
+    from helpers.variance import estimator_variance, summary
+    frame = estimator_variance(small_data.train, "sgd", {"lr": 0.05}, n_samples=128, batch_size=32,
+                               epochs=2, larger_batches=(64,))
+    wide = frame.pivot_table(index="step", columns="estimator", values="mse", dropna=False)
+    assert sorted(wide.columns) == ["momentum", "saga", "sarah", "sgd", "sgd_b64", "svrg"]
+    assert list(wide.index) == list(range(8))
+    assert (wide.loc[[0, 4], ["svrg", "sarah"]] == 0).all().all()  # snapshots at epoch starts
+    assert (wide.loc[[1, 2, 3, 5, 6, 7], ["svrg", "sarah"]] > 0).all().all()
+    assert wide.loc[:3, "saga"].isna().all() and wide.loc[4:, "saga"].notna().all()
+    assert torch.allclose(torch.tensor(wide["sgd_b64"].values),
+                          torch.tensor(wide["sgd"].values * 32 * 64 / (64 * 96)))
+    assert wide.loc[0, "momentum"] == pytest.approx(wide.loc[0, "sgd"])
+    assert (wide["sgd"] > 0).all() and summary(frame).index[-1] == "sgd"
