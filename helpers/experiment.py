@@ -13,26 +13,26 @@ from .records import load_records, run_and_record, runs_dir
 
 
 def run_all(configs: Iterable[RunConfig], executor: Executor | None = None, root=None,
-            progress: bool = True) -> list[dict]:
+            progress: bool = True, retries: int = 2) -> list[dict]:
     """Train every configuration not yet done; return the metadata of each, in order.
 
-    With ``executor`` (anything with the ``concurrent.futures`` interface) runs go out in
-    parallel; a failing run is recorded as failed and the others go on.
+    With ``executor`` (anything with the ``concurrent.futures`` interface; None takes the one
+    ``$FMNIST_DASK_SCHEDULER`` / ``$FMNIST_JOBS`` ask for, else runs in this process) runs go
+    out in parallel through :func:`helpers.executors.run_many`: a failing run is recorded as
+    failed, a run whose worker died is resubmitted up to ``retries`` times, the others go on.
     """
     configs = list(configs)
     root = str(runs_dir(root))
+    from .executors import remove_temp_files, run_many, shared_executor
+    executor = executor if executor is not None else shared_executor()
+    if executor is not None:
+        return run_many(configs, executor, root, progress=progress, retries=retries)
+    remove_temp_files(root, {c.run_id for c in configs})
     bar = tqdm(total=len(configs), desc="runs", file=sys.stderr, disable=not progress)
     metas: list[dict | None] = [None] * len(configs)
-    if executor is None:
-        for i, config in enumerate(configs):
-            metas[i] = run_and_record(config, root, progress=progress)
-            bar.update(1)
-    else:
-        futures = {executor.submit(run_and_record, c, root): i for i, c in enumerate(configs)}
-        from concurrent.futures import as_completed
-        for future in as_completed(futures):
-            metas[futures[future]] = future.result()
-            bar.update(1)
+    for i, config in enumerate(configs):
+        metas[i] = run_and_record(config, root, progress=progress)
+        bar.update(1)
     bar.close()
     return metas
 

@@ -1,0 +1,267 @@
+"""Where training runs execute, and how a sweep survives losing a worker.
+
+Two executors with the ``concurrent.futures`` interface:
+
+- local (default, nothing to start): a process pool (``forkserver`` processes) sized to the
+  machine, ``workers x threads <= cores``; a pool broken by a killed worker replaces itself;
+- Dask: given a scheduler address (argument or ``$FMNIST_DASK_SCHEDULER``), a
+  ``distributed.Client`` and its ``client.get_executor(pure=False)``. Dask's nanny starts
+  workers with ``OMP_NUM_THREADS=1``, so a worker process runs torch on one thread per task;
+  start workers with ``--nthreads 1`` (two runs in one process would share torch's global RNG).
+
+Workers never write to the runs directory: :func:`compute_run` trains in a scratch
+directory and returns the run's metadata and records; :func:`run_many` (the client) writes
+them atomically. So a worker may die at any moment (or live on another machine without a
+shared file system) and nothing partial reaches ``outputs/runs``. A run whose future raises
+(worker killed: ``KilledWorker``, ``BrokenProcessPool``...) is resubmitted up to ``retries``
+times, then recorded as failed; the sweep goes on.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEDULER_ENV = "FMNIST_DASK_SCHEDULER"
+JOBS_ENV = "FMNIST_JOBS"
+PRELOAD = ["torch", "torch.optim", "torch._dynamo", "helpers.records", "helpers.train"]
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def scheduler_address(address: str | None = None) -> str | None:
+    """The Dask scheduler to use: ``address``, else ``$FMNIST_DASK_SCHEDULER``, else None (local)."""
+    return address or os.environ.get(SCHEDULER_ENV) or None
+
+
+def pool_shape(workers: int | None = None) -> tuple[int, int]:
+    """(worker processes, torch threads each): ``workers`` or ``$FMNIST_JOBS`` or one per core."""
+    cores = cpu_cores()
+    if workers is None:
+        workers = int(os.environ.get(JOBS_ENV) or 0) or cores
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    return workers, max(1, cores // workers)
+
+
+def _init_worker(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    parent = os.getppid()
+
+    def watch_parent():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch_parent, daemon=True, name="watch-parent").start()
+
+
+class LocalPool(Executor):
+    """A process pool that replaces itself when a worker dies (the pool breaks).
+
+    Futures in flight when it broke raise ``BrokenProcessPool``; the next ``submit`` starts
+    a fresh pool, so a caller that resubmits them goes on. Workers exit when this process dies.
+    """
+
+    def __init__(self, workers: int | None = None, threads: int | None = None,
+                 context: str = "forkserver"):
+        self.workers, default_threads = pool_shape(workers)
+        self.threads = threads or default_threads
+        self._context = multiprocessing.get_context(context)
+        if context == "forkserver":
+            self._context.set_forkserver_preload(PRELOAD)
+        self._lock = threading.Lock()
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=self._context,
+                                   initializer=_init_worker, initargs=(self.threads,))
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._start()
+                return self._pool.submit(fn, *args, **kwargs)
+
+    def pids(self) -> list[int]:
+        return list((getattr(self._pool, "_processes", None) or {}).keys())
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def kill(self) -> None:
+        """Stop now: cancel what is queued and terminate the worker processes."""
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
+
+@contextmanager
+def make_executor(address: str | None = None, workers: int | None = None):
+    """Yield an executor: Dask's when a scheduler address is given (or in the environment),
+    else a :class:`LocalPool` of ``workers`` processes; close it on the way out."""
+    address = scheduler_address(address)
+    if address:
+        from distributed import Client
+        client = Client(address, set_as_default=False, timeout="30s")
+        try:
+            yield client.get_executor(pure=False)
+        finally:
+            client.close()
+        return
+    pool = LocalPool(workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.kill()
+        raise
+    pool.shutdown(wait=True)
+
+
+_SHARED: dict = {}
+
+
+def shared_executor() -> Executor | None:
+    """The executor the environment asks for, kept for this process's life, or None (in-process).
+
+    ``$FMNIST_DASK_SCHEDULER`` -> Dask; ``$FMNIST_JOBS`` > 1 -> a local pool of that many
+    processes. ``helpers.sweep`` sets them, so notebooks calling ``run_all`` scale out unchanged.
+    """
+    address, jobs = scheduler_address(), int(os.environ.get(JOBS_ENV) or 0)
+    if not address and jobs <= 1:
+        return None
+    key = (address, jobs)
+    if key not in _SHARED:
+        context = make_executor(address, None if address else jobs)
+        _SHARED[key] = context.__enter__()
+        atexit.register(context.__exit__, None, None, None)
+    return _SHARED[key]
+
+
+def compute_run(config) -> dict:
+    """Worker side: train ``config`` in a scratch directory; return its metadata and records."""
+    from .records import run_and_record
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
+    with tempfile.TemporaryDirectory(prefix="fmnist-run-") as scratch:
+        meta = run_and_record(config, scratch)
+        csv = Path(scratch, config.run_id, "records.csv")
+        return {"meta": meta, "records": csv.read_text() if csv.is_file() else None}
+
+
+def store_run(result: dict, root) -> dict:
+    """Client side: write a worker's result atomically (records first; meta.json marks it done)."""
+    from .records import DONE, atomic_write_text, read_meta
+    meta = result["meta"]
+    existing = read_meta(meta["run_id"], root)
+    if existing is not None and existing.get("status") in DONE:
+        return existing
+    folder = Path(root) / meta["run_id"]
+    if result.get("records") is not None:
+        atomic_write_text(folder / "records.csv", result["records"])
+    else:
+        (folder / "records.csv").unlink(missing_ok=True)
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return meta
+
+
+def record_lost(config, error: BaseException, attempts: int, root) -> dict:
+    """Record a run whose worker kept dying as failed (retried by the next sweep)."""
+    from .optimizers import get_spec
+    meta = {"run_id": config.run_id, "config": config.to_dict(), "seed": config.seed,
+            "family": get_spec(config.optimizer).family, "hparams": config.effective_hparams,
+            "batch_size": config.effective_batch_size, "status": "failed", "attempts": attempts,
+            "error": f"{type(error).__name__}: {error}",
+            "ended": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+    return store_run({"meta": meta, "records": None}, root)
+
+
+def remove_temp_files(root, run_ids) -> list[Path]:
+    """Delete temporary files a killed writer left in these runs' folders (and emptied folders)."""
+    removed = []
+    for run_id in run_ids:
+        folder = Path(root) / run_id
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def run_many(configs, executor: Executor, root, progress: bool = True, retries: int = 2) -> list[dict]:
+    """Run the configurations not yet done on ``executor``; return every one's metadata, in order.
+
+    Duplicated configurations run once. A future that raises is resubmitted up to
+    ``retries`` times, then the run is recorded as failed. The bar (stderr) counts runs done,
+    failed and resubmitted, with an ETA.
+    """
+    from tqdm.auto import tqdm
+
+    from .records import DONE, read_meta
+    configs = list(configs)
+    unique = {c.run_id: c for c in configs}
+    remove_temp_files(root, unique)
+    metas: dict[str, dict] = {}
+    for run_id in unique:
+        meta = read_meta(run_id, root)
+        if meta is not None and meta.get("status") in DONE:
+            metas[run_id] = meta
+    counts = {"failed": 0, "resubmitted": 0}
+    bar = tqdm(total=len(unique), initial=len(metas), desc="runs", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    pending = {executor.submit(compute_run, c): c for rid, c in unique.items() if rid not in metas}
+    attempts: dict[str, int] = {}
+    try:
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                config = pending.pop(future)
+                try:
+                    meta = store_run(future.result(), root)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as error:  # the worker died or the executor broke
+                    attempts[config.run_id] = attempts.get(config.run_id, 0) + 1
+                    if attempts[config.run_id] <= retries:
+                        counts["resubmitted"] += 1
+                        pending[executor.submit(compute_run, config)] = config
+                        bar.set_postfix(counts, refresh=True)
+                        continue
+                    meta = record_lost(config, error, attempts[config.run_id], root)
+                metas[config.run_id] = meta
+                counts["failed"] += meta.get("status") == "failed"
+                bar.set_postfix(counts, refresh=False)
+                bar.update(1)
+    finally:
+        bar.close()
+        for future in pending:
+            future.cancel()
+    remove_temp_files(root, unique)
+    return [metas[c.run_id] for c in configs]
