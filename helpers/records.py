@@ -82,31 +82,45 @@ def _now() -> str:
 def run_and_record(config: RunConfig, root=None, progress: bool = False, device: str | None = None,
                    raise_errors: bool = False) -> dict:
     """Train ``config`` unless a finished record exists; write it; return its metadata."""
-    from .optimizers import get_spec
     from .train import train
     existing = read_meta(config.run_id, root)
     if existing is not None and existing.get("status") in DONE:
         return existing
-    started = _now()
-    meta = {"run_id": config.run_id, "config": config.to_dict(), "seed": config.seed,
-            "family": get_spec(config.optimizer).family, "hparams": config.effective_hparams,
-            "batch_size": config.effective_batch_size, "started": started}
+    meta = start_meta(config)
     try:
         data = data_for(config, device)
         meta["environment"] = environment(data.device)
         result = train(config, data, progress=progress)
         _check_density(config, result.records, result.model, len(data.train))
     except Exception as exc:  # recorded, so the sweep goes on
-        meta.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                    traceback=traceback.format_exc(), ended=_now())
-        write_run(config, [], meta, root)
+        write_run(config, [], failed_meta(meta, exc), root)
         if raise_errors:
             raise
         return meta
+    write_run(config, result.records, finished_meta(meta, result), root)
+    return meta
+
+
+def start_meta(config: RunConfig) -> dict:
+    """The metadata a run starts with: what produced it (the engine adds ``environment``)."""
+    from .optimizers import get_spec
+    return {"run_id": config.run_id, "config": config.to_dict(), "seed": config.seed,
+            "family": get_spec(config.optimizer).family, "hparams": config.effective_hparams,
+            "batch_size": config.effective_batch_size, "started": _now()}
+
+
+def finished_meta(meta: dict, result) -> dict:
+    """``meta`` marked finished or diverged, with the final record (``result``: a RunResult)."""
     final = result.records[-1] if result.records else {}
     meta.update(status="diverged" if result.diverged else "finished", ended=_now(),
                 final={k: v for k, v in final.items() if k != "diverged"})
-    write_run(config, result.records, meta, root)
+    return meta
+
+
+def failed_meta(meta: dict, exc: BaseException) -> dict:
+    """``meta`` marked failed with ``exc`` (call inside its ``except`` block for the traceback)."""
+    meta.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(), ended=_now())
     return meta
 
 
