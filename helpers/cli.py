@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("data", help="verify (and as root install) the Fashion-MNIST files")
+    from . import sweep
+    sweep.add_arguments(sub.add_parser("sweep", help="run the study: notebooks x scenarios, summary, report",
+                                       description=sweep.__doc__,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
     if args.command == "data":
         return ensure_data()
+    if args.command == "sweep":
+        return sweep.main(args)
     return 2

@@ -22,6 +22,7 @@ from helpers.executors import LocalPool, make_executor
 from helpers.records import load_records
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow
 
 DASK = str(Path(sys.executable).with_name("dask"))
 RTOL, ATOL = 1e-6, 1e-9
@@ -139,8 +140,7 @@ def test_dask_and_local_pool_give_the_same_records(cluster, tmp_path):
 
 
 def test_sweep_survives_a_worker_killed_mid_run(cluster, tmp_path):
-    configs = tiny_configs(epochs=2, train_fraction=0.05) + tiny_configs(epochs=2, train_fraction=0.05,
-                                                                         tag="again")
+    configs = tiny_configs(epochs=2, train_fraction=0.05)
     root = tmp_path / "runs"
     outcome: dict = {}
 

@@ -1,0 +1,214 @@
+"""The study driver: a bad specification is rejected before anything runs; a sweep killed
+mid-way and restarted ends with the records of an uninterrupted one, finished runs untouched;
+a local pool that loses a worker goes on.
+
+Records are compared on every numeric column but wall time with rtol=1e-6, atol=1e-9
+(every side trains on one torch thread).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import torch
+
+from helpers import sweep
+from helpers.config import RunConfig
+from helpers.executors import LocalPool
+from helpers.experiment import run_all
+from helpers.records import load_records
+
+DATA = Path(__file__).parent / "data"
+PROBE = "sweep_probe"
+RTOL, ATOL = 1e-6, 1e-9
+
+
+def probe_configs(seeds, epochs, train_fraction, scenario="standard") -> list[RunConfig]:
+    """The runs tests/data/sweep_probe.ipynb makes of its parameters."""
+    return [RunConfig(optimizer="sgd", hparams={"lr": 0.05}, scenario=scenario, epochs=epochs,
+                      train_fraction=train_fraction, eval_split="val", val_size=500, seed=s)
+            for s in seeds]
+
+
+def assert_same_records(root_a, root_b, run_ids) -> None:
+    a, b = (load_records(r).sort_values(["run_id", "epoch"]).reset_index(drop=True)
+            for r in (root_a, root_b))
+    assert set(a["run_id"]) == set(b["run_id"]) == set(run_ids)
+    assert list(a["run_id"]) == list(b["run_id"])
+    for column in a.columns:
+        if column == "wall_s":
+            continue
+        if pd.api.types.is_numeric_dtype(a[column]) and not pd.api.types.is_bool_dtype(a[column]):
+            np.testing.assert_allclose(a[column].to_numpy(float), b[column].to_numpy(float),
+                                       rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=column)
+        else:
+            assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in Path(root).rglob("*")
+            if not (p.is_dir() or p.name in ("records.csv", "meta.json"))]
+
+
+def started(root: Path) -> dict:
+    """run_id -> meta.json 'started' of the finished runs under root."""
+    metas = (json.loads(p.read_text()) for p in Path(root).glob("*/meta.json"))
+    return {m["run_id"]: m["started"] for m in metas if m["status"] == "finished"}
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process and all its descendants (the sweep, its kernel, their workers)."""
+    try:
+        tree = psutil.Process(process.pid)
+        victims = tree.children(recursive=True) + [tree]
+    except psutil.NoSuchProcess:
+        victims = []
+    for victim in victims:
+        try:
+            victim.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_bad_sweep_specification_is_rejected_before_anything_runs(tmp_path, capsys):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    common = dict(notebooks=[PROBE], notebooks_dir=DATA, output_dir=out, runs_dir=str(runs))
+    assert sweep.run_study(overrides={"learning_rate": 0.1}, **common) == 2
+    message = capsys.readouterr().err
+    assert "learning_rate" in message and "train_fraction" in message and PROBE in message
+    assert sweep.run_study(scenarios=["standard", "sparse99"], **common) == 2
+    message = capsys.readouterr().err
+    assert "sparse99" in message and "sparse60" in message
+    with pytest.raises(sweep.SweepSpecError, match=r"no_such_notebook[\s\S]*sweep_probe"):
+        sweep.plan(notebooks=["no_such_notebook"], notebooks_dir=DATA)
+    with pytest.raises(sweep.SweepSpecError, match="unknown profile 'huge'"):
+        sweep.plan("huge")
+    assert not out.exists() and not runs.exists()
+
+
+def test_profiles_plan_every_notebook_and_scenario(tmp_path):
+    jobs = sweep.plan("quick", notebooks=[PROBE], notebooks_dir=DATA, output_dir=tmp_path,
+                      runs_dir="/somewhere", scheduler="tcp://127.0.0.1:8786")
+    scenarios = sweep.PROFILES["quick"]["scenarios"]
+    assert [j.output.name for j in jobs] == [f"{PROBE}__{s}.ipynb" for s in scenarios]
+    assert all(j.parameters["runs_dir"] == "/somewhere" and j.parameters["scheduler"] ==
+               "tcp://127.0.0.1:8786" for j in jobs)
+    assert {j.parameters["epochs"] for j in jobs} == {sweep.PROFILES["quick"]["params"]["epochs"]}
+    with pytest.raises(sweep.SweepSpecError, match="tune_budget"):
+        sweep.plan("full", notebooks=[PROBE], notebooks_dir=DATA)
+
+
+@pytest.mark.slow
+def test_sweep_killed_midway_and_restarted_equals_an_uninterrupted_one(tmp_path, one_thread):
+    runs, out, reference = tmp_path / "runs", tmp_path / "out", tmp_path / "reference"
+    seeds, epochs, fraction = [0, 1, 2, 3], 1, 0.05
+    command = [sys.executable, "-m", "helpers", "sweep", "--notebooks-dir", str(DATA),
+               "--notebooks", PROBE, "--scenarios", "standard", "--jobs", "1",
+               "--runs-dir", str(runs), "--output-dir", str(out), "-p", f"seeds={json.dumps(seeds)}",
+               "-p", f"epochs={epochs}", "-p", f"train_fraction={fraction}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FMNIST_DEVICE": "cpu"}
+    env.pop("FMNIST_JOBS", None)
+    env.pop("FMNIST_DASK_SCHEDULER", None)
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while len(started(runs)) < 2 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        kill_tree(first)
+    before = started(runs)
+    assert 2 <= len(before) < len(seeds), (tmp_path / "first.log").read_text()[-3000:]
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    configs = probe_configs(seeds, epochs, fraction)
+    run_all(configs, root=reference, progress=False)
+    ids = [c.run_id for c in configs]
+    assert_same_records(runs, reference, ids)
+    after = started(runs)
+    assert {k: after[k] for k in before} == before  # finished runs were not recomputed
+    assert set(after) == set(ids)
+    assert leftovers(runs) == []
+    assert sorted(p.name for p in out.iterdir()) == [f"{PROBE}__standard.ipynb"]
+    job, = sweep.plan(notebooks=[PROBE], notebooks_dir=DATA, output_dir=out, scenarios=["standard"],
+                      overrides={"seeds": seeds, "epochs": epochs, "train_fraction": fraction},
+                      runs_dir=str(runs))
+    assert sweep.is_current(job)  # the same command again reuses the notebook output
+
+
+@pytest.mark.slow
+def test_local_pool_replaces_a_killed_worker(tmp_path):
+    configs = probe_configs([0, 1, 2, 3], epochs=2, train_fraction=0.05)
+    root = tmp_path / "runs"
+    pool = LocalPool(workers=2, threads=1)
+    outcome: dict = {}
+
+    def sweep_runs():
+        try:
+            outcome["metas"] = run_all(configs, pool, root=root, progress=False)
+        except BaseException as error:  # reported by the assertion below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=sweep_runs, daemon=True)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 240
+        while not started(root) and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        done_at_kill = len(started(root))
+        assert 1 <= done_at_kill < len(configs)
+        os.kill(pool.pids()[0], signal.SIGKILL)
+        thread.join(timeout=240)
+    finally:
+        pool.kill()
+    assert not thread.is_alive() and "error" not in outcome, outcome.get("error")
+    assert {m["status"] for m in outcome["metas"]} == {"finished"}
+    assert {p.name for p in root.iterdir()} == {c.run_id for c in configs}
+    assert leftovers(root) == []
+
+
+class DyingExecutor(Executor):
+    """Every submitted run loses its worker."""
+
+    def __init__(self):
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted += 1
+        future = Future()
+        future.set_exception(BrokenProcessPool("worker killed"))
+        return future
+
+
+def test_run_whose_workers_keep_dying_is_recorded_failed_then_redone(runs_root, one_thread):
+    config, = probe_configs([0], epochs=1, train_fraction=0.02)
+    dying = DyingExecutor()
+    meta, again = run_all([config, config], dying, retries=2, progress=False)
+    assert dying.submitted == 3  # deduplicated, then two resubmissions
+    assert again == meta
+    assert meta["status"] == "failed" and "BrokenProcessPool" in meta["error"]
+    assert load_records(runs_root)["status"].tolist() == ["failed"]
+    meta, = run_all([config], progress=False)
+    assert meta["status"] == "finished"
+    assert leftovers(runs_root) == []
