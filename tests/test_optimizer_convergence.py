@@ -43,6 +43,20 @@ TABLE = {
     "nadam": dict(MINIBATCH, hparams={"lr": 0.1}),
     "radam": dict(MINIBATCH, hparams={"lr": 0.3, "betas": (0.9, 0.99)}),
     "lbfgs": dict(FULL_BATCH, hparams={}, epochs=5),
+    # second order: full-batch Newton-CG with little damping converges quadratically;
+    # AdaHessian's weight decay is decoupled, like AdamW's
+    "lbfgs_full": dict(FULL_BATCH, hparams={}, epochs=5),
+    "newton_cg": dict(FULL_BATCH, hparams={"damping": 0.01, "cg_tol": 1e-4}, epochs=6),
+    "kfac": dict(MINIBATCH, hparams={"lr": 0.03}),
+    "shampoo": dict(MINIBATCH, hparams={"lr": 0.03}),
+    "adahessian": dict(MINIBATCH, hparams={"lr": 0.3}, l2_in_loss=True),
+    # schedule-free: the point is no schedule, so a constant rate; x is what is measured
+    "sgd_schedulefree": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.5},
+                             logistic=dict(hparams={"lr": 2.0})),
+    "adamw_schedulefree": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.1},
+                               l2_in_loss=True, logistic=dict(hparams={"lr": 0.2})),
+    "lookahead_adam": dict(MINIBATCH, hparams={"lr": 0.1}, logistic=dict(hparams={"lr": 0.2})),
+    "lookahead_sgd": dict(MINIBATCH, hparams={"lr": 0.05}, logistic=dict(hparams={"lr": 0.2})),
     # variance reduction converges to w* at a constant step; SAGA's mean is over batches, so
     # its logistic row uses equal batches (300 = 5 x 60); averaging replaces the decay
     "svrg": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.3}, tol=DETERMINISTIC_TOL,
