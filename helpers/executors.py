@@ -29,7 +29,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEDULER_ENV = "FMNIST_DASK_SCHEDULER"
@@ -191,12 +190,9 @@ def store_run(result: dict, root) -> dict:
 
 def record_lost(config, error: BaseException, attempts: int, root) -> dict:
     """Record a run whose worker kept dying as failed (retried by the next sweep)."""
-    from .optimizers import get_spec
-    meta = {"run_id": config.run_id, "config": config.to_dict(), "seed": config.seed,
-            "family": get_spec(config.optimizer).family, "hparams": config.effective_hparams,
-            "batch_size": config.effective_batch_size, "status": "failed", "attempts": attempts,
-            "error": f"{type(error).__name__}: {error}",
-            "ended": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+    from .records import failed_meta, start_meta
+    meta = failed_meta(start_meta(config), error)
+    meta["attempts"] = attempts
     return store_run({"meta": meta, "records": None}, root)
 
 
