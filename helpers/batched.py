@@ -574,3 +574,69 @@ def _record_all(models, flat, update, project, split, split_name, epoch, step, t
             update.kill(i)
             alive[i] = 0
         m.records.append({c: row[c] for c in RECORD_COLUMNS})
+
+
+# ---------------------------------------------------------------- the sweep layer
+
+def compute_batch(configs, device: str | None = None, progress: bool = False) -> list[tuple]:
+    """Train one batchable group; return ``(config, records, meta)`` per configuration, the
+    metadata built as :func:`helpers.records.run_and_record` builds it, plus ``batched``."""
+    from .records import _check_density, data_for, failed_meta, finished_meta, start_meta
+    from .runtime import environment
+    configs = list(configs)
+    metas = [start_meta(c) for c in configs]
+    data = data_for(configs[0], device)
+    results = train_many(configs, data, progress=progress)
+    env = environment(data.device)
+    out = []
+    for config, meta, result in zip(configs, metas, results):
+        meta["environment"] = env
+        meta["batched"] = {"models": len(configs), "wall_s": "share of the shared training time (elapsed / models)"}
+        try:
+            _check_density(config, result.records, result.model, len(data.train))
+        except Exception as exc:
+            out.append((config, [], failed_meta(meta, exc)))
+            continue
+        out.append((config, result.records, finished_meta(meta, result)))
+    return out
+
+
+def run_batched(configs, root=None, executor=None, progress: bool = True, max_k: int = 32,
+                device: str | None = None) -> list[str]:
+    """Train the not-yet-done configurations that batch (groups of 2..``max_k``) and write each
+    run with :func:`helpers.records.write_run`; return the run ids written.
+
+    Groups go to ``executor`` when given (each group is one task), else run here. A group that
+    raises writes nothing: its runs are left to the single-model path, which records any error.
+    """
+    from concurrent.futures import as_completed
+
+    from .records import is_done, write_run
+    unique = {c.run_id: c for c in configs}
+    todo = [c for c in unique.values() if not is_done(c, root)]
+    groups = [[todo[i] for i in g] for g in batch_groups(todo, max_k) if len(g) >= 2]
+    written: list[str] = []
+
+    def store(rows):
+        for config, records, meta in rows:
+            write_run(config, records, meta, root)
+            written.append(config.run_id)
+
+    if executor is None:
+        for group in groups:
+            try:
+                rows = compute_batch(group, device, progress)
+            except Exception as exc:  # left to the single-model path
+                print(f"batched run of {len(group)} models failed ({type(exc).__name__}: {exc}); "
+                      f"they run one by one", file=sys.stderr)
+                continue
+            store(rows)
+        return written
+    futures = {executor.submit(compute_batch, group, device): group for group in groups}
+    for future in as_completed(futures):
+        try:
+            store(future.result())
+        except Exception as exc:
+            print(f"batched run of {len(futures[future])} models failed ({type(exc).__name__}: "
+                  f"{exc}); they run one by one", file=sys.stderr)
+    return written

@@ -13,18 +13,23 @@ from .records import load_records, run_and_record, runs_dir
 
 
 def run_all(configs: Iterable[RunConfig], executor: Executor | None = None, root=None,
-            progress: bool = True, retries: int = 2) -> list[dict]:
+            progress: bool = True, retries: int = 2, batch: bool = False) -> list[dict]:
     """Train every configuration not yet done; return the metadata of each, in order.
 
     With ``executor`` (anything with the ``concurrent.futures`` interface; None takes the one
     ``$FMNIST_DASK_SCHEDULER`` / ``$FMNIST_JOBS`` ask for, else runs in this process) runs go
     out in parallel through :func:`helpers.executors.run_many`: a failing run is recorded as
     failed, a run whose worker died is resubmitted up to ``retries`` times, the others go on.
+    ``batch``: first train compatible configurations together, many models per step
+    (:func:`helpers.batched.run_batched`, same records up to rounding); the rest run singly.
     """
     configs = list(configs)
     root = str(runs_dir(root))
     from .executors import remove_temp_files, run_many, shared_executor
     executor = executor if executor is not None else shared_executor()
+    if batch:
+        from .batched import run_batched
+        run_batched(configs, root, executor, progress=progress)
     if executor is not None:
         return run_many(configs, executor, root, progress=progress, retries=retries)
     remove_temp_files(root, {c.run_id for c in configs})
@@ -45,7 +50,7 @@ def records_of(configs: Iterable[RunConfig], root=None) -> pd.DataFrame:
 
 
 def run_and_collect(configs: Iterable[RunConfig], executor: Executor | None = None, root=None,
-                    progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True, batch: bool = False) -> pd.DataFrame:
     configs = list(configs)
-    run_all(configs, executor, root, progress)
+    run_all(configs, executor, root, progress, batch=batch)
     return records_of(configs, root)

@@ -1,0 +1,181 @@
+"""The batched engine gives each model the records the single-model engine gives it.
+
+Tolerances (float32 kernels summing in another order; the trajectories stay close for the
+short, moderate-step runs below): steps, epochs, sample-gradient counts, learning rates,
+densities and divergence flags equal; losses within rtol 1e-3; accuracies within 0.2 points.
+The update rules themselves are checked tighter, step by step against torch.optim on the
+same batches (parameters within rtol 1e-5 after a few steps).
+"""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import batched
+from helpers.batched import batch_groups, can_batch, train_many, why_not_batch
+from helpers.config import RunConfig
+from helpers.data import load
+from helpers.model import LeNet5
+from helpers.optimizers import get_spec
+from helpers.train import RECORD_COLUMNS, train
+
+FRACTION, VAL = 0.05, 2_000
+TINY = dict(epochs=1, train_fraction=FRACTION, evals_per_epoch=2, eval_split="val", val_size=VAL)
+EXACT = ("epoch", "step", "grad_evals", "hvp_evals", "oracle_evals", "lr", "density", "diverged")
+LOSSES = ("train_loss", "test_loss", "test_starter_loss", "val_loss")
+ACCURACIES = ("test_acc", "val_acc")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a loaded 2-core machine two threads spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_val():
+    return load(device="cpu", train_fraction=FRACTION, val_size=VAL)
+
+
+@pytest.fixture(scope="module")
+def tiny_test():
+    return load(device="cpu", train_fraction=FRACTION)
+
+
+def _assert_same_records(got: list[dict], want: list[dict]):
+    assert len(got) == len(want) and len(got) > 0
+    for a, b in zip(got, want):
+        assert list(a) == RECORD_COLUMNS
+        for key in EXACT:
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+        for key in LOSSES:
+            assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], rel=1e-3), key
+        for key in ACCURACIES:
+            assert (math.isnan(a[key]) and math.isnan(b[key])) or abs(a[key] - b[key]) <= 0.2, key
+
+
+@pytest.mark.parametrize("optimizer, hparams, extra", [
+    ("sgd", [{"lr": 0.05}, {"lr": 0.1}], dict(eval_split="test", val_size=10_000)),
+    ("heavy_ball", [{"lr": 0.01}, {"lr": 0.02, "momentum": 0.8}, {"lr": 0.005}], {}),
+    ("adam", [{"lr": 1e-3}, {"lr": 5e-4}, {"lr": 2e-3}], {}),
+    ("sgd", [{"lr": 0.05}, {"lr": 0.1}], dict(scenario="sparse60")),
+])
+def test_each_model_gets_the_single_engine_records(optimizer, hparams, extra, tiny_val, tiny_test):
+    settings = {**TINY, **extra}
+    data = tiny_test if settings["eval_split"] == "test" else tiny_val
+    configs = [RunConfig(optimizer=optimizer, hparams=h, seed=s, **settings)
+               for s, h in enumerate(hparams)]
+    results = train_many(configs, data, progress=False)
+    for config, result in zip(configs, results):
+        single = train(config, data, progress=False)
+        _assert_same_records(result.records, single.records)
+        assert not result.diverged
+    assert results[0].records[-1]["grad_evals"] == len(data.train)
+    assert results[0].records[0]["wall_s"] > 0
+    if "scenario" in extra:
+        assert all(r["density"] <= 0.6 for res in results for r in res.records)
+
+
+@pytest.mark.parametrize("optimizer", sorted(batched.KINDS))
+def test_stacked_update_matches_torch_optim(optimizer):
+    """Two models with different hyperparameters, five steps on the same batches."""
+    spec = get_spec(optimizer)
+    variants = [{}, {"lr": spec.defaults["lr"] * 0.5, "weight_decay": 1e-3}]
+    if "momentum" in spec.defaults:
+        variants[1]["momentum"] = 0.8
+    if "betas" in spec.defaults:
+        variants[1]["betas"] = (0.8, 0.99)
+    torch.manual_seed(0)
+    models = [LeNet5(), LeNet5()]
+    hparams = [{**spec.defaults, **v} for v in variants]
+    optimizers = [spec.build(m, **h) for m, h in zip(models, hparams)]
+    flat = batched.stack_models(models).requires_grad_(True)
+    update = batched._make_update(batched.KINDS[optimizer][0], hparams, flat)
+    if hasattr(update, "start"):
+        update.start(flat.detach())
+    x = torch.rand(2, 16, 1, 28, 28)
+    y = torch.randint(0, 10, (2, 16))
+    for _ in range(5):
+        for i, (m, o) in enumerate(zip(models, optimizers)):
+            o.zero_grad()
+            F.cross_entropy(m(x[i]), y[i]).backward()
+            o.step()
+        (grad,) = torch.autograd.grad(batched.per_model_loss(flat, x, y).sum(), flat)
+        lrs = [h["lr"] for h in hparams]
+        with torch.no_grad():
+            update.step(flat, grad, lrs if isinstance(update, batched._ScheduleFree)
+                        else batched._column(lrs, flat))
+    torch.testing.assert_close(flat.detach(), batched.stack_models(models), rtol=1e-5, atol=1e-7)
+
+
+def test_forward_is_the_vmapped_model():
+    torch.manual_seed(0)
+    flat = batched.stack_models([LeNet5() for _ in range(3)])
+    x = torch.rand(3, 5, 1, 28, 28)
+    want = batched.reference_logits(flat, x)
+    torch.testing.assert_close(batched.forward(batched.unstack(flat), x), want, rtol=1e-5, atol=1e-5)
+    shared = batched.forward(batched.unstack(flat), x[0], shared=True)
+    torch.testing.assert_close(shared, batched.reference_logits(flat, x[0].expand(3, -1, -1, -1, -1)),
+                               rtol=1e-5, atol=1e-5)
+    one = LeNet5()
+    torch.testing.assert_close(batched.to_model(batched.stack_models([one])[0])(x[0]), one(x[0]))
+
+
+def test_a_diverging_model_stops_alone(tiny_val):
+    configs = [RunConfig(optimizer="heavy_ball", hparams={"lr": lr}, **TINY) for lr in (1e6, 0.02)]
+    bad, good = train_many(configs, tiny_val, progress=False)
+    alone = train(configs[0], tiny_val, progress=False)
+    assert bad.diverged and alone.diverged and len(bad.records) == len(alone.records) == 1
+    assert math.isnan(bad.records[-1]["val_acc"]) and bad.records[-1]["diverged"]
+    assert not good.diverged
+    _assert_same_records(good.records, train(configs[1], tiny_val, progress=False).records)
+
+
+def test_incompatible_configurations_are_refused():
+    base = RunConfig(optimizer="sgd", **TINY)
+    assert can_batch([base, RunConfig(optimizer="sgd", hparams={"lr": 0.1}, seed=3, **TINY)])
+    cases = [
+        (RunConfig(optimizer="sgd", batch_size=128, **TINY), "batch_size"),
+        (RunConfig(optimizer="adam", **TINY), "update rule"),
+        (RunConfig(optimizer="sgd", **{**TINY, "epochs": 2}), "epochs"),
+        (RunConfig(optimizer="sgd", schedule="cosine", **TINY), "schedule"),
+        (RunConfig(optimizer="lbfgs", **TINY), "no batched update"),
+        (base, "twice"),
+    ]
+    for other, reason in cases:
+        assert not can_batch([base, other])
+        with pytest.raises(ValueError, match=reason):
+            train_many([base, other], None, progress=False)
+    too_many = [RunConfig(optimizer="sgd", seed=s, **TINY) for s in range(batched.MAX_SAMPLES_PER_STEP // 64 + 1)]
+    assert "at most" in why_not_batch(too_many)
+
+
+def test_groups_keep_order_and_split_what_differs():
+    a = [RunConfig(optimizer="nesterov", seed=s, **TINY) for s in range(3)]
+    b = [RunConfig(optimizer="adamw", seed=s, **TINY) for s in range(2)]
+    lone = RunConfig(optimizer="lbfgs", **TINY)
+    configs = [a[0], b[0], lone, a[1], b[1], a[2]]
+    assert batch_groups(configs) == [[0, 3, 5], [1, 4], [2]]
+    assert batch_groups(configs, max_k=2) == [[0, 3], [1, 4], [2], [5]]
+
+
+def test_run_all_batches_and_records_like_single_runs(runs_root):
+    from helpers.experiment import run_all
+    from helpers.records import load_records, run_and_record
+    configs = [RunConfig(optimizer="sgd", seed=s, **TINY) for s in (0, 1)]
+    lone = RunConfig(optimizer="gd", **TINY)
+    metas = run_all(configs + [lone], root=runs_root, progress=False, batch=True)
+    assert [m["status"] for m in metas] == ["finished"] * 3
+    assert [m.get("batched", {}).get("models") for m in metas] == [2, 2, None]
+    single = run_and_record(RunConfig(optimizer="sgd", seed=0, tag="single", **TINY), runs_root / "x")
+    assert set(metas[0]) - {"batched"} == set(single)
+    frame = load_records(runs_root)
+    assert len(frame) == 5 and frame["run_id"].nunique() == 3
+    again = run_all(configs, root=runs_root, progress=False, batch=True)
+    assert [m["started"] for m in again] == [m["started"] for m in metas[:2]]
+    assert json.loads((runs_root / configs[0].run_id / "meta.json").read_text())["status"] == "finished"
