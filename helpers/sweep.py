@@ -38,18 +38,23 @@ BASELINE = ("00_starter_baseline",)  # run once, without a scenario
 FAMILIES = ("10_sgd", "20_momentum", "30_noise_reduction", "40_second_order", "50_sparsity")
 SPARSE_ONLY = ("50_sparsity",)  # swept over the sparse scenarios only
 SUMMARY = "90_summary"
-PLUMBING = ("runs_dir", "scheduler")  # passed to a notebook that declares them (and in the environment)
 
 # The two study sizes, in this one place. "params" go to every notebook of the study,
-# "family" to the family notebooks only; each key must be a parameter of the notebook it
-# goes to (checked before anything runs). "scenarios": the family notebooks' sweep.
+# "family" to the family notebooks only, "summary" to the summary notebook; each key must be
+# a parameter of the notebook it goes to (checked before anything runs). "scenarios": the
+# family notebooks' sweep. "runs_dir": where the runs go unless --runs-dir/$FMNIST_RUNS_DIR
+# say otherwise. "report": build the report at the end.
 PROFILES = {
-    # minutes on 2 CPU cores: 5% of the training images, 1 epoch, one seed, the three
-    # scenarios the assignment names; tuning budgets stay at the notebooks' CI defaults
+    # minutes on 2 CPU cores: 2% of the training images, 1 epoch, one seed, the three
+    # scenarios the assignment names; tuning budgets stay at the notebooks' CI defaults.
+    # Its runs and summary figures stay apart from the study's (no mixing in the report).
     "quick": {
         "scenarios": ["standard", "l2", "sparse60"],
-        "params": {"epochs": 1, "train_fraction": 0.05, "seeds": [0]},
+        "params": {"epochs": 1, "train_fraction": 0.02, "seeds": [0]},
         "family": {},
+        "runs_dir": ROOT / "outputs" / "scratch" / "quick" / "runs",
+        "summary": {"report_dir": str(ROOT / "outputs" / "scratch" / "quick" / "report")},
+        "report": False,
     },
     # the study: all 60,000 training images, 10 epochs, 3 seeds, every scenario
     # (standard, l2, sparse60 and the thinner ones), 8 tuning configurations per optimizer
@@ -57,6 +62,9 @@ PROFILES = {
         "scenarios": list(SCENARIOS),
         "params": {"epochs": 10, "train_fraction": 1.0, "seeds": [0, 1, 2]},
         "family": {"tune_budget": 8},
+        "runs_dir": ROOT / "outputs" / "runs",
+        "summary": {},
+        "report": True,
     },
 }
 DEFAULT_PROFILE = "quick"
@@ -74,11 +82,12 @@ class Job:
     output: Path
     parameters: dict = field(default_factory=dict)
     reusable: bool = True
+    runs_dir: str = ""
 
     @property
     def key(self) -> str:
         digest = hashlib.sha1(self.source.read_bytes())
-        digest.update(json.dumps(self.parameters, sort_keys=True, default=str).encode())
+        digest.update(json.dumps([self.parameters, self.runs_dir], sort_keys=True, default=str).encode())
         return digest.hexdigest()
 
     @property
@@ -96,6 +105,12 @@ def notebook_path(name: str, directory: Path = NOTEBOOKS_DIR) -> Path:
 def declared_parameters(path: Path) -> dict:
     import papermill
     return papermill.inspect_notebook(str(path))
+
+
+def study_runs_dir(profile: str, runs_dir: str | os.PathLike | None = None) -> Path:
+    """Absolute runs directory: ``runs_dir``, else ``$FMNIST_RUNS_DIR``, else the profile's."""
+    chosen = runs_dir or os.environ.get("FMNIST_RUNS_DIR") or PROFILES[profile]["runs_dir"]
+    return Path(chosen).resolve()  # kernels run in the notebooks' folder
 
 
 def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
@@ -124,7 +139,8 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
         selected = [p for p in selected if p.is_file()]
     else:
         selected = [p for n in BASELINE + FAMILIES if (p := notebook_path(n, notebooks_dir)).is_file()]
-    plumbing = {"runs_dir": runs_dir, "scheduler": scheduler}
+    root = str(study_runs_dir(profile, runs_dir))  # reaches notebooks as $FMNIST_RUNS_DIR
+    plumbing = {"scheduler": scheduler}
     jobs: list[Job] = []
     for path in selected:
         declared = declared_parameters(path)
@@ -137,22 +153,27 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
             continue
         parameters.update({k: v for k, v in plumbing.items() if k in declared and v is not None})
         if not takes_scenario:
-            jobs.append(Job(path.stem, path, output_dir / path.name, parameters))
+            jobs.append(Job(path.stem, path, output_dir / path.name, parameters, runs_dir=root))
             continue
         mine = [s for s in scenarios if s in SCENARIOS
                 and (path.stem not in SPARSE_ONLY or SCENARIOS[s].sparse)]
         for scenario in mine:
             jobs.append(Job(f"{path.stem}__{scenario}", path,
                             output_dir / f"{path.stem}__{scenario}.ipynb",
-                            {**parameters, "scenario": scenario}))
-    if errors:
-        raise SweepSpecError("bad sweep specification:\n  " + "\n  ".join(errors))
+                            {**parameters, "scenario": scenario}, runs_dir=root))
     summary_path = notebook_path(SUMMARY, notebooks_dir)
     if summary and not notebooks and summary_path.is_file():
         declared = declared_parameters(summary_path)
-        parameters = {k: v for k, v in plumbing.items() if k in declared and v is not None}
+        unknown = sorted(set(spec["summary"]) - set(declared))
+        if unknown:
+            errors.append(f"notebook {SUMMARY} has no parameter(s) {unknown}; "
+                          f"its parameters: {', '.join(declared) or 'none'}")
+        parameters = {**{k: v for k, v in plumbing.items() if k in declared and v is not None},
+                      **spec["summary"]}
         jobs.append(Job(SUMMARY, summary_path, output_dir / summary_path.name, parameters,
-                        reusable=False))
+                        reusable=False, runs_dir=root))
+    if errors:
+        raise SweepSpecError("bad sweep specification:\n  " + "\n  ".join(errors))
     return jobs
 
 
@@ -243,10 +264,7 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
     from tqdm.auto import tqdm
 
     from .executors import cpu_cores, scheduler_address
-    from .records import runs_dir as resolve_runs_dir
     scheduler = scheduler_address(scheduler)
-    runs_dir = runs_dir or os.environ.get("FMNIST_RUNS_DIR") or None
-    runs_dir = str(Path(runs_dir).resolve()) if runs_dir else None  # kernels run in notebooks/
     try:
         planned = plan(profile, notebooks, scenarios, overrides, notebooks_dir, output_dir,
                        runs_dir, scheduler, summary)
@@ -256,11 +274,11 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
     if jobs is not None and jobs < 1:
         print(f"error: --jobs must be a positive integer, got {jobs}", file=sys.stderr)
         return 2
-    root = resolve_runs_dir(runs_dir)
+    root = study_runs_dir(profile, runs_dir)
     where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs or cpu_cores()} local process(es)"
     print(f"sweep {profile}: {len(planned)} notebook(s), runs in {root} on {where}", file=sys.stderr)
     if force:
-        planned = [Job(j.name, j.source, j.output, j.parameters, reusable=False) for j in planned]
+        planned = [Job(j.name, j.source, j.output, j.parameters, False, j.runs_dir) for j in planned]
     if dry_run:
         for job in planned:
             state = "reuse" if is_current(job) else "run"
@@ -282,7 +300,7 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
 
     watcher = threading.Thread(target=watch_runs, daemon=True)
     with environment(FMNIST_JOBS=None if scheduler else (jobs or cpu_cores()),
-                     FMNIST_DASK_SCHEDULER=scheduler, FMNIST_RUNS_DIR=runs_dir):
+                     FMNIST_DASK_SCHEDULER=scheduler, FMNIST_RUNS_DIR=root):
         watcher.start()
         try:
             for job in planned:
@@ -299,7 +317,7 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
     print(f"notebooks: {dict(outcome)}; runs in {root}: {dict(after)}", file=sys.stderr)
     if failed:
         print(f"failed notebooks (see their .failed.ipynb): {', '.join(failed)}", file=sys.stderr)
-    if report and not notebooks:
+    if report and PROFILES[profile]["report"] and not notebooks:
         if report_available():
             status = subprocess.run([sys.executable, "-m", "helpers", "report"], cwd=ROOT).returncode
             if status != 0:
@@ -335,7 +353,9 @@ def add_arguments(parser) -> None:
                         help=f"scenarios (known: {', '.join(SCENARIOS)}; default: the profile's)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="override a notebook parameter (value parsed as JSON when possible)")
-    parser.add_argument("--runs-dir", default=None, help="run records (default: outputs/runs or $FMNIST_RUNS_DIR)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="run records (default: $FMNIST_RUNS_DIR, else the profile's: "
+                             "outputs/runs for full, outputs/scratch/quick/runs for quick)")
     parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR),
                         help="where the notebooks are (default: notebooks/)")
     parser.add_argument("--output-dir", default=None,
