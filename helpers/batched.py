@@ -220,11 +220,25 @@ def reference_logits(flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return vmap(lambda params, xx: functional_call(base, params, (xx,)))(unstack(flat), x)
 
 
-def per_model_loss(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def per_model_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each model on its own batch: ``[K]``."""
-    logits = forward(unstack(flat), x)
+    logits = forward(p, x)
     k, b = y.shape
     return F.cross_entropy(logits.reshape(k * b, 10), y.reshape(-1), reduction="none").view(k, b).mean(1)
+
+
+def losses_and_grad(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss_fn=per_model_loss
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each model's batch loss ``[K]`` and its gradient laid out like ``flat`` ``[K, N_PARAMS]``.
+
+    The parameters enter as contiguous per-layer leaves (copies of ``flat``): differentiating
+    through slices of ``flat`` would zero-fill a full ``[K, N_PARAMS]`` gradient per layer.
+    """
+    k = flat.shape[0]
+    leaves = {n: t.detach().clone().requires_grad_(True) for n, t in unstack(flat).items()}
+    losses = loss_fn(leaves, x, y)
+    grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+    return losses.detach(), torch.cat([g.reshape(k, -1) for g in grads], dim=1)
 
 
 @torch.no_grad()
@@ -481,7 +495,6 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
         project(flat, [])
     if isinstance(update, _ScheduleFree):
         update.start(flat)
-    flat.requires_grad_(True)
     loss_fn = torch.compile(per_model_loss) if compile else per_model_loss
 
     train_split, n = data.train, len(data.train)
@@ -502,8 +515,7 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
             x, y = train_split.x[index], train_split.y[index]
             factor = lr_factor(first.schedule, step / total_steps, **first.schedule_params)
             lr_values = [lr * factor for lr in base_lr]
-            losses = loss_fn(flat, x, y)
-            (grad,) = torch.autograd.grad(losses.sum(), flat)
+            losses, grad = losses_and_grad(flat, x, y, loss_fn)
             grad_evals += y.shape[1]
             with torch.no_grad():
                 if isinstance(update, _ScheduleFree):
@@ -513,7 +525,7 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
                 if project is not None:
                     project(flat, update.states)
             step += 1
-            loss_sum += losses.detach().double()
+            loss_sum += losses.double()
             loss_count += 1
             bar.update(1)
             last_in_epoch = position == len(orders[0]) - 1
@@ -533,7 +545,6 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
         if stop:
             break
     bar.close()
-    flat.requires_grad_(False)
     results = []
     for i, m in enumerate(models):
         row = m.snapshot if m.snapshot is not None else flat[i].detach()
@@ -570,7 +581,7 @@ def _record_all(models, flat, update, project, split, split_name, epoch, step, t
         else:  # stop this model; keep its weights, let it idle at zero (cheap, finite)
             m.alive = False
             m.snapshot = p[i].clone()
-            flat.data[i].zero_()
+            flat[i].zero_()
             update.kill(i)
             alive[i] = 0
         m.records.append({c: row[c] for c in RECORD_COLUMNS})

@@ -1,0 +1,1 @@
+"""Throughput and time-to-target measurements (``make benchmarks``; not timed tests)."""

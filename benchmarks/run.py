@@ -1,0 +1,342 @@
+"""Benchmarks: the engines against the assignment's starter loop, measured side by side.
+
+(a) Training throughput at batch 64 (evaluation excluded) of the starter's own loop
+    (torchvision ``FashionMNIST`` + ``ToTensor()`` + ``DataLoader(batch_size=64, shuffle=True)``,
+    ``nn.CrossEntropyLoss``, ``SGD(lr=1e-3)``), of the single-model engine
+    (:func:`helpers.train.train`) and of the batched engine (:func:`helpers.batched.train_many`)
+    for K = 1, 4, 8, 16, 32 models at once, each for the same number of steps, in rounds
+    (every round measures every engine once, in the same process, one after the other);
+    reported as model-samples per second (each model's samples, summed over the K models,
+    per wall second) and as the ratio to the starter of the same round (median over rounds).
+    CPU seconds of this process are recorded beside wall seconds: on a shared machine the
+    CPU-time ratio is the steadier one.
+(b) Time to the assignment's 89.38% test accuracy for the project's tuned recipe (the
+    starter-baseline notebook's: Nesterov, lr 0.05, momentum 0.9, one-cycle, batch 64,
+    standardised pixels), evaluated 4 times per epoch: wall seconds and sample-gradient
+    evaluations at the first evaluation reaching it, with the single-model engine (seed 0) and
+    with the batched engine training several seeds at once (wall: each model's share).
+(c) How the cost grows with K (time per step, throughput) and with epochs (cumulative
+    wall time and gradient evaluations of the (b) runs), as a table and a plot.
+
+Results: outputs/benchmarks/{throughput,time_to_target,epochs}.csv, benchmarks.json,
+benchmarks.png and README_table.md. ``python -m benchmarks.run --quick`` is a short smoke run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from helpers.analysis import TARGET
+from helpers.batched import train_many
+from helpers.config import RunConfig
+from helpers.data import FILES, N_TRAIN, find_data_dir, load, read_verified
+from helpers.model import LeNet5
+from helpers.records import OUTPUTS
+from helpers.runtime import default_device, environment
+from helpers.train import train
+
+OUT = OUTPUTS / "benchmarks"
+BATCH = 64
+KS = (1, 4, 8, 16, 32)
+VAL = 100  # a tiny hold-out: throughput runs evaluate once, cheaply (evaluation is not timed)
+RECIPE = dict(optimizer="nesterov", hparams={"lr": 0.05, "momentum": 0.9}, schedule="onecycle",
+              batch_size=BATCH, scaling="standardize", evals_per_epoch=4)
+PROFILES = {
+    "default": dict(fraction=0.1, rounds=3, epochs=5, seeds=4),
+    "quick": dict(fraction=0.03, rounds=1, epochs=1, seeds=2),
+}
+
+
+def starter_dataset(root: Path):
+    """torchvision's FashionMNIST over the verified local files (decompressed where it looks)."""
+    from torchvision import datasets
+    from torchvision.transforms import ToTensor
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    source = find_data_dir()
+    for name in FILES:
+        (raw / name).write_bytes(read_verified(source, name))
+    return datasets.FashionMNIST(root=str(root), train=True, download=False, transform=ToTensor())
+
+
+def starter_loop(dataset, steps: int, device: torch.device) -> dict:
+    """The starter's train_loop (batch 64, shuffled, SGD lr 1e-3) for ``steps`` batches."""
+    from torch import nn
+    from torch.utils.data import DataLoader
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True)
+    model = LeNet5().to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model.train()
+    samples = done = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for batch, (x, y) in enumerate(loader):
+        if batch == steps:
+            break
+        x, y = x.to(device), y.to(device)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if batch % 100 == 0:
+            loss.item()
+        samples += len(y)
+        done += 1
+    _sync(device)
+    return {"samples": samples, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
+            "steps": done}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def engine_run(data, fraction: float, k: int | None) -> dict:
+    """One epoch at batch 64 of the single engine (``k`` None) or of K batched models."""
+    common = dict(optimizer="sgd", hparams={"lr": 1e-3}, batch_size=BATCH, epochs=1,
+                  train_fraction=fraction, eval_split="val", val_size=VAL)
+    cpu = time.process_time()
+    if k is None:
+        records = train(RunConfig(**common), data, progress=False).records
+        models = 1
+    else:
+        results = train_many([RunConfig(seed=s, **common) for s in range(k)], data, progress=False)
+        records, models = results[0].records, k
+    cpu = time.process_time() - cpu
+    last = records[-1]
+    elapsed = last["wall_s"] * models  # batched records hold each model's share
+    return {"samples": last["grad_evals"] * models, "wall_s": elapsed, "cpu_s": cpu, "steps": last["step"]}
+
+
+def throughput(profile: dict, device: torch.device, quick: bool) -> pd.DataFrame:
+    data = load(device=device, train_fraction=profile["fraction"], val_size=VAL)
+    steps = math.ceil(len(data.train) / BATCH)
+    engines = [("starter", None), ("single", None)] + [(f"batched K={k}", k) for k in KS]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fmnist-starter-") as tmp:
+        dataset = starter_dataset(Path(tmp))
+        starter_loop(dataset, 3, device)  # warm-up
+        engine_run(data, profile["fraction"], 2)
+        for round_ in range(profile["rounds"]):
+            for name, k in engines:
+                got = (starter_loop(dataset, steps, device) if name == "starter"
+                       else engine_run(data, profile["fraction"], k))
+                rows.append({"round": round_, "engine": name, "models": k or 1, **got})
+                print(f"  round {round_} {name:14s} {got['samples'] / got['wall_s']:9.0f} model-samples/s "
+                      f"(wall {got['wall_s']:.2f} s, cpu {got['cpu_s']:.2f} s)", file=sys.stderr)
+    frame = pd.DataFrame(rows)
+    frame["samples_per_s"] = frame["samples"] / frame["wall_s"]
+    frame["samples_per_cpu_s"] = frame["samples"] / frame["cpu_s"]
+    starter = frame[frame.engine == "starter"].set_index("round")
+    frame["ratio_wall"] = frame["samples_per_s"] / frame["round"].map(starter["samples_per_s"])
+    frame["ratio_cpu"] = frame["samples_per_cpu_s"] / frame["round"].map(starter["samples_per_cpu_s"])
+    frame["ms_per_step"] = 1e3 * frame["wall_s"] / frame["steps"]
+    return frame
+
+
+def summarize_throughput(frame: pd.DataFrame) -> pd.DataFrame:
+    order = list(dict.fromkeys(frame["engine"]))
+    out = frame.groupby("engine", sort=False).agg(
+        models=("models", "first"), samples_per_s=("samples_per_s", "median"),
+        model_epochs_per_s=("samples_per_s", lambda s: statistics.median(s) / N_TRAIN),
+        ms_per_step=("ms_per_step", "median"), ratio_wall=("ratio_wall", "median"),
+        ratio_cpu=("ratio_cpu", "median"), rounds=("round", "count"))
+    return out.loc[order].reset_index()
+
+
+def first_reach(records: list[dict], target: float = TARGET) -> dict | None:
+    for r in records:
+        if r["test_acc"] >= target:
+            return r
+    return None
+
+
+def time_to_target(profile: dict, device: torch.device, quick: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fraction = 0.1 if quick else 1.0
+    data = load(device=device, scaling="standardize", train_fraction=fraction)
+    configs = [RunConfig(**RECIPE, epochs=profile["epochs"], seed=s, train_fraction=fraction)
+               for s in range(profile["seeds"])]
+    rows, curves = [], []
+    print(f"  recipe, single engine, seed 0, {profile['epochs']} epochs", file=sys.stderr)
+    runs = [("single", train(configs[0], data, progress=True))]
+    print(f"  recipe, batched engine, {len(configs)} seeds", file=sys.stderr)
+    runs += [(f"batched K={len(configs)}", r) for r in train_many(configs, data, progress=True)]
+    for engine, result in runs:
+        hit = first_reach(result.records)
+        best = max(r["test_acc"] for r in result.records)
+        rows.append({"engine": engine, "seed": result.config.seed, "reached": hit is not None,
+                     "epoch": hit["epoch"] if hit else math.nan,
+                     "wall_s": hit["wall_s"] if hit else math.nan,
+                     "grad_evals": hit["grad_evals"] if hit else math.nan,
+                     "best_acc": best, "final_acc": result.records[-1]["test_acc"],
+                     "total_wall_s": result.records[-1]["wall_s"], "train_fraction": fraction})
+        curves += [{"engine": engine, "seed": result.config.seed, **r} for r in result.records]
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+def compile_check(device: torch.device, fraction: float, k: int = 8) -> dict:
+    """Batched step with and without torch.compile (compile time excluded by a warm-up run)."""
+    data = load(device=device, train_fraction=fraction, val_size=VAL)
+    common = dict(optimizer="sgd", hparams={"lr": 1e-3}, batch_size=BATCH, epochs=1,
+                  train_fraction=fraction, eval_split="val", val_size=VAL)
+    configs = [RunConfig(seed=s, **common) for s in range(k)]
+    t = time.perf_counter()
+    train_many(configs, data, progress=False, compile=True)
+    first = time.perf_counter() - t
+    out = {"models": k, "first_compiled_run_s": first}
+    for flag in (False, True, False, True):
+        rec = train_many(configs, data, progress=False, compile=flag)[0].records[-1]
+        out.setdefault("compiled" if flag else "eager", []).append(rec["grad_evals"] * k / (rec["wall_s"] * k))
+    return out
+
+
+def plot(summary: pd.DataFrame, curves: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    batched = summary[summary.engine.str.startswith("batched")]
+    left.plot(batched["models"], batched["samples_per_s"], marker="o", label="batched engine")
+    for name, style in (("starter", "--"), ("single", ":")):
+        value = summary.loc[summary.engine == name, "samples_per_s"]
+        if len(value):
+            left.axhline(float(value.iloc[0]), linestyle=style, color="grey" if name == "starter" else "black",
+                         label=f"{name} loop" if name == "starter" else "single-model engine")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("models trained at once (K)")
+    left.set_ylabel("model-samples per second")
+    left.set_title("training throughput, batch 64")
+    left.legend()
+    for (engine, seed), run in curves.groupby(["engine", "seed"]):
+        right.plot(run["wall_s"], run["test_acc"], marker=".", alpha=0.8,
+                   label=f"{engine}, seed {seed}")
+    right.axhline(TARGET, color="grey", linestyle="--", linewidth=1)
+    right.set_xlabel("training wall time per model (s)")
+    right.set_ylabel("test accuracy (%)")
+    right.set_title("tuned recipe: accuracy against time")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def epochs_table(curves: pd.DataFrame) -> pd.DataFrame:
+    whole = curves[(curves["epoch"] % 1 == 0)]
+    return (whole.groupby(["engine", "epoch"])
+            .agg(wall_s=("wall_s", "mean"), grad_evals=("grad_evals", "first"), test_acc=("test_acc", "mean"))
+            .reset_index())
+
+
+def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, meta: dict) -> str:
+    env = meta["environment"]
+    lines = [f"Measured by `{meta['command']}` on {env['device']} ({env['cpu_count']} cores, "
+             f"torch {env['torch']}, {meta['threads']} torch thread(s) for every engine), "
+             f"{meta['date']}, git {env['git_commit']}.", "",
+             "**(a) Training throughput at batch 64** (evaluation excluded; median over "
+             f"{int(summary['rounds'].max())} round(s); ratios to the starter loop of the same round):", "",
+             "| engine | models | model-samples/s | model-epochs/s | ms per step | x starter (wall) | x starter (CPU time) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in summary.itertuples():
+        lines.append(f"| {r.engine} | {r.models} | {r.samples_per_s:,.0f} | {r.model_epochs_per_s:.3f} | "
+                     f"{r.ms_per_step:.1f} | {r.ratio_wall:.2f} | {r.ratio_cpu:.2f} |")
+    if len(ttt):
+        lines += _target_lines(ttt, epochs)
+    if meta.get("compile"):
+        c = meta["compile"]
+        lines += ["", f"torch.compile on the batched step (K={c['models']}): eager "
+                  f"{', '.join(f'{v:,.0f}' for v in c['eager'])} vs compiled "
+                  f"{', '.join(f'{v:,.0f}' for v in c['compiled'])} model-samples/s "
+                  f"(first compiled run {c['first_compiled_run_s']:.0f} s)."]
+    if env["device"] == "cpu":
+        lines += ["", "GPU: not measured (no GPU on this machine)."]
+    lines += ["", "Absolute figures depend on the load other processes put on the machine; the ratios "
+              "compare engines measured one after the other in the same rounds."]
+    return "\n".join(lines) + "\n"
+
+
+def _target_lines(ttt: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
+    lines = ["", f"**(b) Time to {TARGET}% test accuracy**, tuned recipe (Nesterov lr 0.05, momentum 0.9, "
+             f"one-cycle, batch 64, standardised; 4 evaluations per epoch; "
+              f"train fraction {ttt['train_fraction'].iloc[0]}):", "",
+              "| engine | seed | reached | epoch | wall s (per model) | sample-gradient evals | best acc % |",
+              "|---|---:|---|---:|---:|---:|---:|"]
+    for r in ttt.itertuples():
+        lines.append(f"| {r.engine} | {r.seed} | {'yes' if r.reached else 'no'} | {_fmt(r.epoch, '.2f')} | "
+                     f"{_fmt(r.wall_s, '.1f')} | {_fmt(r.grad_evals, ',.0f')} | {r.best_acc:.2f} |")
+    lines += ["", "**(c) Cost against epochs** (the (b) runs; batched: mean over seeds of each model's share):", "",
+              "| engine | epoch | wall s | sample-gradient evals | test acc % |", "|---|---:|---:|---:|---:|"]
+    for r in epochs.itertuples():
+        lines.append(f"| {r.engine} | {r.epoch:g} | {r.wall_s:.1f} | {r.grad_evals:,.0f} | {r.test_acc:.2f} |")
+    return lines
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (about a minute)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for every engine (default 1: steady on a shared machine)")
+    parser.add_argument("--epochs", type=int, help="planned epochs of the (b) recipe runs")
+    parser.add_argument("--seeds", type=int, help="seeds trained at once in (b)")
+    parser.add_argument("--rounds", type=int, help="rounds of (a)")
+    parser.add_argument("--skip-target", action="store_true", help="only (a)")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile on the batched step")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    profile = dict(PROFILES["quick" if args.quick else "default"])
+    for key in ("epochs", "seeds", "rounds"):
+        if getattr(args, key):
+            profile[key] = getattr(args, key)
+    torch.set_num_threads(args.threads)
+    device = default_device()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    meta = {"command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "profile": profile, "threads": args.threads, "environment": environment(device),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "target": TARGET}
+    print("(a) throughput", file=sys.stderr)
+    frame = throughput(profile, device, args.quick)
+    frame.to_csv(args.out / "throughput_rounds.csv", index=False)
+    summary = summarize_throughput(frame)
+    summary.to_csv(args.out / "throughput.csv", index=False)
+    if args.compile:
+        print("torch.compile check", file=sys.stderr)
+        meta["compile"] = compile_check(device, profile["fraction"])
+    ttt = pd.DataFrame(columns=["engine", "seed", "reached", "epoch", "wall_s", "grad_evals", "best_acc",
+                                "train_fraction"])
+    curves = pd.DataFrame(columns=["engine", "seed", "epoch", "wall_s", "grad_evals", "test_acc"])
+    if not args.skip_target:
+        print("(b) time to target", file=sys.stderr)
+        ttt, curves = time_to_target(profile, device, args.quick)
+        ttt.to_csv(args.out / "time_to_target.csv", index=False)
+        curves.to_csv(args.out / "recipe_records.csv", index=False)
+    epochs = epochs_table(curves) if len(curves) else pd.DataFrame(
+        columns=["engine", "epoch", "wall_s", "grad_evals", "test_acc"])
+    epochs.to_csv(args.out / "epochs.csv", index=False)
+    plot(summary, curves, args.out / "benchmarks.png")
+    meta["seconds"] = time.perf_counter() - started
+    meta["throughput"] = summary.to_dict(orient="records")
+    meta["time_to_target"] = ttt.to_dict(orient="records")
+    (args.out / "benchmarks.json").write_text(json.dumps(meta, indent=1, default=str))
+    table = markdown(summary, ttt, epochs, meta)
+    (args.out / "README_table.md").write_text(table)
+    print(table)
+    print(f"done in {meta['seconds']:.0f} s; results in {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
