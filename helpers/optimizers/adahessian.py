@@ -56,7 +56,8 @@ class AdaHessian(Optimizer):
         hz = [None] * len(params)
         if pairs:
             hz = torch.autograd.grad([g for _, g in pairs], params,
-                                     grad_outputs=[probes[i] for i, _ in pairs], allow_unused=True)
+                                     grad_outputs=[probes[i] for i, _ in pairs], allow_unused=True,
+                                     retain_graph=True)
         return [z * h if h is not None else torch.zeros_like(z) for z, h in zip(probes, hz)]
 
     @staticmethod
@@ -113,7 +114,7 @@ SPECS = [
     OptimizerSpec("adahessian", "second_order", _adahessian,
                   {"lr": 0.15, "betas": (0.9, 0.999), "eps": 1e-4, "hessian_power": 1.0,
                    "weight_decay": 0.0},
-                  {"lr": (1e-2, 1.0, "log")},
+                  {"lr": (1e-2, 0.5, "log")},
                   "AdaHessian: Adam with a Hutchinson Hessian-diagonal second moment, spatial "
                   "averaging for conv kernels (Yao et al. 2021); decoupled weight decay",
                   batch_size=128),

@@ -254,7 +254,7 @@ SPECS = [
                   {"lr": 0.01, "momentum": 0.9, "damping": 1e-2, "stat_decay": 0.95,
                    "factor_interval": 10, "inverse_interval": 20, "pi_correction": True,
                    "kl_clip": 1e-3, "fisher": "sampled", "weight_decay": 0.0},
-                  {"lr": (1e-3, 0.3, "log"), "damping": [1e-3, 1e-2, 1e-1]},
+                  {"lr": (3e-3, 0.3, "log"), "damping": [1e-3, 1e-2, 1e-1]},
                   "K-FAC: Kronecker-factored natural gradient for Linear and Conv2d layers "
                   "(Martens & Grosse 2015; Grosse & Martens 2016)",
                   batch_size=128),

@@ -224,5 +224,5 @@ SPECS = [
                   {"lr": (0.1, 1.0, "log"), "damping": [0.1, 1.0, 10.0]},
                   "Hessian-free Newton-CG: Gauss-Newton products, truncated CG, "
                   "Levenberg-Marquardt damping (Martens 2010)",
-                  batch_size=1024),
+                  batch_size=512),
 ]

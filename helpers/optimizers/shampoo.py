@@ -140,7 +140,7 @@ SPECS = [
     OptimizerSpec("shampoo", "second_order", _shampoo,
                   {"lr": 1e-3, "momentum": 0.9, "beta2": 1.0, "epsilon": 1e-6, "update_interval": 10,
                    "graft": "adam", "max_preconditioner_dim": 2048, "weight_decay": 0.0},
-                  {"lr": (1e-4, 3e-2, "log")},
+                  {"lr": (3e-4, 1e-2, "log")},
                   "Shampoo: L^-1/4 G R^-1/4 per layer, Adam-grafted step length, momentum "
                   "(Gupta et al. 2018)",
                   batch_size=128),
