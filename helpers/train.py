@@ -81,7 +81,7 @@ def full_gradient_closure(model, split: Split, counter: dict, chunk: int = 10_00
             x, y = split.x[start:start + chunk], split.y[start:start + chunk]
             loss = F.cross_entropy(model(x), y, reduction="sum") / len(split)
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         counter["grad"] += len(split)
         return torch.tensor(total)
     return closure
