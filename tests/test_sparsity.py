@@ -231,10 +231,10 @@ def test_evaluated_weights_are_restricted_and_training_weights_restored():
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    """256 real training and 200 real test images: enough to exercise every optimizer's step."""
+    """128 real training and 200 real test images: enough to exercise every optimizer's step."""
     from helpers.data import load
     data = load(device="cpu", train_fraction=0.01)
-    return FashionMNIST(train=data.train.subset(torch.arange(256)), test=data.test.subset(torch.arange(200)))
+    return FashionMNIST(train=data.train.subset(torch.arange(128)), test=data.test.subset(torch.arange(200)))
 
 
 @pytest.mark.parametrize("optimizer", names())
