@@ -38,6 +38,8 @@ def study_frame(root=None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         return frame
     keep = (frame["eval_split"] == "test") & (frame["train_fraction"] == 1.0) & \
         frame["status"].isin(["finished", "diverged"])
+    if "within_budget" in frame:  # gradual/finetune records before the budget is reached
+        keep &= frame["within_budget"].astype(bool)
     frame = frame[keep].copy()
     frame["method"] = frame.apply(method_label, axis=1)
     frame["config_key"] = frame["hparams"] + "|" + frame["batch_size"].astype(str) + "|" + \
@@ -121,12 +123,14 @@ def performance_profile(frame: pd.DataFrame, target: float = TARGET, cost: str =
 
 
 def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
-    """Final test accuracy (mean, std over seeds) per method, strategy and density budget."""
-    from .scenarios import SCENARIOS
-    density = {name: (s.density if s.density is not None else 1.0) for name, s in SCENARIOS.items()}
-    sub = frame[frame["scenario"].isin([n for n in density if n == "standard" or n.startswith("sparse")])]
-    results = final_results(sub)
-    results["density"] = results["scenario"].map(density)
+    """Final test accuracy (mean, std over seeds) per method, strategy and density budget
+    (standard counts as density 1; thin scenarios are labelled by their strategy column)."""
+    from .scenarios import get_scenario
+    names = [n for n in frame["scenario"].unique() if n == "standard" or n.startswith(("sparse", "thin"))]
+    results = final_results(frame[frame["scenario"].isin(names)])
+    results["density"] = [get_scenario(n).density or 1.0 for n in results["scenario"]]
+    thin = results["scenario"].str.startswith("thin")
+    results.loc[thin, "sparsity_strategy"] = "thin (neurons)"
     return results.sort_values(["method", "sparsity_strategy", "density"], ascending=[True, True, False])
 
 

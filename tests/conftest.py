@@ -4,7 +4,7 @@ import pytest
 import torch
 
 os.environ.setdefault("FMNIST_DEVICE", "cpu")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

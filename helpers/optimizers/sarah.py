@@ -30,6 +30,8 @@ class SARAH(SnapshotMixin, torch.optim.Optimizer):
     ``snapshot_every`` (0 = restart at each engine epoch start, m > 0 = every m steps).
     """
 
+    unmasked_state = ("v", "previous")  # estimator state, kept whole under sparsity projections
+
     def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
                  snapshot_every: int = 0):
         check_lr(lr)
