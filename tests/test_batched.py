@@ -81,25 +81,20 @@ def test_each_model_gets_the_single_engine_records(optimizer, hparams, extra, ti
         assert all(r["density"] <= 0.6 for res in results for r in res.records)
 
 
-@pytest.mark.parametrize("optimizer", sorted(batched.KINDS))
-def test_stacked_update_matches_torch_optim(optimizer):
-    """Two models with different hyperparameters, five steps on the same batches."""
-    spec = get_spec(optimizer)
-    variants = [{}, {"lr": spec.defaults["lr"] * 0.5, "weight_decay": 1e-3}]
-    if "momentum" in spec.defaults:
-        variants[1]["momentum"] = 0.8
-    if "betas" in spec.defaults:
-        variants[1]["betas"] = (0.8, 0.99)
+def _check_update(names: list[str], variants: list[dict]):
+    """Models (optimizer ``names[i]`` with ``variants[i]``), five steps on the same batches,
+    against one stacked update."""
+    specs = [get_spec(n) for n in names]
     torch.manual_seed(0)
-    models = [LeNet5(), LeNet5()]
-    hparams = [{**spec.defaults, **v} for v in variants]
-    optimizers = [spec.build(m, **h) for m, h in zip(models, hparams)]
+    models = [LeNet5() for _ in names]
+    hparams = [{**spec.defaults, **v} for spec, v in zip(specs, variants)]
+    optimizers = [spec.build(m, **h) for spec, m, h in zip(specs, models, hparams)]
     flat = batched.stack_models(models)
-    update = batched._make_update(batched.KINDS[optimizer][0], hparams, flat)
+    update = batched._make_update(batched.KINDS[names[0]][0], hparams, flat)
     if hasattr(update, "start"):
         update.start(flat)
-    x = torch.rand(2, 16, 1, 28, 28)
-    y = torch.randint(0, 10, (2, 16))
+    x = torch.rand(len(names), 16, 1, 28, 28)
+    y = torch.randint(0, 10, (len(names), 16))
     for _ in range(5):
         for i, (m, o) in enumerate(zip(models, optimizers)):
             o.zero_grad()
@@ -110,7 +105,24 @@ def test_stacked_update_matches_torch_optim(optimizer):
         with torch.no_grad():
             update.step(flat, grad, lrs if isinstance(update, batched._ScheduleFree)
                         else batched._column(lrs, flat))
-    torch.testing.assert_close(flat.detach(), batched.stack_models(models), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(flat, batched.stack_models(models), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("optimizer", sorted(batched.KINDS))
+def test_stacked_update_matches_torch_optim(optimizer):
+    """Two models with different hyperparameters."""
+    spec = get_spec(optimizer)
+    other = {"lr": spec.defaults["lr"] * 0.5, "weight_decay": 1e-3}
+    if "momentum" in spec.defaults:
+        other["momentum"] = 0.8
+    if "betas" in spec.defaults:
+        other["betas"] = (0.8, 0.99)
+    _check_update([optimizer, optimizer], [{}, other])
+
+
+def test_sgd_heavy_ball_and_nesterov_share_one_update():
+    _check_update(["sgd", "heavy_ball", "nesterov"], [{}, {"weight_decay": 1e-3}, {"momentum": 0.8}])
+    assert can_batch([RunConfig(optimizer=n, **TINY) for n in ("sgd", "heavy_ball", "nesterov")])
 
 
 def test_forward_is_the_vmapped_model():
@@ -179,3 +191,11 @@ def test_run_all_batches_and_records_like_single_runs(runs_root):
     again = run_all(configs, root=runs_root, progress=False, batch=True)
     assert [m["started"] for m in again] == [m["started"] for m in metas[:2]]
     assert json.loads((runs_root / configs[0].run_id / "meta.json").read_text())["status"] == "finished"
+
+
+def test_benchmark_starter_loop_reads_local_files(tmp_path):
+    from benchmarks.run import starter_dataset, starter_loop
+    dataset = starter_dataset(tmp_path)
+    assert len(dataset) == 60_000
+    got = starter_loop(dataset, steps=2, device=torch.device("cpu"))
+    assert got["samples"] == 128 and got["steps"] == 2 and got["wall_s"] > 0
