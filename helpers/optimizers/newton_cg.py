@@ -196,7 +196,7 @@ class NewtonCG(Optimizer):
                 new_loss = closure()
             with torch.no_grad():
                 new_theta = self._flat([p.detach() for p in self._params])
-                f_new = float(new_loss) + 0.5 * wd * float(new_theta.dot(new_theta))
+                f_new = float(new_loss.detach()) + 0.5 * wd * float(new_theta.dot(new_theta))
             rho = (f_new - f_old) / float(model_decrease) if model_decrease < 0 else float("nan")
             if not rho >= 0.25:
                 damping = damping * 1.5
