@@ -51,7 +51,7 @@ VAL = 100  # a tiny hold-out: throughput runs evaluate once, cheaply (evaluation
 RECIPE = dict(optimizer="nesterov", hparams={"lr": 0.05, "momentum": 0.9}, schedule="onecycle",
               batch_size=BATCH, scaling="standardize", evals_per_epoch=4)
 PROFILES = {
-    "default": dict(fraction=0.1, rounds=3, epochs=5, seeds=4),
+    "default": dict(fraction=0.05, rounds=3, epochs=5, seeds=3),
     "quick": dict(fraction=0.03, rounds=1, epochs=1, seeds=2),
 }
 

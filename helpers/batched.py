@@ -519,7 +519,7 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
             grad_evals += y.shape[1]
             with torch.no_grad():
                 if isinstance(update, _ScheduleFree):
-                    update.step(flat, grad * alive, [v * float(a) for v, a in zip(lr_values, alive)])
+                    update.step(flat, grad * alive, [v if m.alive else 0.0 for v, m in zip(lr_values, models)])
                 else:
                     update.step(flat, grad, _column(lr_values, flat) * alive)
                 if project is not None:
@@ -531,6 +531,8 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
             last_in_epoch = position == len(orders[0]) - 1
             if position + 1 in eval_points or last_in_epoch:
                 over_budget = first.grad_budget is not None and grad_evals >= first.grad_budget
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 wall += time.perf_counter() - t0
                 train_loss = (loss_sum / max(loss_count, 1)).tolist()
                 _record_all(models, flat, update, project, eval_split, first.eval_split,
