@@ -19,7 +19,8 @@ class RunConfig:
     ``batch_size`` None takes the optimizer's own (basic SGD: 1; GD: "full") or 64.
     ``batch_growth`` g > 1 multiplies the batch size by g each epoch (dynamic sampling);
     None takes the optimizer's own (1 for most).
-    ``epochs`` bounds the run; ``grad_budget`` (sample-gradient evaluations) may stop it sooner.
+    ``epochs`` bounds the run; ``grad_budget`` (oracle calls: sample gradients plus Hessian-vector
+    products) may stop it sooner, at the next evaluation point.
     ``eval_split``: "test" for final numbers, "val" (a hold-out of ``val_size`` training
     images) for tuning. ``evals_per_epoch`` > 1 evaluates more often (for time-to-target).
     """
@@ -109,11 +110,15 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """``<optimizer>-<scenario>-s<seed>-<hash>``, the hash over the settings that differ from
-        the defaults (so adding a setting later keeps existing ids)."""
+        the defaults (so adding a setting later keeps existing ids) and over the effective
+        hyperparameters and batch size (so changing an optimizer's defaults gives new ids)."""
         defaults = RunConfig.__new__(RunConfig)
         for f in fields(RunConfig):
             object.__setattr__(defaults, f.name, f.default_factory() if callable(f.default_factory) else f.default)
         base = json.loads(json.dumps(asdict(defaults)))
         changed = {k: v for k, v in self.to_dict().items() if k not in base or base[k] != v}
+        changed["effective"] = json.loads(json.dumps(
+            {"hparams": self.effective_hparams, "batch_size": self.effective_batch_size,
+             "batch_growth": self.effective_batch_growth}, default=list))
         digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.optimizer}-{self.scenario}-s{self.seed}-{digest}"

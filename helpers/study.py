@@ -10,7 +10,10 @@ re-trained for ``epochs`` epochs on all 60,000 images, once per seed, and evalua
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+import sys
 
 import pandas as pd
 
@@ -18,19 +21,26 @@ from .config import RunConfig
 from .experiment import records_of, run_all
 from .optimizers import get_spec
 from .scenarios import get_scenario
-from .tuning import final_configs, tune
+from .records import load_records
+from .tuning import best_of, final_configs, tune, tuning_configs
 
 # Sizes of a study. quick: minutes on 2 CPU cores; full: the study behind the report.
 PROFILES = {
     "ci": dict(epochs=1, train_fraction=0.05, seeds=[0], tune_budget=2, tune_epochs=1, evals_per_epoch=1),
     "quick": dict(epochs=2, train_fraction=0.1, seeds=[0], tune_budget=2, tune_epochs=1, evals_per_epoch=2),
     "full": dict(epochs=10, train_fraction=1.0, seeds=[0, 1, 2], tune_budget=4, tune_epochs=2,
-                 evals_per_epoch=2),
+                 evals_per_epoch=2),  # helpers.sweep's "full" profile passes the same to the notebooks
 }
 SCALING = "standardize"
 # Methods whose schedule is built in (or that pick their own step) run at a constant base rate;
 # all others follow a cosine decay over the run.
 CONSTANT_SCHEDULE = {"sgd_schedulefree", "adamw_schedulefree", "lbfgs", "lbfgs_full", "gd"}
+# Oracle calls (sample gradients + Hessian-vector products) allowed per epoch of budget, for
+# methods that spend more than one gradient per sample per epoch (snapshots, line searches,
+# curvature): they stop when they have used what `epochs` of plain SGD would.
+ORACLE_BUDGET_PER_EPOCH = 60_000
+# Basic SGD (batch 1) takes 60,000 steps per epoch; the study gives it one epoch.
+EPOCH_CAP = {"sgd_basic": 1}
 
 
 def schedule_for(optimizer: str) -> str:
@@ -40,8 +50,11 @@ def schedule_for(optimizer: str) -> str:
 def base_config(optimizer: str, scenario: str = "standard", epochs: int = 10, train_fraction: float = 1.0,
                 evals_per_epoch: int = 1, sparsity_strategy: str = "projection", **overrides) -> RunConfig:
     """The study's configuration of ``optimizer`` before tuning (validated now, so errors come early)."""
-    get_spec(optimizer)
+    spec = get_spec(optimizer)
     get_scenario(scenario)
+    epochs = min(epochs, EPOCH_CAP.get(optimizer, epochs))
+    if not spec.elementwise:
+        overrides.setdefault("grad_budget", round(epochs * ORACLE_BUDGET_PER_EPOCH * train_fraction))
     settings = dict(optimizer=optimizer, scenario=scenario, epochs=epochs, train_fraction=train_fraction,
                     scaling=SCALING, schedule=schedule_for(optimizer), evals_per_epoch=evals_per_epoch,
                     sparsity_strategy=sparsity_strategy)
@@ -60,16 +73,23 @@ def run_family(members, scenario: str = "standard", profile: str = "quick", exec
                progress: bool = True, **overrides) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tune every member, re-train the chosen configurations with each seed.
 
-    Returns (tuning table: last record of every candidate, records of the final runs).
-    ``overrides`` (e.g. batch_size, schedule) apply to tuning and final runs alike.
+    All members' candidates go to the executor together, then all final runs. Returns (tuning
+    table: last record of every candidate, records of the final runs). ``overrides`` (e.g.
+    batch_size, schedule) apply to tuning and final runs alike.
     """
     p = PROFILES[profile] if isinstance(profile, str) else profile
+    tune_scenario = "standard" if get_scenario(scenario).sparse else scenario
+    tune_overrides = {k: v for k, v in overrides.items() if k != "sparsity_strategy"}
+    candidates = {m: tuning_configs(base_config(m, tune_scenario, p["tune_epochs"], p["train_fraction"],
+                                                **tune_overrides), p["tune_budget"]) for m in members}
+    run_all([c for cs in candidates.values() for c in cs], executor, root, progress)
     tables, finals = [], []
-    for optimizer in members:
-        table, best = tuned_hparams(optimizer, scenario, p["tune_budget"], p["tune_epochs"],
-                                    p["train_fraction"], executor, root, progress, **overrides)
-        tables.append(table.assign(member=optimizer))
-        base = base_config(optimizer, scenario, p["epochs"], p["train_fraction"], p["evals_per_epoch"],
+    frame = load_records(root)
+    for member, configs in candidates.items():
+        runs = frame[frame["run_id"].isin({c.run_id for c in configs})]
+        tables.append(runs.sort_values("epoch").groupby("run_id").tail(1).assign(member=member))
+        best = json.loads(best_of(runs)["hparams"])
+        base = base_config(member, scenario, p["epochs"], p["train_fraction"], p["evals_per_epoch"],
                            **overrides)
         finals += final_configs(base, _scenario_hparams(best, scenario), p["seeds"])
     run_all(finals, executor, root, progress)
@@ -85,3 +105,30 @@ def _scenario_hparams(best: dict, scenario: str) -> dict:
 
 def with_replacements(config: RunConfig, **changes) -> RunConfig:
     return dataclasses.replace(config, **changes)
+
+
+def main(argv=None) -> int:
+    """``python -m helpers.study SCENARIO MEMBER[,MEMBER...] [--profile full] [--jobs 2]``"""
+    from .executors import make_executor
+    parser = argparse.ArgumentParser(prog="python -m helpers.study", description=__doc__)
+    parser.add_argument("scenario")
+    parser.add_argument("members", help="comma-separated optimizer names")
+    parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    parser.add_argument("--strategy", default="projection", help="sparsity strategy")
+    args = parser.parse_args(argv)
+    members = args.members.split(",")
+    for m in members:
+        get_spec(m)
+    get_scenario(args.scenario)
+    with make_executor(args.scheduler, args.jobs) as executor:
+        _, finals = run_family(members, args.scenario, args.profile, executor,
+                               sparsity_strategy=args.strategy)
+    last = finals.sort_values("epoch").groupby("run_id").tail(1)
+    print(last.groupby("optimizer")["test_acc"].agg(["mean", "std", "count"]).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .runtime import ROOT
 from .scenarios import SCENARIOS
+from .study import PROFILES as STUDY
 
 KERNEL = "fmnist-optim"
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -57,11 +58,11 @@ PROFILES = {
         "report": False,
     },
     # the study: all 60,000 training images, 10 epochs, 3 seeds, every scenario
-    # (standard, l2, sparse60 and the thinner ones), 8 tuning configurations per optimizer
+    # (standard, l2, sparse60 and the thinner ones); tuning as helpers.study.PROFILES["full"]
     "full": {
         "scenarios": list(SCENARIOS),
         "params": {"epochs": 10, "train_fraction": 1.0, "seeds": [0, 1, 2]},
-        "family": {"tune_budget": 8},
+        "family": {k: STUDY["full"][k] for k in ("tune_budget", "tune_epochs", "evals_per_epoch")},
         "runs_dir": ROOT / "outputs" / "runs",
         "summary": {},
         "report": True,

@@ -69,6 +69,7 @@ def make_closure(model, x, y, counter: dict, weight: float = 1.0):
         loss.backward(create_graph=create_graph)
         counter["grad"] += len(y)
         return loss
+    closure.batch_size = len(y)
     return closure
 
 
@@ -148,8 +149,6 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
             bar.update(1)
             last_in_epoch = position == len(batches) - 1
             if position + 1 in eval_points or last_in_epoch:
-                if config.grad_budget is not None and counter["grad"] >= config.grad_budget:
-                    last_in_epoch = True
                 wall += time.perf_counter() - t0
                 train_loss = float(loss_sum) / max(loss_count, 1)
                 diverged = not math.isfinite(train_loss) or not _finite(model)
@@ -159,9 +158,9 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
                 loss_sum.zero_()
                 loss_count = 0
                 t0 = time.perf_counter()
-                if diverged or (config.grad_budget is not None and counter["grad"] >= config.grad_budget):
+                if diverged or _spent(config, counter, optimizer):
                     break
-        if diverged or (config.grad_budget is not None and counter["grad"] >= config.grad_budget):
+        if diverged or _spent(config, counter, optimizer):
             break
     bar.close()
     return RunResult(config, records, model, diverged)
@@ -172,6 +171,14 @@ def epoch_batch_sizes(config: RunConfig, n: int) -> list[int]:
     base = n if config.effective_batch_size == "full" else min(config.effective_batch_size, n)
     growth = config.effective_batch_growth
     return [min(n, round(base * growth ** e)) for e in range(config.epochs)]
+
+
+def _spent(config: RunConfig, counter: dict, optimizer) -> bool:
+    """True once the run's oracle calls (sample gradients + HVPs) reach ``grad_budget``."""
+    if config.grad_budget is None:
+        return False
+    extra = getattr(optimizer, "oracle_counts", {}) or {}
+    return counter["grad"] + int(extra.get("grad", 0)) + int(extra.get("hvp", 0)) >= config.grad_budget
 
 
 def _eval_points(steps_per_epoch: int, per_epoch: int) -> set[int]:
