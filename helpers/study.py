@@ -107,23 +107,67 @@ def with_replacements(config: RunConfig, **changes) -> RunConfig:
     return dataclasses.replace(config, **changes)
 
 
+def ranked_on_validation(tables: pd.DataFrame) -> list[str]:
+    """Members ordered by their best validation accuracy in tuning (the test set is not used)."""
+    best = tables.groupby("member")["val_acc"].max().fillna(-1.0)
+    return list(best.sort_values(ascending=False).index)
+
+
+# The staged full study: every method on standard with one seed first, then more seeds and the
+# other scenarios for the methods that did best on the validation hold-out, then the rest.
+STAGES = (
+    ("standard", "all", [0]),
+    ("standard", 8, [1, 2]),
+    ("l2", 4, [0, 1, 2]),
+    ("sparse60", 4, [0, 1, 2]),
+    ("standard", "all", [1, 2]),
+)
+DENSITY_SCENARIOS = ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")
+
+
+def full_study(members, executor, root=None, density_members: int = 2) -> None:
+    """Run :data:`STAGES`, then the thinner scenarios for the best ``density_members`` methods."""
+    p = dict(PROFILES["full"])
+    ranking = None
+    for scenario, top, seeds in STAGES:
+        chosen = members if top == "all" else ranking[:top]
+        tables, _ = run_family(chosen, scenario, {**p, "seeds": seeds}, executor, root)
+        if ranking is None:
+            ranking = ranked_on_validation(tables)
+            print("ranking on the validation hold-out:", ", ".join(ranking), flush=True)
+    for scenario in DENSITY_SCENARIOS:
+        run_family(ranking[:density_members], scenario, {**p, "seeds": [0, 1]}, executor, root)
+    for strategy in ("gradual", "finetune"):
+        run_family(ranking[:density_members], "sparse60", {**p, "seeds": [0, 1]}, executor, root,
+                   sparsity_strategy=strategy)
+
+
 def main(argv=None) -> int:
     """``python -m helpers.study SCENARIO MEMBER[,MEMBER...] [--profile full] [--jobs 2]``"""
     from .executors import make_executor
     parser = argparse.ArgumentParser(prog="python -m helpers.study", description=__doc__)
-    parser.add_argument("scenario")
-    parser.add_argument("members", help="comma-separated optimizer names")
+    parser.add_argument("scenario", help="a scenario, or 'plan' for the staged full study (STAGES)")
+    parser.add_argument("members", help="comma-separated optimizer names, or 'all'")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
     parser.add_argument("--strategy", default="projection", help="sparsity strategy")
     args = parser.parse_args(argv)
-    members = args.members.split(",")
+    from .optimizers import names
+    members = names() if args.members == "all" else args.members.split(",")
     for m in members:
         get_spec(m)
+    profile = dict(PROFILES[args.profile])
+    if args.seeds:
+        profile["seeds"] = [int(x) for x in args.seeds.split(",")]
+    if args.scenario == "plan":
+        with make_executor(args.scheduler, args.jobs) as executor:
+            full_study(members, executor)
+        return 0
     get_scenario(args.scenario)
     with make_executor(args.scheduler, args.jobs) as executor:
-        _, finals = run_family(members, args.scenario, args.profile, executor,
+        _, finals = run_family(members, args.scenario, profile, executor,
                                sparsity_strategy=args.strategy)
     last = finals.sort_values("epoch").groupby("run_id").tail(1)
     print(last.groupby("optimizer")["test_acc"].agg(["mean", "std", "count"]).to_string())
