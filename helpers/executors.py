@@ -22,6 +22,7 @@ import atexit
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -59,6 +60,7 @@ def pool_shape(workers: int | None = None) -> tuple[int, int]:
 
 
 def _init_worker(threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)

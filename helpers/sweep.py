@@ -140,8 +140,8 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
         selected = [p for p in selected if p.is_file()]
     else:
         selected = [p for n in BASELINE + FAMILIES if (p := notebook_path(n, notebooks_dir)).is_file()]
-    root = str(study_runs_dir(profile, runs_dir))  # reaches notebooks as $FMNIST_RUNS_DIR
-    plumbing = {"scheduler": scheduler}
+    root = str(study_runs_dir(profile, runs_dir))
+    plumbing = {"runs_dir": root, "scheduler": scheduler}  # also in the kernels' environment
     jobs: list[Job] = []
     for path in selected:
         declared = declared_parameters(path)

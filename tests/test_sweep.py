@@ -110,9 +110,8 @@ def test_profiles_plan_every_notebook_and_scenario(tmp_path):
                       runs_dir="/somewhere", scheduler="tcp://127.0.0.1:8786")
     scenarios = sweep.PROFILES["quick"]["scenarios"]
     assert [j.output.name for j in jobs] == [f"{PROBE}__{s}.ipynb" for s in scenarios]
-    assert all(j.runs_dir == "/somewhere" and j.parameters["scheduler"] == "tcp://127.0.0.1:8786"
-               for j in jobs)
-    assert "runs_dir" not in jobs[0].parameters  # notebooks get it as $FMNIST_RUNS_DIR
+    assert all(j.runs_dir == j.parameters["runs_dir"] == "/somewhere" and
+               j.parameters["scheduler"] == "tcp://127.0.0.1:8786" for j in jobs)
     assert {j.parameters["epochs"] for j in jobs} == {sweep.PROFILES["quick"]["params"]["epochs"]}
     with pytest.raises(sweep.SweepSpecError, match="tune_budget"):
         sweep.plan("full", notebooks=[PROBE], notebooks_dir=DATA)
