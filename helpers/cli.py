@@ -48,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_arguments(sub.add_parser("sweep", help="run the study: notebooks x scenarios, summary, report",
                                        description=sweep.__doc__,
                                        formatter_class=argparse.RawDescriptionHelpFormatter))
+    report = sub.add_parser("report", help="build report/report.pdf from the records (at most 10 pages)")
+    report.add_argument("--no-notebook", action="store_true", help="reuse the tables/figures on disk")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        from .report import main as report_main
+        return report_main(["--no-notebook"] if args.no_notebook else [])
     if args.command == "data":
         return ensure_data()
     if args.command == "sweep":
