@@ -12,8 +12,10 @@ How: the K parameter sets live side by side in one ``[K, 44426]`` tensor (initia
 ``torch.func.stack_module_state``). The forward pass is what ``vmap(functional_call(...))``
 lowers LeNet-5 to, written out so the layout is chosen for speed: grouped convolutions
 (groups=K) over channels-last inputs, then batched matmuls; max-pooling before the ReLU
-(equal values and gradients, the ReLU then touches 4x fewer entries). ``reference_logits``
-is the literal vmap form, used by the tests to check the two agree.
+(the same values, and the same gradients except at exact ties; the ReLU then touches 4x fewer
+entries). ``reference_logits`` is the literal vmap form (NCHW grouped convolutions, several
+times slower per step in a CPU microbenchmark), used by the tests to check the two agree.
+Gradients are taken with respect to per-layer copies of the stacked tensor, then concatenated.
 
 The optimizers are torch.optim's updates written on the stacked tensor, each model with its
 own hyperparameters as ``[K, 1]`` columns (g = gradient, wd = weight decay, t = step):
