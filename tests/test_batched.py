@@ -60,7 +60,7 @@ def _assert_same_records(got: list[dict], want: list[dict]):
 
 
 @pytest.mark.parametrize("optimizer, hparams, extra", [
-    ("sgd", [{"lr": 0.05}, {"lr": 0.1}], dict(eval_split="test", val_size=10_000)),
+    ("sgd", [{"lr": 0.05}, {"lr": 0.1}], dict(eval_split="test", val_size=10_000, evals_per_epoch=1)),
     ("heavy_ball", [{"lr": 0.01}, {"lr": 0.02, "momentum": 0.8}, {"lr": 0.005}], {}),
     ("adam", [{"lr": 1e-3}, {"lr": 5e-4}, {"lr": 2e-3}], {}),
     ("sgd", [{"lr": 0.05}, {"lr": 0.1}], dict(scenario="sparse60")),
