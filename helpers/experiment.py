@@ -13,7 +13,7 @@ from .records import load_records, run_and_record, runs_dir
 
 
 def run_all(configs: Iterable[RunConfig], executor: Executor | None = None, root=None,
-            progress: bool = True, retries: int = 2, batch: bool = False) -> list[dict]:
+            progress: bool = True, retries: int = 2, batch: bool = True) -> list[dict]:
     """Train every configuration not yet done; return the metadata of each, in order.
 
     With ``executor`` (anything with the ``concurrent.futures`` interface; None takes the one
@@ -50,7 +50,7 @@ def records_of(configs: Iterable[RunConfig], root=None) -> pd.DataFrame:
 
 
 def run_and_collect(configs: Iterable[RunConfig], executor: Executor | None = None, root=None,
-                    progress: bool = True, batch: bool = False) -> pd.DataFrame:
+                    progress: bool = True, batch: bool = True) -> pd.DataFrame:
     configs = list(configs)
     run_all(configs, executor, root, progress, batch=batch)
     return records_of(configs, root)

@@ -114,7 +114,7 @@ tuning["tried"] = [{k: v for k, v in json.loads(h).items() if k in search_space(
 tuning[["member", "tried", "val_acc", "val_loss", "diverged"]].sort_values(["member", "val_acc"])
 
 # %%
-# NBVAL_CHECK_OUTPUT
+# the final run ids depend on which candidate won the tuning
 for config in finals:
     print(config.run_id)
 
