@@ -59,27 +59,38 @@ def pool_shape(workers: int | None = None) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
-def _init_worker(threads: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+def _init_worker(threads: int, owner_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
-    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(owner_pid,), daemon=True, name="watch-owner").start()
 
-    def watch_parent():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
 
-    threading.Thread(target=watch_parent, daemon=True, name="watch-parent").start()
+def _exit_with(owner_pid: int) -> None:
+    """Exit when the process that made the pool is gone. (Its forkserver outlives it: every
+    worker holds the forkserver's keep-alive pipe, so watching the parent is not enough.)"""
+    import psutil
+    try:
+        owner = psutil.Process(owner_pid)
+    except psutil.NoSuchProcess:
+        os._exit(1)
+    while True:
+        time.sleep(1.0)
+        try:
+            alive = owner.is_running() and owner.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            alive = False
+        if not alive:
+            os._exit(1)
 
 
 class LocalPool(Executor):
     """A process pool that replaces itself when a worker dies (the pool breaks).
 
     Futures in flight when it broke raise ``BrokenProcessPool``; the next ``submit`` starts
-    a fresh pool, so a caller that resubmits them goes on. Workers exit when this process dies.
+    a fresh pool, so a caller that resubmits them goes on. Workers exit when this process dies
+    (checked every second).
     """
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
@@ -94,7 +105,7 @@ class LocalPool(Executor):
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=self._context,
-                                   initializer=_init_worker, initargs=(self.threads,))
+                                   initializer=_init_worker, initargs=(self.threads, os.getpid()))
 
     def submit(self, fn, /, *args, **kwargs):
         with self._lock:

@@ -212,3 +212,28 @@ def test_run_whose_workers_keep_dying_is_recorded_failed_then_redone(runs_root, 
     meta, = run_all([config], progress=False)
     assert meta["status"] == "finished"
     assert leftovers(runs_root) == []
+
+
+POOL_OWNER = """
+import os, sys, time
+from helpers.executors import LocalPool
+pool = LocalPool(workers=2, threads=1)
+pool.submit(os.getpid).result()
+print(" ".join(map(str, pool.pids())), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_pool_processes_exit_when_their_owner_is_killed():
+    owner = subprocess.Popen([sys.executable, "-c", POOL_OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in owner.stdout.readline().split()]
+        assert workers
+        descendants = psutil.Process(owner.pid).children(recursive=True)
+        assert {p.pid for p in descendants} >= set(workers)
+    finally:
+        owner.kill()
+        owner.wait(timeout=30)
+    gone, alive = psutil.wait_procs(descendants, timeout=20)
+    assert alive == [], [" ".join(p.cmdline())[:80] for p in alive]
