@@ -3,7 +3,8 @@ mid-way and restarted ends with the records of an uninterrupted one, finished ru
 a local pool that loses a worker goes on.
 
 Records are compared on every numeric column but wall time with rtol=1e-6, atol=1e-9
-(every side trains on one torch thread).
+(every side trains on one torch thread). These tests use run_all's single-run path
+(batch=False) so that runs finish one at a time; test_dask covers the batched default.
 """
 import json
 import os
@@ -124,7 +125,7 @@ def test_sweep_killed_midway_and_restarted_equals_an_uninterrupted_one(tmp_path,
     command = [sys.executable, "-m", "helpers", "sweep", "--notebooks-dir", str(DATA),
                "--notebooks", PROBE, "--scenarios", "standard", "--jobs", "1",
                "--runs-dir", str(runs), "--output-dir", str(out), "-p", f"seeds={json.dumps(seeds)}",
-               "-p", f"epochs={epochs}", "-p", f"train_fraction={fraction}"]
+               "-p", f"epochs={epochs}", "-p", f"train_fraction={fraction}", "-p", "batch=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FMNIST_DEVICE": "cpu"}
     env.pop("FMNIST_JOBS", None)
     env.pop("FMNIST_DASK_SCHEDULER", None)
@@ -143,7 +144,7 @@ def test_sweep_killed_midway_and_restarted_equals_an_uninterrupted_one(tmp_path,
     assert second.returncode == 0, second.stderr[-3000:]
 
     configs = probe_configs(seeds, epochs, fraction)
-    run_all(configs, root=reference, progress=False)
+    run_all(configs, root=reference, progress=False, batch=False)
     ids = [c.run_id for c in configs]
     assert_same_records(runs, reference, ids)
     after = started(runs)
@@ -152,7 +153,8 @@ def test_sweep_killed_midway_and_restarted_equals_an_uninterrupted_one(tmp_path,
     assert leftovers(runs) == []
     assert sorted(p.name for p in out.iterdir()) == [f"{PROBE}__standard.ipynb"]
     job, = sweep.plan(notebooks=[PROBE], notebooks_dir=DATA, output_dir=out, scenarios=["standard"],
-                      overrides={"seeds": seeds, "epochs": epochs, "train_fraction": fraction},
+                      overrides={"seeds": seeds, "epochs": epochs, "train_fraction": fraction,
+                                 "batch": False},
                       runs_dir=str(runs))
     assert sweep.is_current(job)  # the same command again reuses the notebook output
 
@@ -166,7 +168,7 @@ def test_local_pool_replaces_a_killed_worker(tmp_path):
 
     def sweep_runs():
         try:
-            outcome["metas"] = run_all(configs, pool, root=root, progress=False)
+            outcome["metas"] = run_all(configs, pool, root=root, progress=False, batch=False)
         except BaseException as error:  # reported by the assertion below
             outcome["error"] = error
 
@@ -204,20 +206,21 @@ class DyingExecutor(Executor):
 def test_run_whose_workers_keep_dying_is_recorded_failed_then_redone(runs_root, one_thread):
     config, = probe_configs([0], epochs=1, train_fraction=0.02)
     dying = DyingExecutor()
-    meta, again = run_all([config, config], dying, retries=2, progress=False)
+    meta, again = run_all([config, config], dying, retries=2, progress=False, batch=False)
     assert dying.submitted == 3  # deduplicated, then two resubmissions
     assert again == meta
     assert meta["status"] == "failed" and "BrokenProcessPool" in meta["error"]
     assert load_records(runs_root)["status"].tolist() == ["failed"]
-    meta, = run_all([config], progress=False)
+    meta, = run_all([config], progress=False, batch=False)
     assert meta["status"] == "finished"
     assert leftovers(runs_root) == []
 
 
 POOL_OWNER = """
 import os, sys, time
-from helpers.executors import LocalPool
-pool = LocalPool(workers=2, threads=1)
+from helpers import executors
+executors.PRELOAD = []  # a bare forkserver starts faster; it outlives its owner all the same
+pool = executors.LocalPool(workers=2, threads=1)
 pool.submit(os.getpid).result()
 print(" ".join(map(str, pool.pids())), flush=True)
 time.sleep(600)
