@@ -41,7 +41,7 @@ def study_frame(root=None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     if "within_budget" in frame:  # gradual/finetune records before the budget is reached
         keep &= frame["within_budget"].astype(bool)
     frame = frame[keep].copy()
-    frame["method"] = frame.apply(method_label, axis=1)
+    frame["method"] = [method_label(row) for _, row in frame.iterrows()]
     frame["config_key"] = frame["hparams"] + "|" + frame["batch_size"].astype(str) + "|" + \
         frame["planned_epochs"].astype(str) + "|" + frame["scaling"]
     return frame
