@@ -83,6 +83,10 @@ def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame) -> dic
     """Every number the report's prose uses, by name."""
     out = {"Target": f"{A.TARGET:.2f}", "NumRuns": str(frame["run_id"].nunique()),
            "NumMethods": str(frame["method"].nunique()), "NumRegistered": str(len(registry()))}
+    done = set(frame.loc[frame["scenario"] == "standard", "optimizer"]) if len(frame) else set()
+    missing = sorted(set(registry()) - done)
+    out["Missing"] = _tex(", ".join(missing)) if missing else "none"
+    out["NumMissing"] = str(len(missing))
     best = A.best_per_scenario(results)
     names = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
     for scenario, key in names.items():
