@@ -98,7 +98,8 @@ def time_to_target(frame: pd.DataFrame, target: float = TARGET, scenario: str = 
         seeds=("seed", "nunique"), reached=("reached", "sum"), epoch=("epoch", "mean"),
         grad_evals=("grad_evals", "mean"), oracle_evals=("oracle_evals", "mean"),
         wall_s=("wall_s", "mean")).reset_index()
-    agg = agg.sort_values(["reached", "oracle_evals"], ascending=[False, True])
+    agg["share"] = agg["reached"] / agg["seeds"]
+    agg = agg.sort_values(["share", "oracle_evals"], ascending=[False, True]).drop(columns="share")
     return agg.groupby("method").head(1).reset_index(drop=True)
 
 

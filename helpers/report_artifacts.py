@@ -15,8 +15,13 @@ from .plots import curves
 PDF_META = {"CreationDate": None, "Producer": None}
 
 
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
+                "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}",
+                "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
 def _tex(text) -> str:
-    return str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("#", r"\#")
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
 def _pm(mean, std, digits=2) -> str:
