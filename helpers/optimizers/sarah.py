@@ -84,17 +84,7 @@ class SARAH(SnapshotMixin, torch.optim.Optimizer):
                 state = self.state[p]
                 state["v"] = estimates[id(p)]
                 state["previous"].copy_(p)
-                d = state["v"].clone()
-                if group["weight_decay"]:
-                    d.add_(p, alpha=group["weight_decay"])
-                if group["momentum"]:
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = d.clone()
-                    else:
-                        buf.mul_(group["momentum"]).add_(d)
-                    d = buf
-                p.add_(d, alpha=-group["lr"])
+                self._apply(p, state["v"].clone(), group)
         self._steps_since_snapshot += 1
         return loss
 

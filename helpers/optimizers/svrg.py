@@ -54,7 +54,7 @@ def weights_swapped(params: list[torch.Tensor], others: list[torch.Tensor]):
 
 
 class SnapshotMixin:
-    """Snapshot bookkeeping shared by SVRG and SARAH: when to take a full-gradient snapshot."""
+    """Shared by SVRG and SARAH: when to take a full-gradient snapshot, and the step from an estimate."""
 
     def _init_snapshots(self, snapshot_every: int) -> None:
         if not isinstance(snapshot_every, int) or snapshot_every < 0:
@@ -92,6 +92,20 @@ class SnapshotMixin:
 
     def _take_snapshot(self, params, full_grads, loss) -> None:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def _apply(self, p, d, group) -> None:
+        """p <- p - lr * (heavy-ball buffer of) (d + weight_decay * p)."""
+        if group["weight_decay"]:
+            d.add_(p, alpha=group["weight_decay"])
+        if group["momentum"]:
+            buf = self.state[p].get("momentum_buffer")
+            if buf is None:
+                buf = self.state[p]["momentum_buffer"] = d.clone()
+            else:
+                buf.mul_(group["momentum"]).add_(d)
+            d = buf
+        p.add_(d, alpha=-group["lr"])
 
 
 class SVRG(SnapshotMixin, torch.optim.Optimizer):
@@ -141,17 +155,7 @@ class SVRG(SnapshotMixin, torch.optim.Optimizer):
         estimates = dict(zip(map(id, self._params()), v))
         for group in self.param_groups:
             for p in group["params"]:
-                d = estimates[id(p)]
-                if group["weight_decay"]:
-                    d.add_(p, alpha=group["weight_decay"])
-                if group["momentum"]:
-                    buf = self.state[p].get("momentum_buffer")
-                    if buf is None:
-                        buf = self.state[p]["momentum_buffer"] = d.clone()
-                    else:
-                        buf.mul_(group["momentum"]).add_(d)
-                    d = buf
-                p.add_(d, alpha=-group["lr"])
+                self._apply(p, estimates[id(p)], group)
         self._steps_since_snapshot += 1
         return loss
 
