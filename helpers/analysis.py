@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .records import load_records
-from .summary import FINAL_METRICS, last_rows
+from .summary import final_table
 
 TARGET = 89.38
 MAIN_SCENARIOS = ("standard", "l2", "sparse60")
@@ -50,18 +50,7 @@ def study_frame(root=None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
 def final_results(frame: pd.DataFrame) -> pd.DataFrame:
     """Per method x scenario (x strategy): the configuration with the best mean final test
     accuracy over seeds, with mean/std of the final metrics and its cost."""
-    last = last_rows(frame)
-    grouped = last.groupby(GROUP)
-    table = grouped[list(FINAL_METRICS)].agg(["mean", "std"])
-    table.columns = [f"{m}_{s}" for m, s in table.columns]
-    table["seeds"] = grouped["seed"].nunique()
-    table["epochs"] = grouped["epoch"].max()
-    table["grad_evals"] = grouped["grad_evals"].mean()
-    table["oracle_evals"] = grouped["oracle_evals"].mean()
-    table["wall_s"] = grouped["wall_s"].mean()
-    table["diverged"] = grouped["diverged"].sum().astype(int)
-    table["family"] = grouped["family"].first()
-    table = table.reset_index()
+    table = final_table(frame, by=GROUP).rename(columns={"epoch": "epochs"}).reset_index()
     table["rank_key"] = table["test_acc_mean"].fillna(-1)
     best = table.sort_values("rank_key", ascending=False).groupby(GROUP[:3]).head(1)
     return best.drop(columns="rank_key").sort_values(["scenario", "test_acc_mean"],

@@ -11,7 +11,6 @@ re-trained for ``epochs`` epochs on all 60,000 images, once per seed, and evalua
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
@@ -101,10 +100,6 @@ def _scenario_hparams(best: dict, scenario: str) -> dict:
     if not get_scenario(scenario).l2:
         return {k: v for k, v in best.items() if k != "weight_decay" or not v}
     return best
-
-
-def with_replacements(config: RunConfig, **changes) -> RunConfig:
-    return dataclasses.replace(config, **changes)
 
 
 def ranked_on_validation(tables: pd.DataFrame) -> list[str]:
