@@ -44,3 +44,27 @@ def curve_grid(frame: pd.DataFrame, y: str = "test_acc", hue: str = "optimizer",
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def density_plot(density: pd.DataFrame, ax=None):
+    """Test accuracy (mean over seeds) against the fc1+fc2 density, one line per method/strategy
+    (``density`` as from :func:`helpers.analysis.accuracy_vs_density`)."""
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    data = density.assign(label=density["method"] + " / " + density["sparsity_strategy"])
+    sns.lineplot(data=data, x="density", y="test_acc_mean", hue="label", marker="o", ax=ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("fc1+fc2 density (share of weights nonzero)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=6)
+    return ax
+
+
+def profile_plot(profile: pd.DataFrame, ax=None):
+    """A Dolan-More performance profile (``profile`` from :func:`helpers.analysis.performance_profile`)."""
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    sns.lineplot(data=profile, x="tau", y="rho", hue="method", drawstyle="steps-post", ax=ax)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(r"$\tau$ (cost relative to the best method)")
+    ax.set_ylabel(r"share of problems solved, $\rho(\tau)$")
+    ax.legend(fontsize=6, ncol=2)
+    return ax

@@ -6,11 +6,10 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 
 from . import analysis as A
 from .optimizers import registry
-from .plots import curves
+from .plots import curves, density_plot, profile_plot
 
 PDF_META = {"CreationDate": None, "Producer": None}
 
@@ -73,21 +72,30 @@ def methods_tex() -> str:
 
 
 def density_tex(table: pd.DataFrame) -> str:
-    pivot = table.pivot_table(index=["method", "sparsity_strategy"], columns="density",
-                              values="test_acc_mean").sort_index(axis=1, ascending=False)
+    """Accuracy against density: one row per method and strategy, cells "mean ± std (seeds)"."""
+    if table.empty:
+        return ""
+    cell = table.assign(cell=[_pm(m, s) + f" ({int(n)})" for m, s, n in
+                              zip(table["test_acc_mean"], table["test_acc_std"], table["seeds"])])
+    pivot = cell.pivot_table(index=["method", "sparsity_strategy"], columns="density", values="cell",
+                             aggfunc="first").sort_index(axis=1, ascending=False)
     cols = list(pivot.columns)
     lines = [r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
              "method & strategy & " + " & ".join(f"{100 * c:g}\\%" for c in cols) + r" \\", r"\midrule"]
     for (method, strategy), row in pivot.iterrows():
-        lines.append(f"{_tex(method)} & {_tex(strategy)} & " + " & ".join(_pm(v, None) for v in row) + r" \\")
+        lines.append(f"{_tex(method)} & {_tex(strategy)} & " +
+                     " & ".join("--" if pd.isna(v) else v for v in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
-def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame) -> dict[str, str]:
+def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: dict | None = None) -> dict[str, str]:
     """Every number the report's prose uses, by name."""
     out = {"Target": f"{A.TARGET:.2f}", "NumRuns": str(frame["run_id"].nunique()),
            "NumMethods": str(frame["method"].nunique()), "NumRegistered": str(len(registry()))}
+    if cost:
+        out.update(StudyRuns=_num(cost["runs"]), StudyTuningRuns=_num(cost["tuning_runs"]),
+                   StudyHours=f"{cost['train_hours']:.1f}")
     done = set(frame.loc[frame["scenario"] == "standard", "optimizer"]) if len(frame) else set()
     missing = sorted(set(registry()) - done)
     out["Missing"] = _tex(", ".join(missing)) if missing else "none"
@@ -98,6 +106,8 @@ def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame) -> dic
         if scenario in best.index:
             row = best.loc[scenario]
             out[f"Best{key}Method"] = _tex(row["method"])
+            optimizer = frame.loc[frame["method"] == row["method"], "optimizer"].iloc[0]
+            out[f"Best{key}Description"] = _tex(registry()[optimizer].description)
             out[f"Best{key}Acc"] = f"{row['test_acc_mean']:.2f}"
             out[f"Best{key}Std"] = f"{row['test_acc_std']:.2f}" if pd.notna(row["test_acc_std"]) else "--"
             out[f"Best{key}Loss"] = f"{row['test_loss_mean']:.4f}"
@@ -174,22 +184,13 @@ def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6)
     profile = A.performance_profile(frame)
     if len(profile):
         fig, ax = plt.subplots(figsize=(5, 3))
-        sns.lineplot(data=profile, x="tau", y="rho", hue="method", drawstyle="steps-post", ax=ax)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel(r"$\tau$ (cost relative to the best method)")
-        ax.set_ylabel(r"share of problems solved, $\rho(\tau)$")
-        ax.legend(fontsize=6, ncol=2)
+        profile_plot(profile, ax)
         fig.tight_layout()
         paths.append(_save(fig, out / "performance_profile.pdf"))
     dens = A.accuracy_vs_density(frame)
     if dens["density"].nunique() > 1:
         fig, ax = plt.subplots(figsize=(5, 3))
-        dens = dens.assign(label=dens["method"] + " / " + dens["sparsity_strategy"])
-        sns.lineplot(data=dens, x="density", y="test_acc_mean", hue="label", marker="o", ax=ax)
-        ax.set_xscale("log")
-        ax.set_xlabel("fc1+fc2 density (share of weights nonzero)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=6)
+        density_plot(dens, ax)
         fig.tight_layout()
         paths.append(_save(fig, out / "accuracy_vs_density.pdf"))
     return paths
@@ -202,8 +203,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list[str]) -> str:
-    """The README's results block: best method per scenario, time to target, targets."""
+def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list[str],
+                    cost: dict | None = None) -> str:
+    """The README's results block: best method per scenario, time to target, targets, cost."""
     lines = ["| scenario | best method | test acc. (%) | test loss | starter loss | seeds |",
              "|---|---|---|---|---|---|"]
     for scenario, r in A.best_per_scenario(results).iterrows():
@@ -218,6 +220,10 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list
             lines.append(f"| {r['method']} | {int(r['reached'])}/{int(r['seeds'])} | {r['epoch']:.2f} | "
                          f"{r['grad_evals']:,.0f} | {r['oracle_evals']:,.0f} | {r['wall_s']:.1f} |")
     lines += ["", "Targets:", ""] + [f"- {t}" for t in target_lines]
+    if cost:
+        lines += ["", f"The study behind these numbers: {cost['runs']:,} runs ({cost['tuning_runs']:,} "
+                  f"tuning runs on the hold-out, {cost['final_runs']:,} final runs), "
+                  f"{cost['train_hours']:.1f} hours of training wall time summed over runs."]
     return "\n".join(lines) + "\n"
 
 
@@ -232,14 +238,17 @@ def update_readme(readme: Path, block: str, name: str = "results") -> None:
     Path(readme).write_text(f"{head}{start}\n{block}{end}{tail}")
 
 
-def write_all(frame: pd.DataFrame, report_dir: Path) -> dict:
-    """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces."""
+def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | None = None) -> dict:
+    """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces.
+    ``frame`` is :func:`helpers.analysis.study_frame`; ``records`` (all runs, tuning included)
+    adds the study's cost."""
     report_dir = Path(report_dir)
     tables = report_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     results = A.final_results(frame)
     ttt = A.time_to_target(frame)
-    values = macros(results, ttt, frame)
+    cost = A.study_cost(records) if records is not None and len(records) else None
+    values = macros(results, ttt, frame, cost)
     files = {"macros.tex": macros_tex(values), "methods.tex": methods_tex(),
              "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else "",
              "targets.tex": "\\newcommand{\\TargetsText}{" + " \\\\ ".join(
@@ -249,7 +258,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path) -> dict:
         files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10)
     for name, text in files.items():
         (tables / name).write_text(text)
-    (tables / "readme_results.md").write_text(readme_markdown(results, ttt, targets(results, ttt)))
+    (tables / "readme_results.md").write_text(readme_markdown(results, ttt, targets(results, ttt), cost))
     results.to_csv(tables / "final_results.csv", index=False)
     ttt.to_csv(tables / "time_to_target.csv", index=False)
     figures(frame, results, report_dir / "figures")

@@ -31,19 +31,15 @@ PROFILES = {
                  evals_per_epoch=2),  # helpers.sweep's "full" profile passes the same to the notebooks
 }
 SCALING = "standardize"
-# Methods whose schedule is built in (or that pick their own step) run at a constant base rate;
-# all others follow a cosine decay over the run.
-CONSTANT_SCHEDULE = {"sgd_schedulefree", "adamw_schedulefree", "lbfgs", "lbfgs_full", "gd"}
 # Oracle calls (sample gradients + Hessian-vector products) allowed per epoch of budget, for
 # methods that spend more than one gradient per sample per epoch (snapshots, line searches,
 # curvature): they stop when they have used what `epochs` of plain SGD would.
 ORACLE_BUDGET_PER_EPOCH = 60_000
-# Basic SGD (batch 1) takes 60,000 steps per epoch; the study gives it one epoch.
-EPOCH_CAP = {"sgd_basic": 1}
 
 
 def schedule_for(optimizer: str) -> str:
-    return "constant" if optimizer in CONSTANT_SCHEDULE else "cosine"
+    """Cosine decay over the run, or a constant base rate for methods with their own schedule."""
+    return "cosine" if get_spec(optimizer).decays else "constant"
 
 
 def base_config(optimizer: str, scenario: str = "standard", epochs: int = 10, train_fraction: float = 1.0,
@@ -51,7 +47,7 @@ def base_config(optimizer: str, scenario: str = "standard", epochs: int = 10, tr
     """The study's configuration of ``optimizer`` before tuning (validated now, so errors come early)."""
     spec = get_spec(optimizer)
     get_scenario(scenario)
-    epochs = min(epochs, EPOCH_CAP.get(optimizer, epochs))
+    epochs = min(epochs, spec.max_epochs or epochs)
     if not spec.elementwise:
         overrides.setdefault("grad_budget", round(epochs * ORACLE_BUDGET_PER_EPOCH * train_fraction))
     settings = dict(optimizer=optimizer, scenario=scenario, epochs=epochs, train_fraction=train_fraction,
@@ -109,22 +105,38 @@ def ranked_on_validation(tables: pd.DataFrame) -> list[str]:
 
 
 # The staged full study, most important first (a run is never recomputed, so stopping and
-# restarting is cheap): every method on standard with one seed; more seeds, the l2 and sparse60
-# scenarios for the methods that did best on the validation hold-out; the starter; thinner
-# budgets and other sparsity strategies for the best one; then seeds for everyone else.
-# (scenario, how many of the ranking ("all" = every member), seeds, sparsity strategy)
+# restarting is cheap): every method on standard with one seed; more seeds for the methods that
+# did best on the validation hold-out and for the best of each family; l2 and sparse60 for the
+# best; the starter; thinner budgets and other sparsity strategies for the best one; then seeds
+# for everyone else.
+# (scenario, which members of the ranking, seeds, sparsity strategy); "which" is a count from the
+# top, "all", or "families" (the best of each family).
 STAGES = (
     ("standard", "all", [0], "projection"),
     ("standard", 4, [1, 2], "projection"),
+    ("standard", "families", [1, 2], "projection"),
     ("l2", 3, [0, 1, 2], "projection"),
     ("sparse60", 3, [0, 1, 2], "projection"),
     ("starter", 0, [0, 1, 2], ""),
-    *[(s, 1, [0], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
-    ("sparse60", 1, [0], "gradual"),
-    ("sparse60", 1, [0], "finetune"),
+    *[(s, 1, [0, 1], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
+    ("sparse60", 1, [0, 1], "gradual"),
+    ("sparse60", 1, [0, 1], "finetune"),
+    *[(s, 1, [2], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
     ("standard", 8, [1, 2], "projection"),
     ("standard", "all", [1, 2], "projection"),
 )
+
+
+def stage_members(which, members, ranking) -> list[str]:
+    """The members a stage runs: ``which`` as in :data:`STAGES`, over the validation ranking."""
+    if which == "all":
+        return list(members)
+    if which == "families":
+        best = {}
+        for m in ranking:
+            best.setdefault(get_spec(m).family, m)
+        return list(best.values())
+    return ranking[:which]
 
 
 def starter_configs(seeds, epochs: int = 10, train_fraction: float = 1.0) -> list[RunConfig]:
@@ -141,7 +153,7 @@ def full_study(members, executor, root=None) -> None:
         if scenario == "starter":
             run_all(starter_configs(seeds), executor, root, progress=True)
             continue
-        chosen = members if top == "all" else ranking[:top]
+        chosen = stage_members(top, members, ranking)
         tables, _ = run_family(chosen, scenario, {**p, "seeds": seeds}, executor, root,
                                sparsity_strategy=strategy)
         if ranking is None:

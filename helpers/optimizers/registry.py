@@ -34,6 +34,9 @@ class OptimizerSpec:
     ``batch_growth`` multiplies the batch size per epoch (dynamic sampling).
     ``needs`` lists engine services: ``"fixed_batches"`` (same batch composition each epoch).
     ``elementwise`` marks optimizers the batched many-model engine can run.
+    ``decays``: the study follows its learning-rate decay (False: the method has its own
+    schedule or picks its step, and runs at a constant base rate). ``max_epochs``: the study's
+    epoch cap (basic SGD takes 60,000 steps per epoch).
     """
     name: str
     family: str
@@ -45,6 +48,8 @@ class OptimizerSpec:
     batch_growth: float | None = None
     needs: frozenset = frozenset()
     elementwise: bool = False
+    decays: bool = True
+    max_epochs: int | None = None
 
     def build(self, model: nn.Module, **hparams) -> Optimizer:
         unknown = set(hparams) - set(self.defaults)

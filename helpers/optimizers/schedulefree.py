@@ -162,11 +162,11 @@ SPECS = [
                    "weight_lr_power": 2.0},
                   {"lr": (1e-2, 3.0, "log"), "warmup_steps": [0, 100, 500]},
                   "schedule-free SGD (Defazio et al. 2024): gradients at y, SGD on z, evaluate x",
-                  elementwise=True),
+                  elementwise=True, decays=False),
     OptimizerSpec("adamw_schedulefree", "momentum", _adamw_sf,
                   {"lr": 2.5e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
                    "warmup_steps": 0, "weight_lr_power": 2.0},
                   {"lr": (1e-4, 3e-2, "log"), "warmup_steps": [0, 100, 500]},
                   "schedule-free AdamW (Defazio et al. 2024), decoupled weight decay",
-                  elementwise=True),
+                  elementwise=True, decays=False),
 ]

@@ -23,14 +23,14 @@ top = 8  # methods shown in the curve plots
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 
 from helpers import analysis as A
-from helpers.plots import curve_grid
-from helpers.records import RUNS_DIR
+from helpers.plots import curve_grid, density_plot, profile_plot
+from helpers.records import RUNS_DIR, load_records
 
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 3)
-frame = A.study_frame(runs_dir or RUNS_DIR)
+records = load_records(runs_dir or RUNS_DIR)
+frame = A.study_frame(frame=records)
 results = A.final_results(frame) if len(frame) else pd.DataFrame()
 
 # %%
@@ -60,13 +60,17 @@ best = A.best_per_scenario(results) if len(results) else pd.DataFrame()
 best[["method", "test_acc_mean", "test_acc_std", "test_loss_mean", "seeds"]] if len(best) else "no runs yet"
 
 # %% [markdown]
-# ## Curves of the best methods (standard scenario), against epochs, oracle calls and wall time
+# ## Curves of the best methods per scenario, against epochs, oracle calls and wall time
+# (bands: ±1 standard deviation over seeds)
 
 # %%
-if len(results):
-    chosen = frame.merge(results[results["scenario"] == "standard"].head(top)[A.GROUP], on=A.GROUP)
-    curve_grid(chosen, y="test_acc", hue="method", xs=("epoch", "oracle_evals", "wall_s"), target=target)
-    plt.show()
+for scenario in A.MAIN_SCENARIOS:
+    chosen = frame.merge(results[results["scenario"] == scenario].head(top)[A.GROUP], on=A.GROUP) \
+        if len(results) else frame
+    if len(chosen):
+        curve_grid(chosen, y="test_acc", hue="method", xs=("epoch", "oracle_evals", "wall_s"),
+                   target=target, suptitle=scenario)
+        plt.show()
 
 # %% [markdown]
 # ## Cost to first reach the target test accuracy (standard scenario)
@@ -82,9 +86,7 @@ ttt.drop(columns="config_key", errors="ignore").head(12) if len(ttt) else "no ru
 # %%
 profile = A.performance_profile(frame, target) if len(frame) else pd.DataFrame()
 if len(profile):
-    ax = sns.lineplot(data=profile, x="tau", y="rho", hue="method", drawstyle="steps-post")
-    ax.set_xscale("log", base=2)
-    ax.legend(fontsize=7, ncol=2)
+    profile_plot(profile)
     plt.show()
 
 # %% [markdown]
@@ -93,13 +95,19 @@ if len(profile):
 # %%
 # NBVAL_CHECK_OUTPUT
 density = A.accuracy_vs_density(frame) if len(frame) else pd.DataFrame()
-(density.pivot_table(index=["method", "sparsity_strategy"], columns="density", values="test_acc_mean")
+(density.pivot_table(index=["method", "sparsity_strategy"], columns="density",
+                     values=["test_acc_mean", "test_acc_std", "seeds"])
  .sort_index(axis=1, ascending=False) if len(density) else "no runs yet")
+
+# %%
+if len(density) and density["density"].nunique() > 1:
+    density_plot(density)
+    plt.show()
 
 # %%
 if report_dir:
     from helpers.report_artifacts import write_all
-    written = write_all(frame, report_dir)
+    written = write_all(frame, report_dir, records)
     print("wrote tables and figures to", report_dir)
 
 # %%

@@ -1,0 +1,68 @@
+"""The study's evidence functions on small hand-made record frames (helpers.analysis, helpers.study)."""
+import pandas as pd
+import pytest
+
+from helpers import analysis as A
+from helpers.optimizers import get_spec, names
+from helpers.report_artifacts import density_tex
+from helpers.study import base_config, schedule_for, stage_members
+
+
+def _runs(rows):
+    """One final record per (optimizer, scenario, seed, test_acc[, strategy]) row."""
+    records = []
+    for i, (optimizer, scenario, seed, acc, *strategy) in enumerate(rows):
+        records.append(dict(run_id=f"r{i}", epoch=10.0, test_acc=acc, test_loss=0.3, test_starter_loss=0.005,
+                            seed=seed, grad_evals=600_000, oracle_evals=600_000, wall_s=60.0, diverged=False,
+                            family=get_spec(optimizer).family, method=optimizer, optimizer=optimizer,
+                            scenario=scenario, sparsity_strategy=(strategy or ["projection"])[0],
+                            config_key='{"lr": 0.1}|64|10|standardize'))
+    return pd.DataFrame(records)
+
+
+def test_best_per_scenario_prefers_methods_measured_on_more_seeds():
+    frame = _runs([("adam", "standard", 0, 91.5),  # one lucky seed
+                   ("sgd", "standard", 0, 90.0), ("sgd", "standard", 1, 90.2), ("sgd", "standard", 2, 90.4),
+                   ("nadam", "standard", 0, 90.1), ("nadam", "standard", 1, 90.1), ("nadam", "standard", 2, 90.1),
+                   ("adam", "l2", 0, 89.0)])
+    best = A.best_per_scenario(A.final_results(frame))
+    assert best.loc["standard", "method"] == "sgd"
+    assert best.loc["standard", "seeds"] == 3
+    assert best.loc["standard", "test_acc_mean"] == pytest.approx(90.2)
+    assert best.loc["l2", "method"] == "adam"  # one seed is all that scenario has
+
+
+def test_accuracy_vs_density_keeps_methods_run_sparse_with_their_dense_point():
+    frame = _runs([("adam", "standard", 0, 90.0), ("adam", "standard", 1, 90.2),
+                   ("adam", "sparse60", 0, 89.8), ("adam", "sparse60", 1, 89.6),
+                   ("adam", "sparse10", 0, 88.0), ("adam", "sparse60", 0, 89.0, "gradual"),
+                   ("sgd", "standard", 0, 88.0)])
+    table = A.accuracy_vs_density(frame)
+    assert set(table["method"]) == {"adam"}
+    assert sorted(table.loc[table["sparsity_strategy"] == "projection", "density"]) == [0.1, 0.6, 1.0]
+    sparse60 = table[(table["density"] == 0.6) & (table["sparsity_strategy"] == "projection")].iloc[0]
+    assert sparse60["test_acc_mean"] == pytest.approx(89.7) and sparse60["seeds"] == 2
+    tex = density_tex(table)
+    assert "89.70 $\\pm$ 0.14 (2)" in tex and "gradual" in tex and tex.count("\\\\") == 3
+
+
+def test_study_cost_counts_tuning_and_final_runs():
+    frame = _runs([("adam", "standard", 0, 90.0), ("sgd", "standard", 0, 88.0)])
+    frame["status"] = ["finished", "diverged"]
+    frame["eval_split"] = ["val", "test"]
+    cost = A.study_cost(frame)
+    assert cost == {"runs": 2, "tuning_runs": 1, "final_runs": 1, "train_hours": pytest.approx(120 / 3600)}
+
+
+def test_stage_members_from_the_validation_ranking():
+    ranking = ["shampoo", "radam", "adam", "sgd_swa", "kfac", "sgd", "svrg", "gd"]
+    assert stage_members(2, names(), ranking) == ["shampoo", "radam"]
+    assert stage_members("families", names(), ranking) == ["shampoo", "radam", "sgd_swa", "sgd"]
+    assert stage_members("all", names(), ranking) == names()
+
+
+def test_study_recipe_comes_from_the_registry():
+    assert schedule_for("adamw_schedulefree") == "constant" and schedule_for("adam") == "cosine"
+    assert base_config("sgd_basic", epochs=10).epochs == 1
+    assert base_config("kfac", epochs=10).grad_budget == 600_000
+    assert base_config("adam", epochs=10).grad_budget is None
