@@ -183,6 +183,7 @@ def _fit(spec_name, problem, hparams, epochs, batch_size, schedule, schedule_par
             loss.backward(create_graph=create_graph)
             counter["grad"] += len(y)
             return loss
+        closure.batch_size = len(y)  # as the engine's closures (SAGA weights its table by it)
         return closure
 
     full_closure = make_closure(problem.x, problem.y)

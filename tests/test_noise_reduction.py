@@ -216,6 +216,27 @@ def test_saga_table_semantics():
         opt.on_batch(0, 17)
 
 
+@pytest.mark.parametrize("sized", [True, False])
+def test_saga_weights_unequal_batches_by_size(sized):
+    """With a short last batch SAGA reaches w* only when each entry is weighted by its batch size
+    (closure.batch_size); counted as equal batches it converges to a biased point."""
+    x, y = _problem()
+    w_star = _optimum(x, y)
+    model = _model()
+    opt = SAGA(model.parameters(), lr=0.5, weight_decay=WD)
+    bounds = list(range(0, N, 40)) + [N]  # six batches of 40 and one of 16
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(80):
+        for j in torch.randperm(len(bounds) - 1, generator=gen).tolist():
+            closure = _closure(model, x[bounds[j]:bounds[j + 1]], y[bounds[j]:bounds[j + 1]])
+            if sized:
+                closure.batch_size = bounds[j + 1] - bounds[j]
+            opt.on_batch(j, len(bounds) - 1)
+            opt.step(closure)
+    error = (torch.nn.utils.parameters_to_vector(model.parameters()) - w_star).norm()
+    assert (error < 1e-6) if sized else (error > 1e-3)
+
+
 @pytest.mark.parametrize("average", ["polyak", "ema", "swa"])
 def test_averaging_matches_a_manual_average_and_restores_the_weights(average):
     x, y = _problem()

@@ -57,14 +57,13 @@ TABLE = {
                                l2_in_loss=True, logistic=dict(hparams={"lr": 0.2})),
     "lookahead_adam": dict(MINIBATCH, hparams={"lr": 0.1}, logistic=dict(hparams={"lr": 0.2})),
     "lookahead_sgd": dict(MINIBATCH, hparams={"lr": 0.05}, logistic=dict(hparams={"lr": 0.2})),
-    # variance reduction converges to w* at a constant step; SAGA's mean is over batches, so
-    # its logistic row uses equal batches (300 = 5 x 60); averaging replaces the decay
+    # variance reduction converges to w* at a constant step; averaging replaces the decay
     "svrg": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.3}, tol=DETERMINISTIC_TOL,
                  logistic=dict(hparams={"lr": 2.0})),
     "sarah": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.3}, tol=DETERMINISTIC_TOL,
                   logistic=dict(hparams={"lr": 2.0})),
     "saga": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.3}, tol=DETERMINISTIC_TOL,
-                 logistic=dict(hparams={"lr": 2.0}, batch_size=60)),
+                 logistic=dict(hparams={"lr": 2.0})),
     "sgd_growing_batch": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.5},
                               logistic=dict(hparams={"lr": 2.0})),
     "sgd_polyak": dict(MINIBATCH, schedule="constant", hparams={"lr": 0.05},

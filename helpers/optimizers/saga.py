@@ -1,18 +1,21 @@
 """Mini-batch SAGA (Defazio, Bach & Lacoste-Julien 2014) over a fixed partition into batches.
 
-A table keeps, for every batch j of the fixed partition, the gradient g_j(phi_j) from the
-last time j was visited. With batch j drawn:
+A table keeps, for every batch j of the fixed partition (m batches, sizes n_j summing to N), the
+mean gradient g_j(phi_j) from the last time j was visited. With batch j drawn:
 
-    v = g_j(w) - table[j] + mean_i table[i]  (+ weight_decay * w),   w <- w - lr v,
-    table[j] <- g_j(w)
+    v = (m n_j / N) (g_j(w) - table[j]) + sum_k (n_k / N) table[k]  (+ weight_decay * w),
+    w <- w - lr v,   table[j] <- g_j(w)
 
-Lazy start (no extra pass): entries not seen yet are imputed with the mean over the entries
-seen so far, so the first visit of batch j is a plain SGD step (v = g_j(w)) that fills its
-entry; once every batch has been seen this is exactly SAGA. The mean is over batches, which
-equals the full gradient when the batches have equal size (the engine's last batch may be
-smaller). The engine (spec ``needs={"fixed_batches"}``) calls ``on_batch(j, n_batches)``
-before every step; outside it, do the same. One closure call (one mini-batch gradient) per
-step.
+so E_j[v] (j uniform over the batches) is the full gradient even when the last batch is smaller;
+with equal batches this is the textbook v = g_j(w) - table[j] + mean_k table[k]. The batch size
+comes from ``closure.batch_size`` (the engine's closures carry it; without it, batches count as
+equal).
+
+Lazy start (no extra pass): N and m are those of the batches seen so far, so the first visit of
+batch j is a plain SGD step (v = g_j(w)) that fills its entry; once every batch has been seen
+this is exactly SAGA. The engine (spec ``needs={"fixed_batches"}``) calls
+``on_batch(j, n_batches)`` before every step; outside it, do the same. One closure call (one
+mini-batch gradient) per step.
 
 Memory: n_batches x n_parameters floats; for LeNet-5 (44,426 parameters) at batch 64 on
 60,000 images that is 938 x 44,426 x 4 B = 167 MB, at batch 256 42 MB. Larger batches are
@@ -35,6 +38,7 @@ class SAGA(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
         self.n_batches = None
         self.seen = None
+        self.sizes = None
         self._batch = None
 
     def _params(self) -> list[torch.Tensor]:
@@ -47,6 +51,7 @@ class SAGA(torch.optim.Optimizer):
                 raise ValueError(f"Invalid n_batches value: {n_batches!r}")
             self.n_batches = n_batches
             self.seen = torch.zeros(n_batches, dtype=torch.bool)
+            self.sizes = torch.zeros(n_batches, dtype=torch.float64)
             for p in self._params():
                 self.state[p]["table"] = torch.zeros((n_batches, *p.shape), dtype=p.dtype, device=p.device)
                 self.state[p]["table_sum"] = torch.zeros_like(p)
@@ -73,7 +78,10 @@ class SAGA(torch.optim.Optimizer):
             loss = closure()
         first_visit = not bool(self.seen[j])
         self.seen[j] = True
-        n_seen = int(self.seen.sum())
+        self.sizes[j] = float(getattr(closure, "batch_size", 1))
+        seen_size = float(self.sizes.sum())
+        n_j = float(self.sizes[j])
+        scale = int(self.seen.sum()) * n_j / seen_size
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state[p]
@@ -82,8 +90,8 @@ class SAGA(torch.optim.Optimizer):
                 if first_visit:
                     v = g.clone()
                 else:
-                    v = g - table[j] + total / n_seen
-                total.add_(g - table[j])
+                    v = (g - table[j]).mul_(scale).add_(total, alpha=1.0 / seen_size)
+                total.add_(g - table[j], alpha=n_j)
                 table[j].copy_(g)
                 if group["weight_decay"]:
                     v.add_(p, alpha=group["weight_decay"])
