@@ -60,12 +60,23 @@ def final_results(frame: pd.DataFrame) -> pd.DataFrame:
 def best_per_scenario(results: pd.DataFrame, full_seeds: int = 3) -> pd.DataFrame:
     """The best mean test accuracy per scenario among the rows with the most seeds there (up to
     ``full_seeds``), so a lucky single seed never beats a method measured on several."""
+    return best_by(results, "scenario", full_seeds)
+
+
+def best_per_family(results: pd.DataFrame, scenario: str = "standard", full_seeds: int = 3) -> pd.DataFrame:
+    """The best member of each optimizer family in ``scenario``, by the same rule."""
+    rows = results[(results["scenario"] == scenario) & ~results["method"].str.contains(r"\[", regex=True)]
+    return best_by(rows, "family", full_seeds)
+
+
+def best_by(results: pd.DataFrame, key: str, full_seeds: int = 3) -> pd.DataFrame:
+    """Per value of ``key``: the best mean test accuracy among the rows with the most seeds for
+    that value (capped at ``full_seeds``)."""
     if results.empty:
-        return results.set_index("scenario")
-    needed = results.groupby("scenario")["seeds"].transform("max").clip(upper=full_seeds)
+        return results.set_index(key)
+    needed = results.groupby(key)["seeds"].transform("max").clip(upper=full_seeds)
     ok = results[results["seeds"] >= needed]
-    return ok.sort_values("test_acc_mean", ascending=False).groupby("scenario").head(1) \
-        .set_index("scenario")
+    return ok.sort_values("test_acc_mean", ascending=False).groupby(key).head(1).set_index(key)
 
 
 def first_reach(frame: pd.DataFrame, target: float = TARGET) -> pd.DataFrame:

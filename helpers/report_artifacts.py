@@ -254,6 +254,8 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
              "targets.tex": "\\newcommand{\\TargetsText}{" + " \\\\ ".join(
                  _tex(t) for t in targets(results, ttt)) + "}\n",
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
+    families = A.best_per_family(results).reset_index() if len(results) else results
+    files["final_families.tex"] = final_table_tex(families, "standard") if len(families) else ""
     for scenario in A.MAIN_SCENARIOS:
         files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10)
     for name, text in files.items():

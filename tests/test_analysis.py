@@ -66,3 +66,12 @@ def test_study_recipe_comes_from_the_registry():
     assert base_config("sgd_basic", epochs=10).epochs == 1
     assert base_config("kfac", epochs=10).grad_budget == 600_000
     assert base_config("adam", epochs=10).grad_budget is None
+
+
+def test_best_per_family_skips_separately_tuned_recipes():
+    frame = _runs([("sgd", "standard", 0, 88.0), ("sgd", "standard", 1, 88.2),
+                   ("sgd_basic", "standard", 0, 89.0),
+                   ("adam", "standard", 0, 90.0), ("nesterov", "standard", 0, 91.0)])
+    frame.loc[frame["optimizer"] == "nesterov", "method"] = "nesterov+onecycle [tuned]"
+    best = A.best_per_family(A.final_results(frame))
+    assert best.loc["sgd", "method"] == "sgd" and best.loc["momentum", "method"] == "adam"

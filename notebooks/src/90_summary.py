@@ -60,6 +60,14 @@ best = A.best_per_scenario(results) if len(results) else pd.DataFrame()
 best[["method", "test_acc_mean", "test_acc_std", "test_loss_mean", "seeds"]] if len(best) else "no runs yet"
 
 # %% [markdown]
+# ## Best member of each optimizer family (standard scenario)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+families = A.best_per_family(results) if len(results) else pd.DataFrame()
+families[["method", "test_acc_mean", "test_acc_std", "seeds", "oracle_evals"]] if len(families) else "no runs yet"
+
+# %% [markdown]
 # ## Curves of the best methods per scenario, against epochs, oracle calls and wall time
 # (bands: ±1 standard deviation over seeds)
 
