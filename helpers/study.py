@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -64,13 +65,19 @@ def tuned_hparams(optimizer: str, scenario: str, tune_budget: int, tune_epochs: 
     return tune(base, tune_budget, executor=executor, root=root, progress=progress)
 
 
-def run_family(members, scenario: str = "standard", profile: str = "quick", executor=None, root=None,
-               progress: bool = True, **overrides) -> tuple[pd.DataFrame, pd.DataFrame]:
+class FamilyRun(NamedTuple):
+    tuning: pd.DataFrame  # last record of every tuning candidate, with a ``member`` column
+    finals: list  # the final RunConfigs (chosen hyperparameters x seeds)
+    frame: pd.DataFrame  # records of the final runs
+
+
+def run_family(members, scenario: str = "standard", profile: str | dict = "quick", executor=None, root=None,
+               progress: bool = True, **overrides) -> FamilyRun:
     """Tune every member, re-train the chosen configurations with each seed.
 
-    All members' candidates go to the executor together, then all final runs. Returns (tuning
-    table: last record of every candidate, records of the final runs). ``overrides`` (e.g.
-    batch_size, schedule) apply to tuning and final runs alike.
+    All members' candidates go to the executor together, then all final runs. ``profile`` is a
+    name in :data:`PROFILES` or a dict with the same keys. ``overrides`` (e.g. batch_size,
+    schedule) apply to tuning and final runs alike.
     """
     p = PROFILES[profile] if isinstance(profile, str) else profile
     tune_scenario = "standard" if get_scenario(scenario).sparse else scenario
@@ -86,12 +93,12 @@ def run_family(members, scenario: str = "standard", profile: str = "quick", exec
         best = json.loads(best_of(runs)["hparams"])
         base = base_config(member, scenario, p["epochs"], p["train_fraction"], p["evals_per_epoch"],
                            **overrides)
-        finals += final_configs(base, _scenario_hparams(best, scenario), p["seeds"])
+        finals += final_configs(base, scenario_hparams(best, scenario), p["seeds"])
     run_all(finals, executor, root, progress)
-    return pd.concat(tables, ignore_index=True), records_of(finals, root)
+    return FamilyRun(pd.concat(tables, ignore_index=True), finals, records_of(finals, root))
 
 
-def _scenario_hparams(best: dict, scenario: str) -> dict:
+def scenario_hparams(best: dict, scenario: str) -> dict:
     """Tuned values as a scenario accepts them (a weight decay only under l2)."""
     if not get_scenario(scenario).l2:
         return {k: v for k, v in best.items() if k != "weight_decay" or not v}
@@ -107,8 +114,8 @@ def ranked_on_validation(tables: pd.DataFrame) -> list[str]:
 # The staged full study, most important first (a run is never recomputed, so stopping and
 # restarting is cheap): every method on standard with one seed; more seeds for the methods that
 # did best on the validation hold-out and for the best of each family; l2 and sparse60 for the
-# best; the starter; thinner budgets and other sparsity strategies for the best one; then seeds
-# for everyone else.
+# best; the starter; thinner budgets for the 3 best and other sparsity strategies for the best
+# one; then seeds for everyone else.
 # (scenario, which members of the ranking, seeds, sparsity strategy); "which" is a count from the
 # top, "all", or "families" (the best of each family).
 STAGES = (
@@ -118,10 +125,10 @@ STAGES = (
     ("l2", 3, [0, 1, 2], "projection"),
     ("sparse60", 3, [0, 1, 2], "projection"),
     ("starter", 0, [0, 1, 2], ""),
-    *[(s, 1, [0, 1], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
+    *[(s, 3, [0, 1], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
     ("sparse60", 1, [0, 1], "gradual"),
     ("sparse60", 1, [0, 1], "finetune"),
-    *[(s, 1, [2], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
+    *[(s, 3, [2], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
     ("standard", 8, [1, 2], "projection"),
     ("standard", "all", [1, 2], "projection"),
 )
@@ -154,8 +161,8 @@ def full_study(members, executor, root=None) -> None:
             run_all(starter_configs(seeds), executor, root, progress=True)
             continue
         chosen = stage_members(top, members, ranking)
-        tables, _ = run_family(chosen, scenario, {**p, "seeds": seeds}, executor, root,
-                               sparsity_strategy=strategy)
+        tables = run_family(chosen, scenario, {**p, "seeds": seeds}, executor, root,
+                            sparsity_strategy=strategy).tuning
         if ranking is None:
             ranking = ranked_on_validation(tables)
             print("ranking on the validation hold-out:", ", ".join(ranking), flush=True)
@@ -186,8 +193,8 @@ def main(argv=None) -> int:
         return 0
     get_scenario(args.scenario)
     with make_executor(args.scheduler, args.jobs) as executor:
-        _, finals = run_family(members, args.scenario, profile, executor,
-                               sparsity_strategy=args.strategy)
+        finals = run_family(members, args.scenario, profile, executor,
+                            sparsity_strategy=args.strategy).frame
     last = finals.sort_values("epoch").groupby("run_id").tail(1)
     print(last.groupby("optimizer")["test_acc"].agg(["mean", "std", "count"]).to_string())
     return 0

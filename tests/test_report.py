@@ -1,5 +1,4 @@
 """The committed report: at most 10 pages, and its tables are exactly what the records give."""
-from pathlib import Path
 
 import pytest
 

@@ -51,7 +51,7 @@ from helpers.optimizers import get_spec
 from helpers.plots import curve_grid
 from helpers.scenarios import get_scenario
 from helpers.schedules import check_schedule
-from helpers.study import base_config, tuned_hparams
+from helpers.study import base_config, scenario_hparams, tuned_hparams
 from helpers.summary import final_table
 from helpers.tuning import best_of, final_configs, tuning_configs
 
@@ -67,17 +67,10 @@ REFERENCE_BATCH = 64
 tune_scenario = "standard" if get_scenario(scenario).sparse else scenario  # sparse: reuse standard's tuning
 
 
-def for_scenario(hparams: dict) -> dict:
-    """Tuned values as the scenario accepts them (a weight decay only under l2)."""
-    if get_scenario(scenario).l2:
-        return hparams
-    return {k: v for k, v in hparams.items() if k != "weight_decay" or not v}
-
-
 def final_runs(optimizer: str, hparams: dict, **overrides):
     base = base_config(optimizer, scenario, epochs=epochs, train_fraction=train_fraction,
                        evals_per_epoch=evals_per_epoch, **overrides)
-    return final_configs(base, for_scenario(hparams), seeds)
+    return final_configs(base, scenario_hparams(hparams, scenario), seeds)
 
 
 # %% [markdown]

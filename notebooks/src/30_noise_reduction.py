@@ -58,7 +58,7 @@ from helpers.optimizers import get_spec
 from helpers.plots import curve_grid
 from helpers.records import data_for
 from helpers.scenarios import get_scenario
-from helpers.study import base_config, tuned_hparams
+from helpers.study import base_config, scenario_hparams, tuned_hparams
 from helpers.summary import final_table, last_rows
 from helpers.train import epoch_batch_sizes, train
 from helpers.tuning import final_configs
@@ -76,13 +76,6 @@ AVERAGE_FROM = {"sgd_polyak", "sgd_swa"}  # their start_epoch scales with the ru
 
 def length_hparams(member: str, run_epochs: int) -> dict:
     return {"start_epoch": round(average_start * run_epochs, 4)} if member in AVERAGE_FROM else {}
-
-
-def for_scenario(hparams: dict) -> dict:
-    """Tuned values as the scenario accepts them (a weight decay only under l2)."""
-    if get_scenario(scenario).l2:
-        return hparams
-    return {k: v for k, v in hparams.items() if k != "weight_decay" or not v}
 
 
 # %% [markdown]
@@ -112,7 +105,7 @@ for member in methods:
     tuning.append(table.assign(member=member))
     base = base_config(member, scenario, epochs=epochs, train_fraction=train_fraction,
                        evals_per_epoch=evals_per_epoch)
-    finals += final_configs(base, {**for_scenario(best), **length_hparams(member, epochs)}, seeds)
+    finals += final_configs(base, {**scenario_hparams(best, scenario), **length_hparams(member, epochs)}, seeds)
 tuning = pd.concat(tuning, ignore_index=True)
 run_all(finals, root=runs_dir, progress=False)
 frame = records_of(finals, root=runs_dir)

@@ -50,13 +50,12 @@ import os
 
 import pandas as pd
 
-from helpers.experiment import records_of, run_all
 from helpers.optimizers import get_spec
 from helpers.plots import curve_grid
 from helpers.scenarios import get_scenario
-from helpers.study import base_config, tuned_hparams
+from helpers.study import run_family
 from helpers.summary import final_table, last_rows
-from helpers.tuning import final_configs, search_space
+from helpers.tuning import search_space
 
 if device:
     os.environ["FMNIST_DEVICE"] = device
@@ -65,13 +64,8 @@ get_scenario(scenario)
 methods = [m for m in [reference, *members] if m]
 for m in methods:
     get_spec(m)
-
-
-def for_scenario(hparams: dict) -> dict:
-    """Tuned values as the scenario accepts them (a weight decay only under l2)."""
-    if get_scenario(scenario).l2:
-        return hparams
-    return {k: v for k, v in hparams.items() if k != "weight_decay" or not v}
+profile = dict(epochs=epochs, seeds=seeds, train_fraction=train_fraction, tune_budget=tune_budget,
+               tune_epochs=tune_epochs, evals_per_epoch=evals_per_epoch)
 
 
 # %% [markdown]
@@ -94,17 +88,7 @@ print(registry_table.to_string(index=False, max_colwidth=70))
 # test set.
 
 # %%
-tuning, finals = [], []
-for member in methods:
-    table, best = tuned_hparams(member, scenario, tune_budget, tune_epochs, train_fraction, root=runs_dir,
-                                progress=False)
-    tuning.append(table.assign(member=member))
-    base = base_config(member, scenario, epochs=epochs, train_fraction=train_fraction,
-                       evals_per_epoch=evals_per_epoch)
-    finals += final_configs(base, for_scenario(best), seeds)
-tuning = pd.concat(tuning, ignore_index=True)
-run_all(finals, root=runs_dir, progress=False)
-frame = records_of(finals, root=runs_dir)
+tuning, finals, frame = run_family(methods, scenario, profile, root=runs_dir, progress=False)
 failed = frame[frame["status"] == "failed"]
 assert failed.empty, failed[["run_id", "error"]].drop_duplicates().to_string()
 
