@@ -58,20 +58,27 @@ def final_results(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_per_scenario(results: pd.DataFrame, full_seeds: int = 3) -> pd.DataFrame:
-    """The best mean test accuracy per scenario among the rows with the most seeds there (up to
-    ``full_seeds``), so a lucky single seed never beats a method measured on several."""
+    """The best mean test accuracy per scenario among the study's own configurations (not the
+    tagged side experiments: starter, hand-tuned recipes, other tuning budgets) with the most
+    seeds there (up to ``full_seeds``), so a lucky single seed never beats a method measured on
+    several."""
     return best_by(results, "scenario", full_seeds)
 
 
 def best_per_family(results: pd.DataFrame, scenario: str = "standard", full_seeds: int = 3) -> pd.DataFrame:
     """The best member of each optimizer family in ``scenario``, by the same rule."""
-    rows = results[(results["scenario"] == scenario) & ~results["method"].str.contains(r"\[", regex=True)]
-    return best_by(rows, "family", full_seeds)
+    return best_by(results[results["scenario"] == scenario], "family", full_seeds)
+
+
+def is_side_experiment(methods: pd.Series) -> pd.Series:
+    """Rows labelled with a tag (``method [tag]``): outside the study's equal-budget protocol."""
+    return methods.str.contains("[", regex=False)
 
 
 def best_by(results: pd.DataFrame, key: str, full_seeds: int = 3) -> pd.DataFrame:
-    """Per value of ``key``: the best mean test accuracy among the rows with the most seeds for
-    that value (capped at ``full_seeds``)."""
+    """Per value of ``key``, among the study's own configurations: the best mean test accuracy
+    among the rows with the most seeds for that value (capped at ``full_seeds``)."""
+    results = results[~is_side_experiment(results["method"])] if len(results) else results
     if results.empty:
         return results.set_index(key)
     needed = results.groupby(key)["seeds"].transform("max").clip(upper=full_seeds)

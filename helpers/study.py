@@ -179,7 +179,15 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
     parser.add_argument("--strategy", default="projection", help="sparsity strategy")
+    parser.add_argument("--tune-budget", type=int, default=None,
+                        help="configurations per method (default: the profile's); with --tag")
+    parser.add_argument("--tune-epochs", type=int, default=None,
+                        help="epochs per tuning run (default: the profile's); with --tag")
+    parser.add_argument("--tag", default="",
+                        help="label of a side experiment, so its runs are reported apart from the study's")
     args = parser.parse_args(argv)
+    if (args.tune_budget or args.tune_epochs) and not args.tag:
+        parser.error("--tune-budget/--tune-epochs change the equal tuning budget: give the runs a --tag")
     from .optimizers import names
     members = names() if args.members == "all" else args.members.split(",")
     for m in members:
@@ -187,6 +195,10 @@ def main(argv=None) -> int:
     profile = dict(PROFILES[args.profile])
     if args.seeds:
         profile["seeds"] = [int(x) for x in args.seeds.split(",")]
+    for key in ("tune_budget", "tune_epochs"):
+        if getattr(args, key):
+            profile[key] = getattr(args, key)
+    tag = {"tag": args.tag} if args.tag else {}
     if args.scenario == "plan":
         with make_executor(args.scheduler, args.jobs) as executor:
             full_study(members, executor)
@@ -194,7 +206,7 @@ def main(argv=None) -> int:
     get_scenario(args.scenario)
     with make_executor(args.scheduler, args.jobs) as executor:
         finals = run_family(members, args.scenario, profile, executor,
-                            sparsity_strategy=args.strategy).frame
+                            sparsity_strategy=args.strategy, **tag).frame
     last = finals.sort_values("epoch").groupby("run_id").tail(1)
     print(last.groupby("optimizer")["test_acc"].agg(["mean", "std", "count"]).to_string())
     return 0

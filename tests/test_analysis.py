@@ -75,3 +75,9 @@ def test_best_per_family_skips_separately_tuned_recipes():
     frame.loc[frame["optimizer"] == "nesterov", "method"] = "nesterov+onecycle [tuned]"
     best = A.best_per_family(A.final_results(frame))
     assert best.loc["sgd", "method"] == "sgd" and best.loc["momentum", "method"] == "adam"
+
+
+def test_side_experiments_never_win_the_headline():
+    frame = _runs([("adam", "standard", 0, 90.0), ("nesterov", "standard", 0, 91.0)])
+    frame.loc[frame["optimizer"] == "nesterov", "method"] = "nesterov [tune8x10]"
+    assert A.best_per_scenario(A.final_results(frame)).loc["standard", "method"] == "adam"
