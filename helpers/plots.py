@@ -15,10 +15,20 @@ Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss (mean cross
 
 def curves(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str = "optimizer",
            ax=None, title: str | None = None, logx: bool = False, target: float | None = None):
-    """Mean over seeds with a +-1 std band, one line per ``hue``."""
+    """Mean over seeds with a +-1 std band, one line per ``hue``.
+
+    Points are matched across seeds by epoch (the evaluation points), so ``x`` may be a cost that
+    differs between seeds (wall time): it is averaged over seeds at each evaluation point.
+    """
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     data = frame[frame[y].notna()]
-    sns.lineplot(data=data, x=x, y=y, hue=hue, errorbar="sd", marker="o", markersize=3, ax=ax)
+    points = data.groupby([hue, "epoch"]).agg(x=(x, "mean"), mean=(y, "mean"), std=(y, "std")).reset_index()
+    palette = sns.color_palette(n_colors=max(points[hue].nunique(), 1))
+    for color, (label, line) in zip(palette, points.groupby(hue, sort=True)):
+        line = line.sort_values("x")
+        ax.plot(line["x"], line["mean"], marker="o", markersize=3, color=color, label=label)
+        band = line["std"].fillna(0.0)
+        ax.fill_between(line["x"], line["mean"] - band, line["mean"] + band, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel(Y_LABELS.get(y, y))
     if logx:
@@ -27,6 +37,7 @@ def curves(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str 
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"{target}%")
     if title:
         ax.set_title(title)
+    ax.legend(title=hue, fontsize=7)
     return ax
 
 
@@ -53,6 +64,9 @@ def density_plot(density: pd.DataFrame, ax=None):
     data = density.assign(label=density["method"] + " / " + density["sparsity_strategy"])
     sns.lineplot(data=data, x="density", y="test_acc_mean", hue="label", marker="o", ax=ax)
     ax.set_xscale("log")
+    ticks = sorted(data["density"].unique())
+    ax.set_xticks(ticks, [f"{100 * t:g}%" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("fc1+fc2 density (share of weights nonzero)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=6)
