@@ -119,7 +119,9 @@ def performance_profile(frame: pd.DataFrame, target: float = TARGET, cost: str =
                         scenarios=MAIN_SCENARIOS, taus=None) -> pd.DataFrame:
     """Dolan-More profile: problems are (scenario, seed); a method's cost on a problem is ``cost``
     to first reach ``target`` (its best configuration per scenario); rho(tau) is the share of
-    problems solved within tau times the best method's cost."""
+    problems solved within tau times the best method's cost. Only methods run on every problem
+    take part (a run that never reaches the target counts as unsolved; a missing run would too,
+    which would penalise methods the staged study ran less)."""
     frame = frame[frame["scenario"].isin(scenarios)]
     reach = first_reach(frame, target)
     if reach.empty:
@@ -127,7 +129,10 @@ def performance_profile(frame: pd.DataFrame, target: float = TARGET, cost: str =
     best_key = (reach.groupby(["method", "scenario", "config_key"])["reached"].mean().reset_index()
                 .sort_values("reached", ascending=False).groupby(["method", "scenario"]).head(1))
     reach = reach.merge(best_key[["method", "scenario", "config_key"]])
-    costs = reach.pivot_table(index=["scenario", "seed"], columns="method", values=cost, aggfunc="min")
+    ran = reach.pivot_table(index=["scenario", "seed"], columns="method", values="reached", aggfunc="size")
+    complete = [m for m in ran.columns if ran[m].notna().all()]
+    costs = reach.pivot_table(index=["scenario", "seed"], columns="method", values=cost, aggfunc="min",
+                              dropna=False).reindex(index=ran.index, columns=complete)
     ratios = costs.div(costs.min(axis=1), axis=0)
     taus = np.geomspace(1, 64, 200) if taus is None else taus
     rows = [{"method": m, "tau": t, "rho": float((ratios[m] <= t).sum()) / len(ratios)}

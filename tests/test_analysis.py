@@ -81,3 +81,17 @@ def test_side_experiments_never_win_the_headline():
     frame = _runs([("adam", "standard", 0, 90.0), ("nesterov", "standard", 0, 91.0)])
     frame.loc[frame["optimizer"] == "nesterov", "method"] = "nesterov [tune8x10]"
     assert A.best_per_scenario(A.final_results(frame)).loc["standard", "method"] == "adam"
+
+
+def test_performance_profile_over_methods_run_on_every_problem():
+    rows = [("adam", sc, s, acc) for sc in ("standard", "l2") for s, acc in ((0, 90.0), (1, 88.0))]
+    rows += [("sgd", sc, s, 90.0) for sc in ("standard", "l2") for s in (0, 1)]
+    rows += [("nadam", "standard", 0, 90.0)]  # not run on the other problems
+    frame = _runs(rows)
+    frame["run_id"] = [f"r{i}" for i in range(len(frame))]
+    frame.loc[frame["optimizer"] == "sgd", "oracle_evals"] = 1_200_000
+    profile = A.performance_profile(frame, target=89.38, scenarios=("standard", "l2"), taus=[1.0, 2.0])
+    rho = profile.set_index(["method", "tau"])["rho"]
+    assert set(profile["method"]) == {"adam", "sgd"}
+    assert rho["adam", 1.0] == 0.5 and rho["sgd", 1.0] == 0.5  # sgd is alone on adam's failed seeds
+    assert rho["sgd", 2.0] == 1.0 and rho["adam", 2.0] == 0.5
