@@ -143,11 +143,12 @@ def performance_profile(frame: pd.DataFrame, target: float = TARGET, cost: str =
 def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
     """Final test accuracy (mean, std over seeds) per method, strategy and density budget, for
     the methods run under some sparse or thin scenario (their standard run counts as density 1;
-    thin scenarios are labelled by their strategy column)."""
+    thin scenarios are labelled by their strategy column; side experiments are left out)."""
     from .scenarios import get_scenario
     thinner = frame["scenario"].str.startswith(("sparse", "thin"))
     methods = set(frame.loc[thinner, "optimizer"])
-    keep = frame["optimizer"].isin(methods) & (thinner | (frame["scenario"] == "standard"))
+    keep = frame["optimizer"].isin(methods) & (thinner | (frame["scenario"] == "standard")) & \
+        ~is_side_experiment(frame["method"])
     results = final_results(frame[keep])
     results["density"] = [get_scenario(n).density or 1.0 for n in results["scenario"]]
     thin = results["scenario"].str.startswith("thin")

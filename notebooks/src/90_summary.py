@@ -90,6 +90,7 @@ ttt.drop(columns="config_key", errors="ignore").head(12) if len(ttt) else "no ru
 
 # %% [markdown]
 # ## Performance profile (Dolan-Moré): problems are scenario × seed, cost is oracle calls to the target
+# (only the methods run on every problem take part)
 
 # %%
 profile = A.performance_profile(frame, target) if len(frame) else pd.DataFrame()
