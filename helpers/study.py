@@ -57,10 +57,14 @@ def base_config(optimizer: str, scenario: str = "standard", epochs: int = 10, tr
     return RunConfig(**{**settings, **overrides})
 
 
+def tuning_scenario(scenario: str) -> str:
+    """The scenario a method is tuned in: sparse scenarios reuse the standard scenario's tuning."""
+    return "standard" if get_scenario(scenario).sparse else scenario
+
+
 def tuned_hparams(optimizer: str, scenario: str, tune_budget: int, tune_epochs: int, train_fraction: float,
                   executor=None, root=None, progress: bool = True, **overrides) -> tuple[pd.DataFrame, dict]:
-    tune_scenario = "standard" if get_scenario(scenario).sparse else scenario
-    base = base_config(optimizer, tune_scenario, epochs=tune_epochs, train_fraction=train_fraction,
+    base = base_config(optimizer, tuning_scenario(scenario), epochs=tune_epochs, train_fraction=train_fraction,
                        **overrides)
     return tune(base, tune_budget, executor=executor, root=root, progress=progress)
 
@@ -80,7 +84,7 @@ def run_family(members, scenario: str = "standard", profile: str | dict = "quick
     schedule) apply to tuning and final runs alike.
     """
     p = PROFILES[profile] if isinstance(profile, str) else profile
-    tune_scenario = "standard" if get_scenario(scenario).sparse else scenario
+    tune_scenario = tuning_scenario(scenario)
     tune_overrides = {k: v for k, v in overrides.items() if k != "sparsity_strategy"}
     candidates = {m: tuning_configs(base_config(m, tune_scenario, p["tune_epochs"], p["train_fraction"],
                                                 **tune_overrides), p["tune_budget"]) for m in members}
