@@ -70,6 +70,13 @@ def best_per_family(results: pd.DataFrame, scenario: str = "standard", full_seed
     return best_by(results[results["scenario"] == scenario], "family", full_seeds)
 
 
+def families_by_scenario(results: pd.DataFrame, scenarios=MAIN_SCENARIOS, full_seeds: int = 3) -> pd.DataFrame:
+    """:func:`best_per_family` for each of ``scenarios``, stacked: one row per (scenario, family)."""
+    parts = [best_per_family(results, s, full_seeds).reset_index() for s in scenarios]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def is_side_experiment(methods: pd.Series) -> pd.Series:
     """Rows labelled with a tag (``method [tag]``): outside the study's equal-budget protocol."""
     return methods.str.contains("[", regex=False)

@@ -35,58 +35,73 @@ def _num(value, digits=0) -> str:
     return f"{value:,.{digits}f}".replace(",", "{,}")
 
 
+def _tabular(columns: str, header: list[str], rows: list[list[str]]) -> str:
+    """A booktabs tabular; ``columns`` is the column spec, cells are LaTeX already."""
+    lines = [f"\\begin{{tabular}}{{{columns}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
+    lines += [" & ".join(r) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
 def final_table_tex(results: pd.DataFrame, scenario: str, top: int | None = None) -> str:
     rows = results[results["scenario"] == scenario]
     if scenario.startswith("sparse"):
         rows = rows.sort_values("test_acc_mean", ascending=False)
     rows = rows.head(top) if top else rows
-    lines = [r"\begin{tabular}{llrrrrrr}", r"\toprule",
-             r"method & family & test acc.\ (\%) & test loss & starter loss & seeds & oracle calls & time (s) \\",
-             r"\midrule"]
+    body = []
     for _, r in rows.iterrows():
         method = _tex(r["method"]) + ("" if r["sparsity_strategy"] == "projection" or not scenario.startswith("sparse")
                                       else f" ({_tex(r['sparsity_strategy'])})")
-        lines.append(f"{method} & {_tex(r['family'])} & {_pm(r['test_acc_mean'], r['test_acc_std'])} & "
-                     f"{_pm(r['test_loss_mean'], None, 4)} & {_pm(r['test_starter_loss_mean'], None, 5)} & "
-                     f"{int(r['seeds'])} & {_num(r['oracle_evals'])} & {_num(r['wall_s'], 1)} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+        body.append([method, _tex(r["family"]), _pm(r["test_acc_mean"], r["test_acc_std"]),
+                     _pm(r["test_loss_mean"], None, 4), _pm(r["test_starter_loss_mean"], None, 5),
+                     str(int(r["seeds"])), _num(r["oracle_evals"]), _num(r["wall_s"], 1)])
+    return _tabular("llrrrrrr", ["method", "family", r"test acc.\ (\%)", "test loss", "starter loss", "seeds",
+                                 "oracle calls", "time (s)"], body)
 
 
 def time_to_target_tex(ttt: pd.DataFrame, top: int = 12) -> str:
-    lines = [r"\begin{tabular}{lrrrr}", r"\toprule",
-             r"method & seeds reaching & epochs & oracle calls & time (s) \\", r"\midrule"]
-    for _, r in ttt.head(top).iterrows():
-        lines.append(f"{_tex(r['method'])} & {int(r['reached'])}/{int(r['seeds'])} & {_num(r['epoch'], 2)} & "
-                     f"{_num(r['oracle_evals'])} & {_num(r['wall_s'], 1)} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    body = [[_tex(r["method"]), f"{int(r['reached'])}/{int(r['seeds'])}", _num(r["epoch"], 2),
+             _num(r["oracle_evals"]), _num(r["wall_s"], 1)] for _, r in ttt.head(top).iterrows()]
+    return _tabular("lrrrr", ["method", "seeds reaching", "epochs", "oracle calls", "time (s)"], body)
 
 
 def methods_tex() -> str:
-    lines = [r"\begin{tabular}{llp{10.5cm}}", r"\toprule", r"name & family & method \\", r"\midrule"]
-    for name, spec in sorted(registry().items(), key=lambda kv: (kv[1].family, kv[0])):
-        lines.append(f"{_tex(name)} & {_tex(spec.family)} & {_tex(spec.description)} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    body = [[_tex(name), _tex(spec.family), _tex(spec.description)]
+            for name, spec in sorted(registry().items(), key=lambda kv: (kv[1].family, kv[0]))]
+    return _tabular("llp{10.5cm}", ["name", "family", "method"], body)
+
+
+def _cells(table: pd.DataFrame) -> list[str]:
+    """Test accuracy as "mean ± std (seeds)", one string per row of a results table."""
+    return [_pm(m, s) + f" ({int(n)})" for m, s, n in
+            zip(table["test_acc_mean"], table["test_acc_std"], table["seeds"])]
+
+
+def _filled(row) -> list[str]:
+    return ["--" if pd.isna(v) else v for v in row]
+
+
+def families_tex(table: pd.DataFrame, scenarios=A.MAIN_SCENARIOS) -> str:
+    """Best member of each family (rows) in each scenario (columns): "member: mean ± std (seeds)"."""
+    if table.empty:
+        return ""
+    cell = table.assign(cell=[f"{_tex(m)}: {c}" for m, c in zip(table["method"], _cells(table))])
+    pivot = cell.pivot_table(index="family", columns="scenario", values="cell", aggfunc="first")
+    cols = [s for s in scenarios if s in pivot.columns]
+    body = [[_tex(family), *_filled(row)] for family, row in pivot[cols].iterrows()]
+    return _tabular("l" * (1 + len(cols)), ["family", *map(_tex, cols)], body)
 
 
 def density_tex(table: pd.DataFrame) -> str:
     """Accuracy against density: one row per method and strategy, cells "mean ± std (seeds)"."""
     if table.empty:
         return ""
-    cell = table.assign(cell=[_pm(m, s) + f" ({int(n)})" for m, s, n in
-                              zip(table["test_acc_mean"], table["test_acc_std"], table["seeds"])])
-    pivot = cell.pivot_table(index=["method", "sparsity_strategy"], columns="density", values="cell",
-                             aggfunc="first").sort_index(axis=1, ascending=False)
-    cols = list(pivot.columns)
-    lines = [r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
-             "method & strategy & " + " & ".join(f"{100 * c:g}\\%" for c in cols) + r" \\", r"\midrule"]
-    for (method, strategy), row in pivot.iterrows():
-        lines.append(f"{_tex(method)} & {_tex(strategy)} & " +
-                     " & ".join("--" if pd.isna(v) else v for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    pivot = table.assign(cell=_cells(table)).pivot_table(
+        index=["method", "sparsity_strategy"], columns="density", values="cell",
+        aggfunc="first").sort_index(axis=1, ascending=False)
+    body = [[_tex(method), _tex(strategy), *_filled(row)] for (method, strategy), row in pivot.iterrows()]
+    return _tabular("ll" + "r" * len(pivot.columns), ["method", "strategy", *(f"{100 * c:g}\\%" for c in pivot.columns)],
+                    body)
 
 
 def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: dict | None = None) -> dict[str, str]:
@@ -256,6 +271,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
     families = A.best_per_family(results).reset_index() if len(results) else results
     files["final_families.tex"] = final_table_tex(families, "standard") if len(families) else ""
+    files["families_by_scenario.tex"] = families_tex(A.families_by_scenario(results)) if len(results) else ""
     for scenario in A.MAIN_SCENARIOS:
         files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10)
     for name, text in files.items():

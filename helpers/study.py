@@ -118,8 +118,9 @@ def ranked_on_validation(tables: pd.DataFrame) -> list[str]:
 # The staged full study, most important first (a run is never recomputed, so stopping and
 # restarting is cheap): every method on standard with one seed; more seeds for the methods that
 # did best on the validation hold-out and for the best of each family; l2 and sparse60 for the
-# best; the starter; thinner budgets for the 3 best and other sparsity strategies for the best
-# one; then seeds for everyone else.
+# 3 best, the starter, then l2 and sparse60 for the best of each family; thinner budgets for the
+# 3 best and other sparsity strategies for the best one; thinner budgets for the best of each
+# family; then seeds for everyone else.
 # (scenario, which members of the ranking, seeds, sparsity strategy); "which" is a count from the
 # top, "all", or "families" (the best of each family).
 STAGES = (
@@ -129,10 +130,13 @@ STAGES = (
     ("l2", 3, [0, 1, 2], "projection"),
     ("sparse60", 3, [0, 1, 2], "projection"),
     ("starter", 0, [0, 1, 2], ""),
+    ("l2", "families", [0, 1, 2], "projection"),
+    ("sparse60", "families", [0, 1, 2], "projection"),
     *[(s, 3, [0, 1], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
     ("sparse60", 1, [0, 1], "gradual"),
     ("sparse60", 1, [0, 1], "finetune"),
     *[(s, 3, [2], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
+    *[(s, "families", [0, 1], "projection") for s in ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")],
     ("standard", 8, [1, 2], "projection"),
     ("standard", "all", [1, 2], "projection"),
 )

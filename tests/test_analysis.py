@@ -4,7 +4,7 @@ import pytest
 
 from helpers import analysis as A
 from helpers.optimizers import get_spec, names
-from helpers.report_artifacts import density_tex
+from helpers.report_artifacts import density_tex, families_tex
 from helpers.study import base_config, schedule_for, stage_members
 
 
@@ -95,3 +95,16 @@ def test_performance_profile_over_methods_run_on_every_problem():
     assert set(profile["method"]) == {"adam", "sgd"}
     assert rho["adam", 1.0] == 0.5 and rho["sgd", 1.0] == 0.5  # sgd is alone on adam's failed seeds
     assert rho["sgd", 2.0] == 1.0 and rho["adam", 2.0] == 0.5
+
+
+def test_families_by_scenario_table_has_a_cell_per_family_and_scenario_run():
+    frame = _runs([("sgd", "standard", 0, 88.0), ("sgd", "standard", 1, 88.4),
+                   ("adam", "standard", 0, 90.0), ("adam", "standard", 1, 90.4),
+                   ("adam", "l2", 0, 89.5), ("sgd_swa", "sparse60", 0, 87.0)])
+    table = A.families_by_scenario(A.final_results(frame))
+    assert set(zip(table["scenario"], table["family"])) == {
+        ("standard", "sgd"), ("standard", "momentum"), ("l2", "momentum"), ("sparse60", "noise_reduction")}
+    tex = families_tex(table)
+    assert "family & standard & l2 & sparse60" in tex
+    assert "noise\\_reduction & -- & -- & sgd\\_swa: 87.00 (1)" in tex
+    assert "momentum & adam: 90.20 $\\pm$ 0.28 (2) & adam: 89.50 (1) & --" in tex

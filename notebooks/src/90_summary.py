@@ -68,6 +68,15 @@ families = A.best_per_family(results) if len(results) else pd.DataFrame()
 families[["method", "test_acc_mean", "test_acc_std", "seeds", "oracle_evals"]] if len(families) else "no runs yet"
 
 # %% [markdown]
+# ## Best member of each family in each main scenario
+
+# %%
+# NBVAL_CHECK_OUTPUT
+by_scenario = A.families_by_scenario(results) if len(results) else pd.DataFrame()
+by_scenario.pivot(index="family", columns="scenario", values="method").reindex(columns=list(A.MAIN_SCENARIOS)) \
+    if len(by_scenario) else "no runs yet"
+
+# %% [markdown]
 # ## Curves of the best methods per scenario, against epochs, oracle calls and wall time
 # (bands: ±1 standard deviation over seeds)
 
