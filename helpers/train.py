@@ -140,6 +140,8 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
                 group["lr"] = group["initial_lr"] * lr_factor(config.schedule, t, **config.schedule_params)
             if hasattr(optimizer, "on_batch"):
                 optimizer.on_batch(batch_id, len(batches))
+            if config.grad_budget is not None and hasattr(optimizer, "limit_evaluations"):
+                optimizer.limit_evaluations(_left(config, counter, optimizer) // len(index))
             loss = optimizer.step(make_closure(model, x, y, counter))
             if hook is not None:
                 hook.after_step(step)
@@ -173,12 +175,16 @@ def epoch_batch_sizes(config: RunConfig, n: int) -> list[int]:
     return [min(n, round(base * growth ** e)) for e in range(config.epochs)]
 
 
-def _spent(config: RunConfig, counter: dict, optimizer) -> bool:
-    """True once the run's oracle calls (sample gradients + HVPs) reach ``grad_budget``."""
-    if config.grad_budget is None:
-        return False
+def _left(config: RunConfig, counter: dict, optimizer) -> int:
+    """Oracle calls (sample gradients + HVPs) left of ``grad_budget`` (which must be set)."""
     extra = getattr(optimizer, "oracle_counts", {}) or {}
-    return counter["grad"] + int(extra.get("grad", 0)) + int(extra.get("hvp", 0)) >= config.grad_budget
+    return config.grad_budget - counter["grad"] - int(extra.get("grad", 0)) - int(extra.get("hvp", 0))
+
+
+def _spent(config: RunConfig, counter: dict, optimizer) -> bool:
+    """True once the run's oracle calls reach ``grad_budget``. Checked at evaluation points, so a
+    run may pass the budget by what it spends until the next one."""
+    return config.grad_budget is not None and _left(config, counter, optimizer) <= 0
 
 
 def _eval_points(steps_per_epoch: int, per_epoch: int) -> set[int]:

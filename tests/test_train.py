@@ -55,6 +55,17 @@ def test_closure_optimizer_and_gradient_budget(small_data):
     assert last["test_acc"] > 20
 
 
+def test_full_batch_lbfgs_step_is_capped_by_the_oracle_budget(small_data):
+    """One full-batch L-BFGS step would run 20 iterations (~25 full gradients); with 8 full
+    gradients left it stops there."""
+    n = 6_000
+    config = RunConfig(optimizer="lbfgs_full", grad_budget=8 * n, epochs=3, train_fraction=0.1)
+    result = train(config, small_data, progress=False)
+    assert len(result.records) == 1 and result.records[0]["step"] == 1
+    assert result.records[0]["grad_evals"] == 8 * n
+    assert not result.diverged and result.records[0]["test_loss"] < math.log(10)  # below chance
+
+
 def test_validation_split_is_used_for_tuning():
     from helpers.data import load
     data = load(device="cpu", val_size=10_000, train_fraction=0.1)

@@ -5,7 +5,7 @@ import torch
 
 
 class LBFGSWithDecay(torch.optim.LBFGS):
-    """L-BFGS on f(x) + (weight_decay / 2) ||x||^2.
+    """L-BFGS on f(x) + (weight_decay / 2) ||x||^2, with a per-step cap on closure evaluations.
 
     torch's LBFGS has no ``weight_decay``; the L2 term is added to the loss and gradient
     inside the closure the line search evaluates, so the Wolfe conditions see the
@@ -17,6 +17,12 @@ class LBFGSWithDecay(torch.optim.LBFGS):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         super().__init__(params, **kwargs)
         self.weight_decay = weight_decay
+        self._max_eval = self.param_groups[0]["max_eval"]
+
+    def limit_evaluations(self, n: int) -> None:
+        """Cap the next :meth:`step` at ``n`` closure evaluations (at least one), e.g. the oracle
+        budget left; torch bounds the strong-Wolfe line search by the same cap."""
+        self.param_groups[0]["max_eval"] = min(self._max_eval, max(1, int(n)))
 
     def step(self, closure):
         if not self.weight_decay:
