@@ -41,30 +41,24 @@ runs_dir = None  # None: outputs/runs (or $FMNIST_RUNS_DIR)
 # %%
 import dataclasses
 import json
-import os
 
 import numpy as np
 import pandas as pd
 
 from helpers.experiment import records_of, run_all
+from helpers.notebook import prepare
 from helpers.optimizers import get_spec
 from helpers.plots import curve_grid
-from helpers.scenarios import get_scenario
 from helpers.schedules import check_schedule
-from helpers.study import base_config, scenario_hparams, tuned_hparams
+from helpers.study import base_config, scenario_hparams, tuned_hparams, tuning_scenario
 from helpers.summary import final_table
 from helpers.tuning import best_of, final_configs, tuning_configs
 
-if device:
-    os.environ["FMNIST_DEVICE"] = device
-pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
-get_scenario(scenario)
-for m in members:
-    get_spec(m)
+prepare(scenario, members, device=device)
 for s in schedules:
     check_schedule(s)
 REFERENCE_BATCH = 64
-tune_scenario = "standard" if get_scenario(scenario).sparse else scenario  # sparse: reuse standard's tuning
+tune_scenario = tuning_scenario(scenario)
 
 
 def final_runs(optimizer: str, hparams: dict, **overrides):

@@ -42,23 +42,15 @@ evals_per_epoch = 1
 runs_dir = None  # None: outputs/runs (or $FMNIST_RUNS_DIR)
 
 # %%
-import os
-
 import pandas as pd
 
+from helpers.notebook import prepare
 from helpers.optimizers import get_spec
 from helpers.plots import curve_grid
-from helpers.scenarios import get_scenario
 from helpers.study import run_family, schedule_for
 from helpers.summary import final_table
 
-if device:
-    os.environ["FMNIST_DEVICE"] = device
-pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
-get_scenario(scenario)
-methods = [m for m in [reference, *members] if m]
-for m in methods:
-    get_spec(m)
+methods = prepare(scenario, members, reference, device)
 profile = dict(epochs=epochs, seeds=seeds, train_fraction=train_fraction, tune_budget=tune_budget,
                tune_epochs=tune_epochs, evals_per_epoch=evals_per_epoch)
 

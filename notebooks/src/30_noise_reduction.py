@@ -47,30 +47,22 @@ variance_warmup_epochs = 1  # SGD epochs (on the training share) before measurin
 runs_dir = None  # None: outputs/runs (or $FMNIST_RUNS_DIR)
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from helpers.experiment import records_of, run_all
+from helpers.notebook import prepare
 from helpers.optimizers import get_spec
 from helpers.plots import curve_grid
 from helpers.records import data_for
-from helpers.scenarios import get_scenario
 from helpers.study import base_config, scenario_hparams, tuned_hparams
 from helpers.summary import final_table, last_rows
 from helpers.train import epoch_batch_sizes, train
 from helpers.tuning import final_configs
 from helpers.variance import estimator_variance
 
-if device:
-    os.environ["FMNIST_DEVICE"] = device
-pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
-get_scenario(scenario)
-methods = [m for m in [reference, *members] if m]
-for m in methods:
-    get_spec(m)
+methods = prepare(scenario, members, reference, device)
 AVERAGE_FROM = {"sgd_polyak", "sgd_swa"}  # their start_epoch scales with the run length
 
 
