@@ -12,8 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from helpers.config import RunConfig
@@ -21,11 +19,12 @@ from helpers.experiment import run_all
 from helpers.executors import LocalPool, make_executor
 from helpers.records import load_records
 
+from run_records import assert_same_records, leftovers
+
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.slow
 
 DASK = str(Path(sys.executable).with_name("dask"))
-RTOL, ATOL = 1e-6, 1e-9
 TINY = dict(train_fraction=0.02, epochs=1, eval_split="val", val_size=500)
 
 
@@ -35,27 +34,6 @@ def tiny_configs(**overrides) -> list[RunConfig]:
             RunConfig(optimizer="sgd", hparams={"lr": 0.05}, seed=1, **settings),
             RunConfig(optimizer="adam", hparams={"lr": 1e-3}, seed=0, **settings),
             RunConfig(optimizer="nesterov", hparams={"lr": 0.02}, scenario="l2", seed=0, **settings)]
-
-
-def assert_same_records(root_a, root_b, run_ids) -> None:
-    a, b = (load_records(r).sort_values(["run_id", "epoch"]).reset_index(drop=True)
-            for r in (root_a, root_b))
-    assert set(a["run_id"]) == set(b["run_id"]) == set(run_ids)
-    assert list(a["run_id"]) == list(b["run_id"])
-    for column in a.columns:
-        if column == "wall_s":
-            continue
-        if pd.api.types.is_numeric_dtype(a[column]) and not pd.api.types.is_bool_dtype(a[column]):
-            np.testing.assert_allclose(a[column].to_numpy(float), b[column].to_numpy(float),
-                                       rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=column)
-        else:
-            assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
-
-
-def leftovers(root: Path) -> list[Path]:
-    """Anything in a runs directory that is not a run's records.csv / meta.json."""
-    return [p for p in Path(root).rglob("*")
-            if not (p.is_dir() or p.name in ("records.csv", "meta.json"))]
 
 
 def stop(process: subprocess.Popen) -> None:

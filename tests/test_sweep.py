@@ -17,8 +17,6 @@ from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import psutil
 import pytest
 import torch
@@ -29,9 +27,10 @@ from helpers.executors import LocalPool
 from helpers.experiment import run_all
 from helpers.records import load_records
 
+from run_records import assert_same_records, leftovers
+
 DATA = Path(__file__).parent / "data"
 PROBE = "sweep_probe"
-RTOL, ATOL = 1e-6, 1e-9
 
 
 def probe_configs(seeds, epochs, train_fraction, scenario="standard") -> list[RunConfig]:
@@ -39,26 +38,6 @@ def probe_configs(seeds, epochs, train_fraction, scenario="standard") -> list[Ru
     return [RunConfig(optimizer="sgd", hparams={"lr": 0.05}, scenario=scenario, epochs=epochs,
                       train_fraction=train_fraction, eval_split="val", val_size=500, seed=s)
             for s in seeds]
-
-
-def assert_same_records(root_a, root_b, run_ids) -> None:
-    a, b = (load_records(r).sort_values(["run_id", "epoch"]).reset_index(drop=True)
-            for r in (root_a, root_b))
-    assert set(a["run_id"]) == set(b["run_id"]) == set(run_ids)
-    assert list(a["run_id"]) == list(b["run_id"])
-    for column in a.columns:
-        if column == "wall_s":
-            continue
-        if pd.api.types.is_numeric_dtype(a[column]) and not pd.api.types.is_bool_dtype(a[column]):
-            np.testing.assert_allclose(a[column].to_numpy(float), b[column].to_numpy(float),
-                                       rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=column)
-        else:
-            assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
-
-
-def leftovers(root: Path) -> list[Path]:
-    return [p for p in Path(root).rglob("*")
-            if not (p.is_dir() or p.name in ("records.csv", "meta.json"))]
 
 
 def started(root: Path) -> dict:
