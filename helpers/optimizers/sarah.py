@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .registry import OptimizerSpec
-from .svrg import SnapshotMixin, check_lr, check_nonnegative, grads_of, weights_swapped
+from .svrg import SnapshotMixin, grads_of, weights_swapped
 
 
 class SARAH(SnapshotMixin, torch.optim.Optimizer):
@@ -34,13 +34,7 @@ class SARAH(SnapshotMixin, torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
                  snapshot_every: int = 0):
-        check_lr(lr)
-        check_nonnegative("momentum", momentum)
-        if momentum >= 1:
-            raise ValueError(f"Invalid momentum value: {momentum!r} (must be < 1)")
-        check_nonnegative("weight_decay", weight_decay)
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-        self._init_snapshots(snapshot_every)
+        self._init_snapshots(params, lr, momentum, weight_decay, snapshot_every)
         self._fresh = False
         self._full_loss = None
 

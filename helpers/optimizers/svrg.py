@@ -56,7 +56,14 @@ def weights_swapped(params: list[torch.Tensor], others: list[torch.Tensor]):
 class SnapshotMixin:
     """Shared by SVRG and SARAH: when to take a full-gradient snapshot, and the step from an estimate."""
 
-    def _init_snapshots(self, snapshot_every: int) -> None:
+    def _init_snapshots(self, params, lr, momentum, weight_decay, snapshot_every: int) -> None:
+        """Check the arguments, set up the parameter groups and the snapshot schedule."""
+        check_lr(lr)
+        check_nonnegative("momentum", momentum)
+        if momentum >= 1:
+            raise ValueError(f"Invalid momentum value: {momentum!r} (must be < 1)")
+        check_nonnegative("weight_decay", weight_decay)
+        torch.optim.Optimizer.__init__(self, params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
         if not isinstance(snapshot_every, int) or snapshot_every < 0:
             raise ValueError(f"Invalid snapshot_every value: {snapshot_every!r} (0 = every epoch)")
         self.snapshot_every = snapshot_every
@@ -119,13 +126,7 @@ class SVRG(SnapshotMixin, torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
                  snapshot_every: int = 0):
-        check_lr(lr)
-        check_nonnegative("momentum", momentum)
-        if momentum >= 1:
-            raise ValueError(f"Invalid momentum value: {momentum!r} (must be < 1)")
-        check_nonnegative("weight_decay", weight_decay)
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-        self._init_snapshots(snapshot_every)
+        self._init_snapshots(params, lr, momentum, weight_decay, snapshot_every)
 
     def _take_snapshot(self, params, full_grads, loss) -> None:
         for p, g in zip(params, full_grads):
