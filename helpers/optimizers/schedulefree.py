@@ -55,6 +55,34 @@ class _ScheduleFree(Optimizer):
         c = weight / group["weight_sum"] if group["weight_sum"] > 0 else 1.0
         return gamma, c
 
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            gamma, c = self._schedule(group, self._gamma_factor(group))
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["z"], state["x"] = p.detach().clone(), p.detach().clone()
+                self._step_z(p, state, group, gamma)
+                self._move(p, state, self._beta(group), c)
+        return loss
+
+    def _gamma_factor(self, group: dict) -> float:
+        return 1.0
+
+    def _beta(self, group: dict) -> float:
+        raise NotImplementedError
+
+    def _step_z(self, p: torch.Tensor, state: dict, group: dict, gamma: float) -> None:
+        """The base method's step on z with step size gamma (the gradient is at y = p)."""
+        raise NotImplementedError
+
     @staticmethod
     def _move(p: torch.Tensor, state: dict, beta: float, c: float) -> None:
         """x <- (1-c) x + c z; p <- y = (1-beta) z + beta x."""
@@ -91,24 +119,12 @@ class SGDScheduleFree(_ScheduleFree):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       warmup_steps=warmup_steps, weight_lr_power=weight_lr_power))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            gamma, c = self._schedule(group)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["z"], state["x"] = p.detach().clone(), p.detach().clone()
-                d = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
-                state["z"].add_(d, alpha=-gamma)
-                self._move(p, state, group["momentum"], c)
-        return loss
+    def _beta(self, group: dict) -> float:
+        return group["momentum"]
+
+    def _step_z(self, p, state, group, gamma) -> None:
+        d = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
+        state["z"].add_(d, alpha=-gamma)
 
 
 class AdamWScheduleFree(_ScheduleFree):
@@ -123,29 +139,20 @@ class AdamWScheduleFree(_ScheduleFree):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       warmup_steps=warmup_steps, weight_lr_power=weight_lr_power))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            gamma, c = self._schedule(group, math.sqrt(1 - beta2 ** (group["k"] + 1)))
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["z"], state["x"] = p.detach().clone(), p.detach().clone()
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                v, z = state["exp_avg_sq"], state["z"]
-                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                if group["weight_decay"]:
-                    z.add_(p, alpha=-gamma * group["weight_decay"])
-                z.addcdiv_(p.grad, v.sqrt().add_(group["eps"]), value=-gamma)
-                self._move(p, state, beta1, c)
-        return loss
+    def _gamma_factor(self, group: dict) -> float:
+        return math.sqrt(1 - group["betas"][1] ** (group["k"] + 1))
+
+    def _beta(self, group: dict) -> float:
+        return group["betas"][0]
+
+    def _step_z(self, p, state, group, gamma) -> None:
+        if "exp_avg_sq" not in state:
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        v, z = state["exp_avg_sq"], state["z"]
+        v.mul_(group["betas"][1]).addcmul_(p.grad, p.grad, value=1 - group["betas"][1])
+        if group["weight_decay"]:
+            z.add_(p, alpha=-gamma * group["weight_decay"])
+        z.addcdiv_(p.grad, v.sqrt().add_(group["eps"]), value=-gamma)
 
 
 def _sgd_sf(model, **hp):
