@@ -14,12 +14,11 @@ per-entry state masking (sparse scenario) reaches the momentum buffers and phi a
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from torch.optim import Optimizer
 
 from .registry import OptimizerSpec
+from .swap import state_swapped
 
 SLOW = "lookahead_slow"
 
@@ -60,23 +59,9 @@ class Lookahead(Optimizer):
                     p.copy_(slow)
         return loss
 
-    @contextmanager
     def evaluation_weights(self):
         """Within the block the parameters hold the slow weights phi; the fast weights afterwards."""
-        saved = []
-        with torch.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    slow = self.state.get(p, {}).get(SLOW)
-                    if slow is not None:
-                        saved.append((p, p.detach().clone()))
-                        p.copy_(slow)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, fast in saved:
-                    p.copy_(fast)
+        return state_swapped(self, SLOW)
 
 
 def _lookahead_adam(model, lr, betas, eps, weight_decay, k, alpha):

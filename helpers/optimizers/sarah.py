@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 
 from .registry import OptimizerSpec
-from .svrg import SnapshotMixin, grads_of, weights_swapped
+from .svrg import SnapshotMixin, grads_of
+from .swap import weights_swapped
 
 
 class SARAH(SnapshotMixin, torch.optim.Optimizer):

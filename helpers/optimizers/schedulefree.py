@@ -22,12 +22,12 @@ p, so the sparse scenario's state masking applies to them.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 from torch.optim import Optimizer
 
 from .registry import OptimizerSpec
+from .swap import state_swapped
 
 
 class _ScheduleFree(Optimizer):
@@ -90,23 +90,9 @@ class _ScheduleFree(Optimizer):
         x.lerp_(z, c)
         p.copy_(torch.lerp(z, x, beta))
 
-    @contextmanager
     def evaluation_weights(self):
         """Within the block the parameters hold x (the weights to evaluate); y afterwards."""
-        saved = []
-        with torch.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    state = self.state.get(p, {})
-                    if "x" in state:
-                        saved.append((p, p.detach().clone()))
-                        p.copy_(state["x"])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, y in saved:
-                    p.copy_(y)
+        return state_swapped(self, "x")
 
 
 class SGDScheduleFree(_ScheduleFree):

@@ -16,11 +16,10 @@ engine call :meth:`snapshot` with a full-gradient closure.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
 from .registry import OptimizerSpec
+from .swap import weights_swapped
 
 
 def check_nonnegative(name: str, value) -> None:
@@ -36,21 +35,6 @@ def check_lr(lr) -> None:
 def grads_of(params: list[torch.Tensor]) -> list[torch.Tensor]:
     """Copies of the parameters' gradients (zeros where a parameter received none)."""
     return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
-
-
-@contextmanager
-def weights_swapped(params: list[torch.Tensor], others: list[torch.Tensor]):
-    """Temporarily load ``others`` into ``params`` (in place), restoring them afterwards."""
-    saved = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, o in zip(params, others):
-            p.copy_(o)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
 
 
 class SnapshotMixin:
