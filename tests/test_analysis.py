@@ -4,7 +4,7 @@ import pytest
 
 from helpers import analysis as A
 from helpers.optimizers import get_spec, names
-from helpers.report_artifacts import density_tex, families_tex
+from helpers.report_artifacts import coverage, density_tex, families_tex
 from helpers.study import base_config, schedule_for, stage_members
 
 
@@ -108,3 +108,13 @@ def test_families_by_scenario_table_has_a_cell_per_family_and_scenario_run():
     assert "family & standard & l2 & sparse60" in tex
     assert "noise\\_reduction & -- & -- & sgd\\_swa: 87.00 (1)" in tex
     assert "momentum & adam: 90.20 $\\pm$ 0.28 (2) & adam: 89.50 (1) & --" in tex
+
+
+def test_coverage_counts_seeds_of_the_study_configurations_only():
+    frame = _runs([("adam", "standard", s, 90.0) for s in range(3)] + [("sgd", "standard", 0, 88.0)] +
+                  [("nesterov", "standard", s, 91.0) for s in range(3)] + [("gd", "l2", 0, 10.0)])
+    frame.loc[frame["optimizer"] == "nesterov", "method"] = "nesterov [tuned]"
+    text = coverage(frame)
+    assert text.startswith(f"1 of the {len(names())} registered methods have 3 seeds on the standard scenario")
+    assert ", 1 fewer (sgd 1), " in text
+    assert f", {len(names()) - 2} none (" in text and "nesterov" in text and "gd" in text
