@@ -31,6 +31,9 @@ from .swap import state_swapped
 
 
 class _ScheduleFree(Optimizer):
+    """The y/z/x bookkeeping shared by both; a subclass gives beta, gamma's extra factor and the
+    base method's step on z."""
+
     def __init__(self, params, defaults: dict):
         lr, wd, warmup = defaults["lr"], defaults["weight_decay"], defaults["warmup_steps"]
         if not lr >= 0.0:
@@ -74,6 +77,7 @@ class _ScheduleFree(Optimizer):
         return loss
 
     def _gamma_factor(self, group: dict) -> float:
+        """Multiplies lr in gamma (AdamW: the second-moment bias correction)."""
         return 1.0
 
     def _beta(self, group: dict) -> float:
