@@ -51,10 +51,16 @@ def base_config(optimizer: str, scenario: str = "standard", epochs: int = 10, tr
     epochs = min(epochs, spec.max_epochs or epochs)
     if not spec.elementwise:
         overrides.setdefault("grad_budget", round(epochs * ORACLE_BUDGET_PER_EPOCH * train_fraction))
+    overrides["hparams"] = {**length_hparams(optimizer, epochs), **overrides.get("hparams", {})}
     settings = dict(optimizer=optimizer, scenario=scenario, epochs=epochs, train_fraction=train_fraction,
                     scaling=SCALING, schedule=schedule_for(optimizer), evals_per_epoch=evals_per_epoch,
                     sparsity_strategy=sparsity_strategy)
     return RunConfig(**{**settings, **overrides})
+
+
+def length_hparams(optimizer: str, epochs: int) -> dict:
+    """The method's ``run_share`` hyperparameters for a run of ``epochs``: share x epochs."""
+    return {k: round(share * epochs, 4) for k, share in get_spec(optimizer).run_share.items()}
 
 
 def tuning_scenario(scenario: str) -> str:
@@ -97,7 +103,7 @@ def run_family(members, scenario: str = "standard", profile: str | dict = "quick
         best = json.loads(best_of(runs)["hparams"])
         base = base_config(member, scenario, p["epochs"], p["train_fraction"], p["evals_per_epoch"],
                            **overrides)
-        finals += final_configs(base, scenario_hparams(best, scenario), p["seeds"])
+        finals += final_configs(base, final_hparams(best, member, scenario, base.epochs), p["seeds"])
     run_all(finals, executor, root, progress)
     return FamilyRun(pd.concat(tables, ignore_index=True), finals, records_of(finals, root))
 
@@ -107,6 +113,14 @@ def scenario_hparams(best: dict, scenario: str) -> dict:
     if not get_scenario(scenario).l2:
         return {k: v for k, v in best.items() if k != "weight_decay" or not v}
     return best
+
+
+def final_hparams(best: dict, optimizer: str, scenario: str, epochs: int) -> dict:
+    """A final run's hyperparameters: the tuned ones as ``scenario`` accepts them, with the
+    run-length shares set for ``epochs`` instead of the tuning run's length."""
+    shares = get_spec(optimizer).run_share
+    tuned = {k: v for k, v in scenario_hparams(best, scenario).items() if k not in shares}
+    return {**tuned, **length_hparams(optimizer, epochs)}
 
 
 def ranked_on_validation(tables: pd.DataFrame) -> list[str]:

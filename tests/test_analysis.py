@@ -5,7 +5,7 @@ import pytest
 from helpers import analysis as A
 from helpers.optimizers import get_spec, names
 from helpers.report_artifacts import coverage, density_tex, families_tex
-from helpers.study import base_config, schedule_for, stage_members
+from helpers.study import base_config, final_hparams, schedule_for, stage_members
 
 
 def _runs(rows):
@@ -66,6 +66,15 @@ def test_study_recipe_comes_from_the_registry():
     assert base_config("sgd_basic", epochs=10).epochs == 1
     assert base_config("kfac", epochs=10).grad_budget == 600_000
     assert base_config("adam", epochs=10).grad_budget is None
+
+
+def test_averaging_start_scales_with_the_run_length():
+    assert base_config("sgd_polyak", epochs=2).hparams == {"start_epoch": 1.0}
+    assert base_config("sgd_swa", epochs=2).hparams == {"start_epoch": 1.5}
+    tuned = {"lr": 0.1, "momentum": 0.9, "start_epoch": 1.5}
+    assert final_hparams(tuned, "sgd_swa", "standard", 10) == {"lr": 0.1, "momentum": 0.9, "start_epoch": 7.5}
+    assert final_hparams(tuned, "sgd_swa", "standard", 4) == {"lr": 0.1, "momentum": 0.9, "start_epoch": 3.0}
+    assert base_config("sgd", epochs=2).hparams == {}
 
 
 def test_best_per_family_skips_separately_tuned_recipes():

@@ -126,7 +126,7 @@ BASE = {"lr": 0.02, "momentum": 0.9, "weight_decay": 0.0}
 SPECS = [
     OptimizerSpec("sgd_polyak", "noise_reduction", _factory("polyak"), {**BASE, "start_epoch": 5.0},
                   {"lr": LR}, "heavy-ball SGD evaluated at the uniform (Polyak-Ruppert) average of "
-                  "its iterates from start_epoch on"),
+                  "its iterates from start_epoch on", run_share={"start_epoch": 0.5}),
     OptimizerSpec("sgd_ema", "noise_reduction", _factory("ema"),
                   {**BASE, "start_epoch": 0.0, "ema_decay": 0.999},
                   {"lr": LR, "ema_decay": [0.99, 0.999]},
@@ -134,5 +134,5 @@ SPECS = [
     OptimizerSpec("sgd_swa", "noise_reduction", _factory("swa"),
                   {**BASE, "start_epoch": 7.5, "swa_every": 50},
                   {"lr": LR}, "heavy-ball SGD evaluated at the SWA average of every swa_every-th "
-                  "iterate from start_epoch on (Izmailov et al. 2018)"),
+                  "iterate from start_epoch on (Izmailov et al. 2018)", run_share={"start_epoch": 0.75}),
 ]

@@ -36,7 +36,9 @@ class OptimizerSpec:
     ``elementwise`` marks optimizers the batched many-model engine can run.
     ``decays``: the study follows its learning-rate decay (False: the method has its own
     schedule or picks its step, and runs at a constant base rate). ``max_epochs``: the study's
-    epoch cap (basic SGD takes 60,000 steps per epoch).
+    epoch cap (basic SGD takes 60,000 steps per epoch). ``run_share``: hyperparameters counted
+    in epochs that the study sets to a share of each run's length (when averaging starts), so
+    a shortened tuning run behaves like the full run.
     """
     name: str
     family: str
@@ -50,6 +52,7 @@ class OptimizerSpec:
     elementwise: bool = False
     decays: bool = True
     max_epochs: int | None = None
+    run_share: dict = field(default_factory=dict)
 
     def build(self, model: nn.Module, **hparams) -> Optimizer:
         unknown = set(hparams) - set(self.defaults)

@@ -21,7 +21,8 @@
 # - **growing batches** (Byrd et al. 2012; Friedlander & Schmidt 2012): plain SGD with the batch
 #   multiplied by 1.5 each epoch from 32.
 # - **iterate averaging** on heavy-ball SGD: Polyak-Ruppert (uniform), EMA, SWA; the model is
-#   evaluated at the average.
+#   evaluated at the average. Polyak averages from half the run on, SWA from three quarters
+#   (`run_share` in the registry), in tuning runs as in final ones.
 #
 # All costs are counted in sample-gradient evaluations (`grad_evals`, full passes included), so
 # SVRG's and SARAH's snapshots show on the cost axis. The second part measures, at the same
@@ -39,7 +40,6 @@ train_fraction = 0.02  # share of the training images (1.0 for the real figures)
 tune_budget = 2  # configurations tried per member on the validation hold-out
 tune_epochs = 1
 evals_per_epoch = 1
-average_start = 0.5  # Polyak and SWA average from this share of the run on
 variance_samples = 256  # images in the variance measurement's subset
 variance_batch = 64
 variance_epochs = 2  # length of the measured trajectory (epochs over the subset)
@@ -51,23 +51,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from helpers.experiment import records_of, run_all
 from helpers.notebook import prepare
 from helpers.optimizers import get_spec
 from helpers.plots import curve_grid
 from helpers.records import data_for
-from helpers.study import base_config, scenario_hparams, tuned_hparams
+from helpers.study import base_config, run_family
 from helpers.summary import final_table, last_rows
 from helpers.train import epoch_batch_sizes, train
-from helpers.tuning import final_configs
 from helpers.variance import estimator_variance
 
 methods = prepare(scenario, members, reference, device)
-AVERAGE_FROM = {"sgd_polyak", "sgd_swa"}  # their start_epoch scales with the run length
-
-
-def length_hparams(member: str, run_epochs: int) -> dict:
-    return {"start_epoch": round(average_start * run_epochs, 4)} if member in AVERAGE_FROM else {}
+profile = dict(epochs=epochs, seeds=seeds, train_fraction=train_fraction, tune_budget=tune_budget,
+               tune_epochs=tune_epochs, evals_per_epoch=evals_per_epoch)
 
 
 # %% [markdown]
@@ -77,7 +72,8 @@ def length_hparams(member: str, run_epochs: int) -> dict:
 # NBVAL_CHECK_OUTPUT
 registry_table = pd.DataFrame([{"name": m, "family": get_spec(m).family, "defaults": get_spec(m).defaults,
                                 "batch": get_spec(m).batch_size or 64, "growth": get_spec(m).batch_growth or 1,
-                                "tuned": sorted(get_spec(m).search_space)} for m in methods])
+                                "tuned": sorted(get_spec(m).search_space),
+                                "share of the run": get_spec(m).run_share or ""} for m in methods])
 print(registry_table.to_string(index=False))
 
 # %% [markdown]
@@ -89,18 +85,7 @@ print(registry_table.to_string(index=False))
 # share with every seed and evaluated on the test set.
 
 # %%
-tuning, finals = [], []
-for member in methods:
-    table, best = tuned_hparams(member, scenario, tune_budget, tune_epochs, train_fraction, root=runs_dir,
-                                progress=False, **({"hparams": length_hparams(member, tune_epochs)}
-                                                   if member in AVERAGE_FROM else {}))
-    tuning.append(table.assign(member=member))
-    base = base_config(member, scenario, epochs=epochs, train_fraction=train_fraction,
-                       evals_per_epoch=evals_per_epoch)
-    finals += final_configs(base, {**scenario_hparams(best, scenario), **length_hparams(member, epochs)}, seeds)
-tuning = pd.concat(tuning, ignore_index=True)
-run_all(finals, root=runs_dir, progress=False)
-frame = records_of(finals, root=runs_dir)
+tuning, finals, frame = run_family(methods, scenario, profile, root=runs_dir, progress=False)
 failed = frame[frame["status"] == "failed"]
 assert failed.empty, failed[["run_id", "error"]].drop_duplicates().to_string()
 
