@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import torch
 
 from .model import constrained_weights
+from .optimizers.swap import weights_swapped
 
 STRATEGIES = ("projection", "gradual", "finetune")
 GRADUAL_START, GRADUAL_END, GRADUAL_EVENTS = 0.1, 0.7, 20
@@ -283,15 +284,11 @@ class SparsityHook:
                 if current is None or current.k is None:
                     yield
                     return
-                saved = [w.detach().clone() for w in weights]
                 with torch.no_grad():
-                    apply_masks_(weights, select_masks(weights, current.k, structured))
-                try:
+                    feasible = [w.detach().clone() for w in weights]
+                    apply_masks_(feasible, select_masks(weights, current.k, structured))
+                with weights_swapped(weights, feasible):
                     yield
-                finally:
-                    with torch.no_grad():
-                        for w, s in zip(weights, saved):
-                            w.copy_(s)
 
         self.optimizer.evaluation_weights = feasible_evaluation_weights
 

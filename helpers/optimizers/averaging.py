@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import torch
 
 from .registry import OptimizerSpec
+from .swap import weights_swapped
 from .torch_builtin import LR
 
 AVERAGES = ("polyak", "ema", "swa")
@@ -104,16 +105,10 @@ class AveragedSGD(torch.optim.SGD):
             yield
             return
         params = self._params()
-        live = [p.detach().clone() for p in params]
         with torch.no_grad():
-            for p, w in zip(params, live):
-                p.copy_(torch.where(w == 0, torch.zeros_like(w), self.state[p]["average"]))
-        try:
+            averages = [torch.where(p == 0, torch.zeros_like(p), self.state[p]["average"]) for p in params]
+        with weights_swapped(params, averages):
             yield
-        finally:
-            with torch.no_grad():
-                for p, w in zip(params, live):
-                    p.copy_(w)
 
 
 def _factory(average: str):
