@@ -3,7 +3,7 @@
 (a) Training throughput at batch 64 (evaluation excluded) of the starter's own loop
     (torchvision ``FashionMNIST`` + ``ToTensor()`` + ``DataLoader(batch_size=64, shuffle=True)``,
     ``nn.CrossEntropyLoss``, ``SGD(lr=1e-3)``), of the single-model engine
-    (:func:`helpers.train.train`) and of the batched engine (:func:`helpers.batched.train_many`)
+    (:func:`helpers.engine.train.train`) and of the batched engine (:func:`helpers.engine.batched.train_many`)
     for K = 1, 4, 8, 16, 32 models at once, each for the same number of steps, in rounds
     (every round measures every engine once, in the same process, one after the other);
     reported as model-samples per second (each model's samples, summed over the K models,
@@ -35,14 +35,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from helpers.analysis import TARGET
-from helpers.batched import train_many
-from helpers.config import RunConfig
-from helpers.data import FILES, N_TRAIN, find_data_dir, load, read_verified
-from helpers.model import LeNet5
-from helpers.records import OUTPUTS
+from helpers.evidence.analysis import TARGET
+from helpers.engine.batched import train_many
+from helpers.engine.config import RunConfig
+from helpers.problem.data import FILES, N_TRAIN, find_data_dir, load, read_verified
+from helpers.problem.model import LeNet5
+from helpers.study.records import OUTPUTS
 from helpers.runtime import default_device, environment
-from helpers.train import train
+from helpers.engine.train import train
 
 OUT = OUTPUTS / "benchmarks"
 BATCH = 64

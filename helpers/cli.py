@@ -10,7 +10,7 @@ import sys
 
 def ensure_data() -> int:
     """Verify the Fashion-MNIST files; as root with apt-get, install Debian's package if absent."""
-    from .data import DEBIAN_DIR, DataError, FILES, find_data_dir, read_verified
+    from .problem.data import DEBIAN_DIR, DataError, FILES, find_data_dir, read_verified
     try:
         directory = find_data_dir()
     except DataError as missing:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("data", help="verify (and as root install) the Fashion-MNIST files")
-    from . import sweep
+    from .study import sweep
     sweep.add_arguments(sub.add_parser("sweep", help="run the study: notebooks x scenarios, summary, report",
                                        description=sweep.__doc__,
                                        formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--no-notebook", action="store_true", help="reuse the tables/figures on disk")
     args = parser.parse_args(argv)
     if args.command == "report":
-        from .report import main as report_main
+        from .evidence.report import main as report_main
         return report_main(["--no-notebook"] if args.no_notebook else [])
     if args.command == "data":
         return ensure_data()

@@ -6,7 +6,7 @@ import os
 import pandas as pd
 
 from .optimizers import get_spec
-from .scenarios import get_scenario
+from .constraints.scenarios import get_scenario
 
 
 def prepare(scenario: str, members, reference: str = "", device: str | None = None) -> list[str]:

@@ -10,7 +10,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def small_data():
     """10% of the training images (stratified) and the full test split, on the CPU."""
-    from helpers.data import load
+    from helpers.problem.data import load
     return load(device="cpu", train_fraction=0.1)
 
 

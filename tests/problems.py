@@ -1,6 +1,6 @@
 """Small problems with known optima, and a driver that runs any registered optimizer on them.
 
-``fit`` drives an optimizer exactly as :func:`helpers.train.train` does: ``on_epoch_start``
+``fit`` drives an optimizer exactly as :func:`helpers.engine.train.train` does: ``on_epoch_start``
 with a full-data mean-gradient closure, ``on_batch`` and fixed batches when the spec needs
 them, the engine's learning-rate schedule written into ``param_groups``, ``step(closure)``
 with ``closure(create_graph=False)``, and the final iterate read under
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from scipy.optimize import minimize
 from torch import nn
 
-from helpers.data import batch_indices
+from helpers.problem.data import batch_indices
 from helpers.optimizers import get_spec
-from helpers.schedules import lr_factor
+from helpers.engine.schedules import lr_factor
 
 
 @dataclass(frozen=True)

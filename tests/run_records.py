@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.records import load_records
+from helpers.study.records import load_records
 
 RTOL, ATOL = 1e-6, 1e-9
 

@@ -1,11 +1,11 @@
-"""The study's evidence functions on small hand-made record frames (helpers.analysis, helpers.study)."""
+"""The study's evidence functions on small hand-made record frames (helpers.evidence.analysis, helpers.study.protocol)."""
 import pandas as pd
 import pytest
 
-from helpers import analysis as A
+from helpers.evidence import analysis as A
 from helpers.optimizers import get_spec, names
-from helpers.report_artifacts import coverage, density_tex, families_tex
-from helpers.study import base_config, final_hparams, schedule_for, stage_members
+from helpers.evidence.report_artifacts import coverage, density_tex, families_tex
+from helpers.study.protocol import base_config, final_hparams, schedule_for, stage_members
 
 
 def _runs(rows):

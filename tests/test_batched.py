@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import batched
-from helpers.batched import batch_groups, can_batch, train_many, why_not_batch
-from helpers.config import RunConfig
-from helpers.data import load
-from helpers.model import LeNet5
+from helpers.engine import batched
+from helpers.engine.batched import batch_groups, can_batch, train_many, why_not_batch
+from helpers.engine.config import RunConfig
+from helpers.problem.data import load
+from helpers.problem.model import LeNet5
 from helpers.optimizers import get_spec
-from helpers.train import RECORD_COLUMNS, train
+from helpers.engine.train import RECORD_COLUMNS, train
 
 FRACTION, VAL = 0.05, 2_000
 TINY = dict(epochs=1, train_fraction=FRACTION, evals_per_epoch=2, eval_split="val", val_size=VAL)
@@ -182,8 +182,8 @@ def test_groups_keep_order_and_split_what_differs():
 
 
 def test_run_all_batches_and_records_like_single_runs(runs_root):
-    from helpers.experiment import run_all
-    from helpers.records import load_records, run_and_record
+    from helpers.study.experiment import run_all
+    from helpers.study.records import load_records, run_and_record
     configs = [RunConfig(optimizer="sgd", seed=s, **TINY) for s in (0, 1)]
     lone = RunConfig(optimizer="gd", **TINY)
     metas = run_all(configs + [lone], root=runs_root, progress=False, batch=True)

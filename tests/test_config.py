@@ -1,6 +1,6 @@
 import pytest
 
-from helpers.config import RunConfig
+from helpers.engine.config import RunConfig
 
 
 @pytest.mark.parametrize("kwargs, message", [

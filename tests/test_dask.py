@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import RunConfig
-from helpers.experiment import run_all
-from helpers.executors import LocalPool, make_executor
-from helpers.records import load_records
+from helpers.engine.config import RunConfig
+from helpers.study.experiment import run_all
+from helpers.study.executors import LocalPool, make_executor
+from helpers.study.records import load_records
 
 from run_records import assert_same_records, leftovers
 

@@ -4,8 +4,8 @@ import shutil
 import pytest
 import torch
 
-from helpers import data as D
-from helpers.data import DataError, find_data_dir, load, read_verified, stratified_split
+from helpers.problem import data as D
+from helpers.problem.data import DataError, find_data_dir, load, read_verified, stratified_split
 
 
 @pytest.fixture

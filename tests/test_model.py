@@ -1,6 +1,6 @@
 import torch
 
-from helpers.model import LeNet5, N_CONSTRAINED_WEIGHTS, N_PARAMETERS, constrained_weights, count_parameters, density
+from helpers.problem.model import LeNet5, N_CONSTRAINED_WEIGHTS, N_PARAMETERS, constrained_weights, count_parameters, density
 
 
 def test_parameter_counts_match_the_starter():

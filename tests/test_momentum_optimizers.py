@@ -157,15 +157,15 @@ def test_lookahead_shares_groups_and_state_with_the_inner_optimizer():
 @pytest.fixture(scope="module")
 def tiny_data(small_data):
     """2,048 training and 1,000 test images of the real data (engine wiring, not accuracy)."""
-    from helpers.data import FashionMNIST
+    from helpers.problem.data import FashionMNIST
     return FashionMNIST(small_data.train.subset(torch.arange(2048)),
                         small_data.test.subset(torch.arange(1000)))
 
 
 @pytest.mark.parametrize("name,hparams", [("sgd_schedulefree", {"lr": 2.0}), ("lookahead_adam", {"lr": 3e-3})])
 def test_trains_lenet_in_the_engine_under_the_sparse_scenario(name, hparams, tiny_data):
-    from helpers.config import RunConfig
-    from helpers.train import train
+    from helpers.engine.config import RunConfig
+    from helpers.engine.train import train
     config = RunConfig(optimizer=name, hparams=hparams, scenario="sparse60", epochs=1,
                        batch_size=32)
     result = train(config, tiny_data, progress=False)

@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.config import RunConfig
+from helpers.engine.config import RunConfig
 from helpers.optimizers.averaging import AveragedSGD
 from helpers.optimizers.saga import SAGA
 from helpers.optimizers.sarah import SARAH
 from helpers.optimizers.svrg import SVRG
-from helpers.train import train
+from helpers.engine.train import train
 
 N, D, C, B = 256, 8, 3, 16  # samples, features, classes, batch size -> 16 fixed batches
 WD = 1e-1
@@ -319,7 +319,7 @@ def test_engine_counts_snapshots_and_growing_batches(small_data):
 
 
 def test_variance_table_is_exact_at_snapshots_and_tidy(small_data):
-    from helpers.variance import estimator_variance, summary
+    from helpers.evidence.variance import estimator_variance, summary
     frame = estimator_variance(small_data.train, "sgd", {"lr": 0.05}, n_samples=128, batch_size=32,
                                epochs=2, larger_batches=(64,))
     wide = frame.pivot_table(index="step", columns="estimator", values="mse", dropna=False)

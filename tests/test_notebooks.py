@@ -36,7 +36,7 @@ def test_parameters_cell_and_scenario_parameter(notebook):
 
 
 def test_unknown_notebook_parameter_is_rejected_before_running(tmp_path):
-    from helpers.sweep import SweepSpecError, plan
+    from helpers.study.sweep import SweepSpecError, plan
     with pytest.raises(SweepSpecError, match="no parameter.*learning_rate"):
         plan("quick", notebooks=["00_starter_baseline"], overrides={"learning_rate": 0.1},
              output_dir=tmp_path, runs_dir=str(tmp_path / "runs"))

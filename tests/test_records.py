@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from helpers import records
-from helpers.config import RunConfig
-from helpers.records import atomic_write_text, load_records, read_meta, run_and_record
+from helpers.study import records
+from helpers.engine.config import RunConfig
+from helpers.study.records import atomic_write_text, load_records, read_meta, run_and_record
 
 QUICK = dict(epochs=1, train_fraction=0.1)
 
@@ -49,7 +49,7 @@ def test_failed_and_diverged_runs_are_recorded(runs_root, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("worker lost")
 
-    monkeypatch.setattr("helpers.train.train", broken)
+    monkeypatch.setattr("helpers.engine.train.train", broken)
     failing = RunConfig(optimizer="sgd", hparams={"lr": 0.01}, **QUICK)
     meta = run_and_record(failing)
     assert meta["status"] == "failed" and "worker lost" in meta["error"]

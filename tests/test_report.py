@@ -2,10 +2,10 @@
 
 import pytest
 
-from helpers import analysis as A
-from helpers.records import RUNS_DIR, load_records
-from helpers.report import MAX_PAGES, REPORT_DIR, page_count
-from helpers.report_artifacts import write_all
+from helpers.evidence import analysis as A
+from helpers.study.records import RUNS_DIR, load_records
+from helpers.evidence.report import MAX_PAGES, REPORT_DIR, page_count
+from helpers.evidence.report_artifacts import write_all
 
 
 def test_report_pdf_is_committed_and_within_the_page_limit():

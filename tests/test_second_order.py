@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from helpers.model import LeNet5, density
+from helpers.problem.model import LeNet5, density
 from helpers.optimizers import build_optimizer, names
 from helpers.optimizers.adahessian import AdaHessian
 from helpers.optimizers.kfac import KFAC
 from helpers.optimizers.newton_cg import NewtonCG
 from helpers.optimizers.shampoo import Shampoo
-from helpers.sparsity import SparsityHook
-from helpers.train import make_closure
+from helpers.constraints.sparsity import SparsityHook
+from helpers.engine.train import make_closure
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
 

@@ -5,16 +5,16 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from helpers.config import RunConfig
-from helpers.data import FashionMNIST
-from helpers.model import N_CONSTRAINED_WEIGHTS, LeNet5, constrained_weights, density
+from helpers.engine.config import RunConfig
+from helpers.problem.data import FashionMNIST
+from helpers.problem.model import N_CONSTRAINED_WEIGHTS, LeNet5, constrained_weights, density
 from helpers.optimizers import names
-from helpers.scenarios import (DensityError, SCENARIOS, check_model, check_records, get_scenario,
+from helpers.constraints.scenarios import (DensityError, SCENARIOS, check_model, check_records, get_scenario,
                                sparse_scenario, within_budget)
-from helpers.sparsity import (STRATEGIES, SparsityHook, budget, count_nonzero, project_,
+from helpers.constraints.sparsity import (STRATEGIES, SparsityHook, budget, count_nonzero, project_,
                               pruning_schedule, topk_mask)
-from helpers.structured import compact_model, forward_flops, neuron_masks, parameter_count, thin_widths
-from helpers.train import train
+from helpers.constraints.structured import compact_model, forward_flops, neuron_masks, parameter_count, thin_widths
+from helpers.engine.train import train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -232,7 +232,7 @@ def test_evaluated_weights_are_restricted_and_training_weights_restored():
 @pytest.fixture(scope="module")
 def tiny_data():
     """128 real training and 200 real test images: enough to exercise every optimizer's step."""
-    from helpers.data import load
+    from helpers.problem.data import load
     data = load(device="cpu", train_fraction=0.01)
     return FashionMNIST(train=data.train.subset(torch.arange(128)), test=data.test.subset(torch.arange(200)))
 
@@ -284,14 +284,14 @@ def test_records_and_models_above_the_budget_are_errors():
 def test_a_dense_run_claiming_a_sparse_scenario_is_recorded_as_failed(runs_root, monkeypatch):
     import pandas as pd
 
-    from helpers import records
-    from helpers.train import RunResult
+    from helpers.study import records
+    from helpers.engine.train import RunResult
 
     def dense_train(config, data, progress=True, model=None):
         row = {"epoch": 1.0, "step": 1, "density": 1.0, "test_acc": 90.0, "diverged": False}
         return RunResult(config, [row], LeNet5(), False)
 
-    monkeypatch.setattr("helpers.train.train", dense_train)
+    monkeypatch.setattr("helpers.engine.train.train", dense_train)
     meta = records.run_and_record(RunConfig(scenario="sparse60", epochs=1, train_fraction=0.01))
     assert meta["status"] == "failed" and "DensityError" in meta["error"]
     frame = pd.DataFrame({"scenario": ["sparse60", "sparse60", "standard", "gone"],

@@ -21,11 +21,11 @@ import psutil
 import pytest
 import torch
 
-from helpers import sweep
-from helpers.config import RunConfig
-from helpers.executors import LocalPool
-from helpers.experiment import run_all
-from helpers.records import load_records
+from helpers.study import sweep
+from helpers.engine.config import RunConfig
+from helpers.study.executors import LocalPool
+from helpers.study.experiment import run_all
+from helpers.study.records import load_records
 
 from run_records import assert_same_records, leftovers
 
@@ -197,7 +197,7 @@ def test_run_whose_workers_keep_dying_is_recorded_failed_then_redone(runs_root, 
 
 POOL_OWNER = """
 import os, sys, time
-from helpers import executors
+from helpers.study import executors
 executors.PRELOAD = []  # a bare forkserver starts faster; it outlives its owner all the same
 pool = executors.LocalPool(workers=2, threads=1)
 pool.submit(os.getpid).result()

@@ -3,8 +3,8 @@ import math
 import pandas as pd
 import pytest
 
-from helpers.config import RunConfig
-from helpers.train import RECORD_COLUMNS, train
+from helpers.engine.config import RunConfig
+from helpers.engine.train import RECORD_COLUMNS, train
 
 QUICK = dict(epochs=2, train_fraction=0.1)
 
@@ -67,7 +67,7 @@ def test_full_batch_lbfgs_step_is_capped_by_the_oracle_budget(small_data):
 
 
 def test_validation_split_is_used_for_tuning():
-    from helpers.data import load
+    from helpers.problem.data import load
     data = load(device="cpu", val_size=10_000, train_fraction=0.1)
     result = train(RunConfig(eval_split="val", epochs=1, train_fraction=0.1), data, progress=False)
     assert not math.isnan(result.records[-1]["val_acc"]) and math.isnan(result.records[-1]["test_acc"])

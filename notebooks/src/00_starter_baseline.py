@@ -34,10 +34,10 @@ import os
 import matplotlib.pyplot as plt
 
 from helpers import RunConfig
-from helpers.experiment import run_and_collect
-from helpers.model import LeNet5, constrained_weights, count_parameters
-from helpers.plots import curves
-from helpers.summary import final_table
+from helpers.study.experiment import run_and_collect
+from helpers.problem.model import LeNet5, constrained_weights, count_parameters
+from helpers.evidence.plots import curves
+from helpers.evidence.summary import final_table
 
 if device:
     os.environ["FMNIST_DEVICE"] = device

@@ -17,9 +17,9 @@
 #   lr_B = lr_64 * B / 64 (Goyal et al. 2017) and then tuned around that value;
 # - **full-batch gradient descent** (`gd`): the gradient over the whole training set, one step per epoch.
 #
-# Then the learning-rate schedules of `helpers/schedules.py` on mini-batch SGD: constant, step
+# Then the learning-rate schedules of `helpers/engine/schedules.py` on mini-batch SGD: constant, step
 # (x0.1 at 50% and 75% of the run), cosine, linear warm-up + cosine, and one-cycle. Every method
-# gets the same tuning budget on the validation hold-out (`helpers/tuning.py`) before its final
+# gets the same tuning budget on the validation hold-out (`helpers/study/tuning.py`) before its final
 # runs. Cost is counted in sample-gradient evaluations (`grad_evals`), so one epoch costs the same
 # for every batch size; what differs is the number of steps and the wall time.
 # Defaults are CI-sized; the real figures need `train_fraction=1.0, epochs=10, seeds=[0, 1]`.
@@ -45,14 +45,14 @@ import json
 import numpy as np
 import pandas as pd
 
-from helpers.experiment import records_of, run_all
+from helpers.study.experiment import records_of, run_all
 from helpers.notebook import prepare
 from helpers.optimizers import get_spec
-from helpers.plots import curve_grid
-from helpers.schedules import check_schedule
-from helpers.study import base_config, scenario_hparams, tuned_hparams, tuning_scenario
-from helpers.summary import final_table
-from helpers.tuning import best_of, final_configs, tuning_configs
+from helpers.evidence.plots import curve_grid
+from helpers.engine.schedules import check_schedule
+from helpers.study.protocol import base_config, scenario_hparams, tuned_hparams, tuning_scenario
+from helpers.evidence.summary import final_table
+from helpers.study.tuning import best_of, final_configs, tuning_configs
 
 prepare(scenario, members, device=device)
 for s in schedules:
@@ -82,7 +82,7 @@ print(registry_table.to_string(index=False))
 #
 # Each member: `tune_budget` learning rates log-spaced over its range, `tune_epochs` epochs, scored on
 # the 10,000-image hold-out (sparse scenarios reuse the standard scenario's choice); the best is
-# re-trained with every seed and evaluated on the test set. Schedules as in the study (`helpers/study.py`):
+# re-trained with every seed and evaluated on the test set. Schedules as in the study (`helpers/study/protocol.py`):
 # cosine decay, except constant for full-batch GD.
 
 # %%
@@ -99,7 +99,7 @@ for member in members:
 #
 # For batch size B the candidates are lr_64 * B / 64 times factors log-spaced over [1/4, 4], where
 # lr_64 is the rate tuned for mini-batch SGD at batch 64 above (or its default when `sgd` is not a
-# member); any other tuned hyperparameter (weight decay under l2) is drawn as in `helpers/tuning.py`.
+# member); any other tuned hyperparameter (weight decay under l2) is drawn as in `helpers/study/tuning.py`.
 
 # %%
 lr_64 = chosen.get("sgd", get_spec("sgd").defaults)["lr"]

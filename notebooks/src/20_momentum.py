@@ -23,7 +23,7 @@
 # - **Lookahead** (Zhang et al. 2019) around Adam and around Nesterov SGD: k fast steps, then the slow
 #   weights move alpha of the way to the fast ones and the fast weights restart there.
 #
-# Every member gets the same tuning budget on the validation hold-out (`helpers/tuning.py`); the
+# Every member gets the same tuning budget on the validation hold-out (`helpers/study/tuning.py`); the
 # chosen configuration is re-trained with each seed and evaluated on the test set. Defaults are
 # CI-sized; the real figures need `train_fraction=1.0, epochs=10, seeds=[0, 1]`.
 
@@ -46,9 +46,9 @@ import pandas as pd
 
 from helpers.notebook import prepare
 from helpers.optimizers import get_spec
-from helpers.plots import curve_grid
-from helpers.study import run_family, schedule_for
-from helpers.summary import final_table
+from helpers.evidence.plots import curve_grid
+from helpers.study.protocol import run_family, schedule_for
+from helpers.evidence.summary import final_table
 
 methods = prepare(scenario, members, reference, device)
 profile = dict(epochs=epochs, seeds=seeds, train_fraction=train_fraction, tune_budget=tune_budget,

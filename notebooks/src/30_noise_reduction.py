@@ -26,7 +26,7 @@
 #
 # All costs are counted in sample-gradient evaluations (`grad_evals`, full passes included), so
 # SVRG's and SARAH's snapshots show on the cost axis. The second part measures, at the same
-# iterates, the error E||v - grad f||^2 of each estimator against plain SGD's (`helpers/variance.py`).
+# iterates, the error E||v - grad f||^2 of each estimator against plain SGD's (`helpers/evidence/variance.py`).
 # Defaults are CI-sized; the real figures need `train_fraction=1.0, epochs=10, seeds=[0, 1]`.
 
 # %% tags=["parameters"]
@@ -53,12 +53,12 @@ import seaborn as sns
 
 from helpers.notebook import prepare
 from helpers.optimizers import get_spec
-from helpers.plots import curve_grid
-from helpers.records import data_for
-from helpers.study import base_config, run_family
-from helpers.summary import final_table, last_rows
-from helpers.train import epoch_batch_sizes, train
-from helpers.variance import estimator_variance
+from helpers.evidence.plots import curve_grid
+from helpers.study.records import data_for
+from helpers.study.protocol import base_config, run_family
+from helpers.evidence.summary import final_table, last_rows
+from helpers.engine.train import train
+from helpers.evidence.variance import estimator_variance
 
 methods = prepare(scenario, members, reference, device)
 profile = dict(epochs=epochs, seeds=seeds, train_fraction=train_fraction, tune_budget=tune_budget,
@@ -79,7 +79,7 @@ print(registry_table.to_string(index=False))
 # %% [markdown]
 # ## Tuning on the validation hold-out, then the final runs
 #
-# Each member gets `tune_budget` configurations (helpers/tuning.py: learning rates log-spaced over
+# Each member gets `tune_budget` configurations (helpers/study/tuning.py: learning rates log-spaced over
 # its range), trained for `tune_epochs` epochs and scored on the 10,000-image hold-out; sparse
 # scenarios reuse the standard scenario's choice. The chosen one is re-trained on the training
 # share with every seed and evaluated on the test set.
@@ -122,7 +122,7 @@ fig = curve_grid(frame, y="test_loss", suptitle=f"test loss ({scenario})")
 # %%
 data = data_for(base_config(reference or "sgd", scenario, epochs=1, train_fraction=train_fraction))
 grow_config = base_config("sgd_growing_batch", scenario, epochs=epochs, train_fraction=train_fraction)
-last_batch = epoch_batch_sizes(grow_config, len(data.train))[-1]
+last_batch = grow_config.epoch_batch_sizes(len(data.train))[-1]
 starts = {"fresh": None}
 if variance_warmup_epochs:
     warm = base_config("sgd", scenario, epochs=variance_warmup_epochs, train_fraction=train_fraction)

@@ -51,10 +51,10 @@ import pandas as pd
 
 from helpers.notebook import prepare
 from helpers.optimizers import get_spec
-from helpers.plots import curve_grid
-from helpers.study import run_family
-from helpers.summary import final_table, last_rows
-from helpers.tuning import search_space
+from helpers.evidence.plots import curve_grid
+from helpers.study.protocol import run_family
+from helpers.evidence.summary import final_table, last_rows
+from helpers.study.tuning import search_space
 
 methods = prepare(scenario, members, reference, device)
 profile = dict(epochs=epochs, seeds=seeds, train_fraction=train_fraction, tune_budget=tune_budget,
@@ -74,7 +74,7 @@ print(registry_table.to_string(index=False, max_colwidth=70))
 # %% [markdown]
 # ## Tuning on the validation hold-out, then the final runs
 #
-# Each method gets `tune_budget` configurations (helpers/tuning.py: learning rates log-spaced over
+# Each method gets `tune_budget` configurations (helpers/study/tuning.py: learning rates log-spaced over
 # its range, other tuned values on a Latin-hypercube permutation), trained for `tune_epochs` epochs
 # and scored on the 10,000-image hold-out; sparse scenarios reuse the standard scenario's choice.
 # The chosen configuration is re-trained on the training share with every seed and evaluated on the

@@ -10,7 +10,7 @@
 # # 50 · Sparsity: strategies and accuracy against density
 #
 # The sparse scenarios allow at most a share `d` of the 40,800 fc1+fc2 weights to be nonzero
-# (`sparse60`: 24,480). Three ways to train under that budget (`helpers/sparsity.py`):
+# (`sparse60`: 24,480). Three ways to train under that budget (`helpers/constraints/sparsity.py`):
 #
 # - **projection**: projected SGD / iterative hard thresholding: after every optimizer step keep
 #   the k largest-magnitude weights (the exact Euclidean projection onto the constraint set);
@@ -46,14 +46,14 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from helpers.experiment import run_and_collect
-from helpers.model import N_CONSTRAINED_WEIGHTS, LeNet5, constrained_weights
-from helpers.records import data_for
-from helpers.scenarios import get_scenario, total_steps, within_budget
-from helpers.sparsity import check_strategy, pruning_schedule
-from helpers.structured import ThinLeNet5, compact_model, forward_flops, neuron_masks, parameter_count, thin_widths
-from helpers.study import base_config
-from helpers.summary import last_rows
+from helpers.study.experiment import run_and_collect
+from helpers.problem.model import N_CONSTRAINED_WEIGHTS, LeNet5, constrained_weights
+from helpers.study.records import data_for
+from helpers.constraints.scenarios import get_scenario, total_steps, within_budget
+from helpers.constraints.sparsity import check_strategy, pruning_schedule
+from helpers.constraints.structured import ThinLeNet5, compact_model, forward_flops, neuron_masks, parameter_count, thin_widths
+from helpers.study.protocol import base_config
+from helpers.evidence.summary import last_rows
 
 if device:
     os.environ["FMNIST_DEVICE"] = device

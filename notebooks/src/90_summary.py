@@ -24,9 +24,9 @@ top = 8  # methods shown in the curve plots
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from helpers import analysis as A
-from helpers.plots import curve_grid, density_plot, profile_plot
-from helpers.records import RUNS_DIR, load_records
+from helpers.evidence import analysis as A
+from helpers.evidence.plots import curve_grid, density_plot, profile_plot
+from helpers.study.records import RUNS_DIR, load_records
 
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 3)
 records = load_records(runs_dir or RUNS_DIR)
@@ -124,7 +124,7 @@ if len(density) and density["density"].nunique() > 1:
 
 # %%
 if report_dir:
-    from helpers.report_artifacts import write_all
+    from helpers.evidence.report_artifacts import write_all
     written = write_all(frame, report_dir, records)
     print("wrote tables and figures to", report_dir)
 

@@ -59,7 +59,7 @@ def curve_grid(frame: pd.DataFrame, y: str = "test_acc", hue: str = "optimizer",
 
 def density_plot(density: pd.DataFrame, ax=None):
     """Test accuracy (mean over seeds) against the fc1+fc2 density, one line per method/strategy
-    (``density`` as from :func:`helpers.analysis.accuracy_vs_density`)."""
+    (``density`` as from :func:`helpers.evidence.analysis.accuracy_vs_density`)."""
     ax = ax or plt.subplots(figsize=(5, 3))[1]
     data = density.assign(label=density["method"] + " / " + density["sparsity_strategy"])
     sns.lineplot(data=data, x="density", y="test_acc_mean", hue="label", marker="o", ax=ax)
@@ -74,7 +74,7 @@ def density_plot(density: pd.DataFrame, ax=None):
 
 
 def profile_plot(profile: pd.DataFrame, ax=None):
-    """A Dolan-More performance profile (``profile`` from :func:`helpers.analysis.performance_profile`)."""
+    """A Dolan-More performance profile (``profile`` from :func:`helpers.evidence.analysis.performance_profile`)."""
     ax = ax or plt.subplots(figsize=(5, 3))[1]
     sns.lineplot(data=profile, x="tau", y="rho", hue="method", drawstyle="steps-post", ax=ax)
     ax.set_xscale("log", base=2)

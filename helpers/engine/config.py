@@ -5,11 +5,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from .data import SCALINGS
-from .optimizers import get_spec
-from .scenarios import get_scenario
+from ..problem.data import SCALINGS
+from ..optimizers import get_spec
+from ..constraints.scenarios import get_scenario
 from .schedules import check_schedule
-from .sparsity import STRATEGIES
+from ..constraints.sparsity import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,12 @@ class RunConfig:
         if self.batch_growth is not None:
             return float(self.batch_growth)
         return float(get_spec(self.optimizer).batch_growth or 1.0)
+
+    def epoch_batch_sizes(self, n: int) -> list[int]:
+        """Batch size of each epoch: the configured one, times ``batch_growth`` per epoch, capped at n."""
+        base = n if self.effective_batch_size == "full" else min(self.effective_batch_size, n)
+        growth = self.effective_batch_growth
+        return [min(n, round(base * growth ** e)) for e in range(self.epochs)]
 
     @property
     def effective_hparams(self) -> dict:

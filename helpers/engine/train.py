@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import FashionMNIST, Split, batch_indices
-from .model import LeNet5, density
-from .optimizers import get_spec
-from .runtime import seed_everything
-from .scenarios import get_scenario
+from ..problem.data import FashionMNIST, Split, batch_indices
+from ..problem.model import LeNet5, density
+from ..optimizers import get_spec
+from ..runtime import seed_everything
+from ..constraints.scenarios import get_scenario
 from .schedules import lr_factor
 
 STARTER_BATCH = 64
@@ -105,7 +105,7 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
     if eval_split is None:
         raise ValueError("eval_split='val' needs data loaded with val_size > 0")
     n = len(train_split)
-    sizes = epoch_batch_sizes(config, n)
+    sizes = config.epoch_batch_sizes(n)
     steps = [math.ceil(n / b) for b in sizes]
     total_steps = sum(steps)
     optimizer = spec.build(model, **config.effective_hparams)
@@ -166,13 +166,6 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
             break
     bar.close()
     return RunResult(config, records, model, diverged)
-
-
-def epoch_batch_sizes(config: RunConfig, n: int) -> list[int]:
-    """Batch size of each epoch: the configured one, times ``batch_growth`` per epoch, capped at n."""
-    base = n if config.effective_batch_size == "full" else min(config.effective_batch_size, n)
-    growth = config.effective_batch_growth
-    return [min(n, round(base * growth ** e)) for e in range(config.epochs)]
 
 
 def _left(config: RunConfig, counter: dict, optimizer) -> int:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig
-from .runtime import ROOT, environment
+from ..engine.config import RunConfig
+from ..runtime import ROOT, environment
 
 OUTPUTS = ROOT / "outputs"
 RUNS_DIR = OUTPUTS / "runs"
@@ -65,7 +65,7 @@ def write_run(config: RunConfig, records: list[dict], meta: dict, root=None) -> 
 
 @functools.lru_cache(maxsize=4)
 def _data(scaling: str, val_size: int, train_fraction: float, device: str | None):
-    from .data import load
+    from ..problem.data import load
     return load(scaling=scaling, val_size=val_size, train_fraction=train_fraction, device=device)
 
 
@@ -82,7 +82,7 @@ def _now() -> str:
 def run_and_record(config: RunConfig, root=None, progress: bool = False, device: str | None = None,
                    raise_errors: bool = False) -> dict:
     """Train ``config`` unless a finished record exists; write it; return its metadata."""
-    from .train import train
+    from ..engine.train import train
     existing = read_meta(config.run_id, root)
     if existing is not None and existing.get("status") in DONE:
         return existing
@@ -103,7 +103,7 @@ def run_and_record(config: RunConfig, root=None, progress: bool = False, device:
 
 def start_meta(config: RunConfig) -> dict:
     """The metadata a run starts with: what produced it (the engine adds ``environment``)."""
-    from .optimizers import get_spec
+    from ..optimizers import get_spec
     return {"run_id": config.run_id, "config": config.to_dict(), "seed": config.seed,
             "family": get_spec(config.optimizer).family, "hparams": config.effective_hparams,
             "batch_size": config.effective_batch_size, "started": _now()}
@@ -125,8 +125,8 @@ def failed_meta(meta: dict, exc: BaseException) -> dict:
 
 
 def _check_density(config: RunConfig, records: list[dict], model=None, n_train: int | None = None) -> None:
-    """Records and the returned model must respect the scenario's budget (see helpers.scenarios)."""
-    from .scenarios import check_model, check_records
+    """Records and the returned model must respect the scenario's budget (see helpers.constraints.scenarios)."""
+    from ..constraints.scenarios import check_model, check_records
     check_records(config, records, n_train)
     if model is not None and records and not records[-1].get("diverged"):
         check_model(model, config.scenario, what=f"the model of run {config.run_id}")
@@ -154,6 +154,6 @@ def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFra
         frames.append(frame)
     if not frames:
         return pd.DataFrame()
-    from .scenarios import within_budget
+    from ..constraints.scenarios import within_budget
     frame = pd.concat(frames, ignore_index=True)
     return frame.assign(within_budget=within_budget(frame))

@@ -3,7 +3,7 @@
 Family notebooks and the full study call :func:`run_family`, so the same parameters give the
 same run ids and finished runs are reused wherever they were computed.
 
-Protocol: for each method, ``tune_budget`` configurations (helpers.tuning) trained for
+Protocol: for each method, ``tune_budget`` configurations (helpers.study.tuning) trained for
 ``tune_epochs`` epochs on 50,000 training images and scored on the 10,000-image hold-out;
 sparse scenarios reuse the configuration tuned for ``standard``. The chosen configuration is
 re-trained for ``epochs`` epochs on all 60,000 images, once per seed, and evaluated on the test set.
@@ -17,10 +17,10 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from .config import RunConfig
+from ..engine.config import RunConfig
 from .experiment import records_of, run_all
-from .optimizers import get_spec
-from .scenarios import get_scenario
+from ..optimizers import get_spec
+from ..constraints.scenarios import get_scenario
 from .records import load_records
 from .tuning import best_of, final_configs, tune, tuning_configs
 
@@ -29,7 +29,7 @@ PROFILES = {
     "ci": dict(epochs=1, train_fraction=0.05, seeds=[0], tune_budget=2, tune_epochs=1, evals_per_epoch=1),
     "quick": dict(epochs=2, train_fraction=0.1, seeds=[0], tune_budget=2, tune_epochs=1, evals_per_epoch=2),
     "full": dict(epochs=10, train_fraction=1.0, seeds=[0, 1, 2], tune_budget=4, tune_epochs=2,
-                 evals_per_epoch=2),  # helpers.sweep's "full" profile passes the same to the notebooks
+                 evals_per_epoch=2),  # helpers.study.sweep's "full" profile passes the same to the notebooks
 }
 SCALING = "standardize"
 # Oracle calls (sample gradients + Hessian-vector products) allowed per epoch of budget, for
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if (args.tune_budget or args.tune_epochs) and not args.tag:
         parser.error("--tune-budget/--tune-epochs change the equal tuning budget: give the runs a --tag")
-    from .optimizers import names
+    from ..optimizers import names
     members = names() if args.members == "all" else args.members.split(",")
     for m in members:
         get_spec(m)

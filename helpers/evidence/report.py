@@ -1,7 +1,7 @@
 """Build report/report.pdf from the committed records: run 90_summary (which writes
 report/tables and report/figures), compile the LaTeX with latexmk, check the page limit.
 
-``python -m helpers.report [--no-notebook]``
+``python -m helpers.evidence.report [--no-notebook]``
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .runtime import ROOT
+from ..runtime import ROOT
 
 REPORT_DIR = ROOT / "report"
 MAX_PAGES = 10
@@ -59,7 +59,7 @@ def page_count(pdf: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m helpers.evidence.report", description=__doc__)
     parser.add_argument("--no-notebook", action="store_true", help="reuse the tables/figures on disk")
     args = parser.parse_args(argv)
     if not args.no_notebook:

@@ -40,57 +40,20 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import constrained_weights
-from .optimizers.swap import weights_swapped
+from ..problem.model import constrained_weights
+from .masks import budget, check_density, split_mask, topk_mask, topk_masks  # noqa: F401 (re-exported)
+from .structured import neuron_masks
+from ..optimizers.swap import weights_swapped
 
 STRATEGIES = ("projection", "gradual", "finetune")
 GRADUAL_START, GRADUAL_END, GRADUAL_EVENTS = 0.1, 0.7, 20
 FINETUNE_DENSE_SHARE = 0.5
 
 
-def check_density(density: float) -> float:
-    if isinstance(density, bool) or not (isinstance(density, (int, float)) and 0 < density <= 1):
-        raise ValueError(f"density must be a number in (0, 1] (the share of fc1+fc2 weights "
-                         f"allowed nonzero, e.g. 0.6 for 60%), got {density!r}")
-    return float(density)
-
-
 def check_strategy(strategy: str) -> str:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sparsity strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     return strategy
-
-
-def budget(n: int, density: float) -> int:
-    """Largest number of nonzeros allowed among ``n`` weights at ``density``."""
-    return math.floor(check_density(density) * n + 1e-9)
-
-
-def topk_mask(flat: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of the k largest |entries| (NaN counts as largest); ties go to the lower index.
-
-    O(n): the k-th largest magnitude by selection, then the first tied entries by index.
-    """
-    n = flat.numel()
-    if k >= n:
-        return torch.ones_like(flat, dtype=torch.bool)
-    if k <= 0:
-        return torch.zeros_like(flat, dtype=torch.bool)
-    magnitude = torch.nan_to_num(flat.detach().abs(), nan=math.inf)
-    threshold = torch.kthvalue(magnitude, n - k + 1).values
-    above = magnitude > threshold
-    tied = magnitude == threshold
-    room = k - above.sum()
-    return above | (tied & (torch.cumsum(tied, 0) <= room))
-
-
-def split_mask(mask: torch.Tensor, weights: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [m.view_as(w) for m, w in zip(mask.split([w.numel() for w in weights]), weights)]
-
-
-def topk_masks(weights: list[torch.Tensor], k: int) -> list[torch.Tensor]:
-    """The k largest magnitudes over all ``weights`` together, as one mask per tensor."""
-    return split_mask(topk_mask(torch.cat([w.detach().reshape(-1) for w in weights]), k), weights)
 
 
 @torch.no_grad()
@@ -202,7 +165,6 @@ def pruning_schedule(strategy: str, n: int, density: float, total_steps: int,
 def select_masks(weights: list[torch.Tensor], k: int, structured: bool = False) -> list[torch.Tensor]:
     """Masks keeping at most ``k`` nonzeros: the k largest weights, or whole neurons if ``structured``."""
     if structured:
-        from .structured import neuron_masks
         return neuron_masks(weights, k)
     return topk_masks(weights, k)
 
@@ -219,7 +181,7 @@ class _MaskState:
 class SparsityHook:
     """Enforces a sparsity strategy on fc1+fc2 weights; ``after_step(step)`` runs after each step.
 
-    ``structured`` selects whole neurons (:mod:`helpers.structured`) instead of single weights.
+    ``structured`` selects whole neurons (:mod:`helpers.constraints.structured`) instead of single weights.
     Gradient hooks and the evaluation wrapper hold the masks only weakly: they turn inert and
     are removed once this hook is gone (or on ``close()``), so a returned model trains freely.
     """

@@ -13,11 +13,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig
+from ..engine.config import RunConfig
 from .experiment import run_all
-from .optimizers import get_spec
+from ..optimizers import get_spec
 from .records import load_records
-from .scenarios import get_scenario
+from ..constraints.scenarios import get_scenario
 
 L2_RANGE = (1e-5, 3e-3, "log")
 

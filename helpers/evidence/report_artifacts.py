@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import analysis as A
-from .optimizers import registry
+from ..optimizers import registry
 from .plots import curves, density_plot, profile_plot
 
 PDF_META = {"CreationDate": None, "Producer": None}
@@ -270,7 +270,7 @@ def update_readme(readme: Path, block: str, name: str = "results") -> None:
 
 def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | None = None) -> dict:
     """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces.
-    ``frame`` is :func:`helpers.analysis.study_frame`; ``records`` (all runs, tuning included)
+    ``frame`` is :func:`helpers.evidence.analysis.study_frame`; ``records`` (all runs, tuning included)
     adds the study's cost."""
     report_dir = Path(report_dir)
     tables = report_dir / "tables"

@@ -138,7 +138,7 @@ def load(path=None, device: str | torch.device | None = None, scaling: str = "un
     ``val_seed``) into ``val``. ``train_fraction`` < 1 keeps a seeded, stratified share of
     what remains for training (for quick runs); the test split is never touched.
     """
-    from .runtime import default_device
+    from ..runtime import default_device
     if scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {scaling!r}; choose one of {SCALINGS}")
     if not 0 < train_fraction <= 1:

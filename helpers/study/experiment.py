@@ -8,7 +8,7 @@ from typing import Iterable
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .config import RunConfig
+from ..engine.config import RunConfig
 from .records import load_records, run_and_record, runs_dir
 
 
@@ -18,17 +18,17 @@ def run_all(configs: Iterable[RunConfig], executor: Executor | None = None, root
 
     With ``executor`` (anything with the ``concurrent.futures`` interface; None takes the one
     ``$FMNIST_DASK_SCHEDULER`` / ``$FMNIST_JOBS`` ask for, else runs in this process) runs go
-    out in parallel through :func:`helpers.executors.run_many`: a failing run is recorded as
+    out in parallel through :func:`helpers.study.executors.run_many`: a failing run is recorded as
     failed, a run whose worker died is resubmitted up to ``retries`` times, the others go on.
     ``batch``: first train compatible configurations together, many models per step
-    (:func:`helpers.batched.run_batched`, same records up to rounding); the rest run singly.
+    (:func:`helpers.engine.batched.run_batched`, same records up to rounding); the rest run singly.
     """
     configs = list(configs)
     root = str(runs_dir(root))
     from .executors import remove_temp_files, run_many, shared_executor
     executor = executor if executor is not None else shared_executor()
     if batch:
-        from .batched import run_batched
+        from ..engine.batched import run_batched
         run_batched(configs, root, executor, progress=progress)
     if executor is not None:
         return run_many(configs, executor, root, progress=progress, retries=retries)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 SCHEDULER_ENV = "FMNIST_DASK_SCHEDULER"
 JOBS_ENV = "FMNIST_JOBS"
-PRELOAD = ["torch", "torch.optim", "torch._dynamo", "helpers.records", "helpers.train"]
+PRELOAD = ["torch", "torch.optim", "torch._dynamo", "helpers.study.records", "helpers.engine.train"]
 
 
 def cpu_cores() -> int:
@@ -160,7 +160,7 @@ def shared_executor() -> Executor | None:
     """The executor the environment asks for, kept for this process's life, or None (in-process).
 
     ``$FMNIST_DASK_SCHEDULER`` -> Dask; ``$FMNIST_JOBS`` > 1 -> a local pool of that many
-    processes. ``helpers.sweep`` sets them, so notebooks calling ``run_all`` scale out unchanged.
+    processes. ``helpers.study.sweep`` sets them, so notebooks calling ``run_all`` scale out unchanged.
     """
     address, jobs = scheduler_address(), int(os.environ.get(JOBS_ENV) or 0)
     if not address and jobs <= 1:

@@ -33,9 +33,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import Split
-from .model import LeNet5
-from .optimizers import build_optimizer
+from ..problem.data import Split
+from ..problem.model import LeNet5
+from ..optimizers import build_optimizer
 
 ESTIMATORS = ("sgd", "svrg", "sarah", "saga", "momentum")
 

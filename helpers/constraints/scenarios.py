@@ -2,14 +2,14 @@
 
 ``standard``: plain cross-entropy. ``l2``: cross-entropy + L2 through the optimizer's own
 ``weight_decay`` (tuned and recorded like any hyperparameter). ``sparseP``: at most P% of the
-40,800 fc1+fc2 weights nonzero (biases not counted), enforced by :mod:`helpers.sparsity`
+40,800 fc1+fc2 weights nonzero (biases not counted), enforced by :mod:`helpers.constraints.sparsity`
 with the run's ``sparsity_strategy``. ``thinP``: the same budget met by removing whole
-fc1/fc2 neurons (:mod:`helpers.structured`), so the network becomes genuinely smaller.
+fc1/fc2 neurons (:mod:`helpers.constraints.structured`), so the network becomes genuinely smaller.
 Registered: sparse60 (the assignment's), sparse30/10/5/1 and thin30 (thinner extras); any
 ``sparseP`` / ``thinP`` with P in (0, 100] is accepted by :func:`get_scenario`.
 
 Density rule for records: a record's density may never exceed what its strategy allows at
-that step (:meth:`helpers.sparsity.PruningSchedule.allowed`): the budget at every step for
+that step (:meth:`helpers.constraints.sparsity.PruningSchedule.allowed`): the budget at every step for
 ``projection``; for ``gradual``/``finetune`` the schedule's ceiling, which reaches the budget
 at the schedule's end. The final record and the returned model must be within the budget,
 so a run cut short before its pruning schedule ends is an error, never a result.
@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .model import N_CONSTRAINED_WEIGHTS, density as model_density
+from ..problem.model import N_CONSTRAINED_WEIGHTS, density as model_density
 from .sparsity import SparsityHook, budget, check_density, check_strategy, pruning_schedule
 
 L2_DEFAULT_WEIGHT_DECAY = 5e-4
@@ -125,8 +125,7 @@ def get_scenario(name: str, density: float | None = None) -> Scenario:
 
 def total_steps(config, n_train: int) -> int:
     """Optimizer steps a run of ``config`` on ``n_train`` images plans (as the engine counts)."""
-    from .train import epoch_batch_sizes
-    return sum(math.ceil(n_train / b) for b in epoch_batch_sizes(config, n_train))
+    return sum(math.ceil(n_train / b) for b in config.epoch_batch_sizes(n_train))
 
 
 def check_model(model, scenario: str | Scenario, what: str = "model") -> None:

@@ -5,7 +5,7 @@ fc1+fc2 weights number 256 h1 + h1 h2, which must not exceed the budget k. Neuro
 by group magnitude (Frobenius norm of the weights a neuron owns): fc1 neuron j scores
 ||fc1.weight[j, :]||^2 + ||fc2.weight[:, j]||^2, fc2 neuron i scores ||fc2.weight[i, kept]||^2
 over the kept fc1 neurons; ties go to the lower index. The groups overlap, so this greedy
-choice is not an exact Euclidean projection (the unstructured one in :mod:`helpers.sparsity` is).
+choice is not an exact Euclidean projection (the unstructured one in :mod:`helpers.constraints.sparsity` is).
 
 :func:`compact_model` turns a LeNet-5 with dead neurons into the equivalent smaller dense
 network (constant neurons folded into the next bias); :func:`forward_flops` counts its cost.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .sparsity import topk_mask
+from .masks import topk_mask
 
 
 def thin_widths(k: int, d_in: int = 256, m1: int = 120, m2: int = 84) -> tuple[int, int]:

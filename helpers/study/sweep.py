@@ -4,16 +4,16 @@ summary notebook, then the report (``make study`` = ``python -m helpers sweep``)
 Notebooks execute one after another (kernel ``fmnist-optim``) into
 ``outputs/notebooks/<profile>/<name>__<scenario>.ipynb``, each written atomically (executed
 to a hidden temporary path, then renamed); a failed one is kept as ``...failed.ipynb`` and
-the sweep goes on. The training runs inside a notebook go through ``helpers.experiment.run_all``
+the sweep goes on. The training runs inside a notebook go through ``helpers.study.experiment.run_all``
 to the executor this driver names in the environment (``$FMNIST_JOBS`` local processes, or
-the Dask scheduler in ``$FMNIST_DASK_SCHEDULER``; see :mod:`helpers.executors`).
+the Dask scheduler in ``$FMNIST_DASK_SCHEDULER``; see :mod:`helpers.study.executors`).
 
 Reuse: a notebook output whose parameters and source are unchanged is kept (key in its
 metadata); runs are the real unit of reuse: a finished record in ``outputs/runs`` is never
 recomputed, so re-running the same command after an interruption redoes only what is missing.
 
 The sweep specification is checked before anything runs: every parameter against the
-notebook's own (``papermill.inspect_notebook``), every scenario against ``helpers.scenarios``.
+notebook's own (``papermill.inspect_notebook``), every scenario against ``helpers.constraints.scenarios``.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime import ROOT
-from .scenarios import SCENARIOS
-from .study import PROFILES as STUDY
+from ..runtime import ROOT
+from ..constraints.scenarios import SCENARIOS
+from .protocol import PROFILES as STUDY
 
 KERNEL = "fmnist-optim"
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -58,7 +58,7 @@ PROFILES = {
         "report": False,
     },
     # the study: all 60,000 training images, 10 epochs, 3 seeds, every scenario
-    # (standard, l2, sparse60 and the thinner ones); tuning as helpers.study.PROFILES["full"]
+    # (standard, l2, sparse60 and the thinner ones); tuning as helpers.study.protocol.PROFILES["full"]
     "full": {
         "scenarios": list(SCENARIOS),
         "params": {"epochs": 10, "train_fraction": 1.0, "seeds": [0, 1, 2]},

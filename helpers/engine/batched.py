@@ -1,7 +1,7 @@
 """Train K LeNet-5 models at once: one batched forward/backward and one stacked update per step.
 
 Contract: ``train_many(configs, data)`` returns, for each configuration, the records that
-:func:`helpers.train.train` gives for it alone (same columns, same evaluation, same counts),
+:func:`helpers.engine.train.train` gives for it alone (same columns, same evaluation, same counts),
 up to floating-point rounding (the batched kernels sum in another order). Each model k is
 seeded exactly as the single-model engine seeds it (``seed_everything(seed_k)``, then
 ``LeNet5()``, then its own batch order from that generator), so the models differ in seed,
@@ -25,8 +25,8 @@ own hyperparameters as ``[K, 1]`` columns (g = gradient, wd = weight decay, t = 
     (non-amsgrad), including their bias corrections and RAdam's rectification switch.
   sgd_schedulefree / adamw_schedulefree: helpers/optimizers/schedulefree.py (evaluated at x).
 Sparse scenarios (``projection`` strategy) project each model after every step onto its k
-largest |fc1+fc2| weights (ties to the lower index, as helpers.sparsity.topk_mask) and zero
-the per-entry optimizer state there, as helpers.sparsity.SparsityHook does.
+largest |fc1+fc2| weights (ties to the lower index, as helpers.constraints.sparsity.topk_mask) and zero
+the per-entry optimizer state there, as helpers.constraints.sparsity.SparsityHook does.
 """
 from __future__ import annotations
 
@@ -42,14 +42,14 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import FashionMNIST, Split, batch_indices
-from .model import CONSTRAINED_LAYERS, LeNet5
-from .optimizers import get_spec
-from .runtime import seed_everything
-from .scenarios import get_scenario
+from ..problem.data import FashionMNIST, Split, batch_indices
+from ..problem.model import CONSTRAINED_LAYERS, LeNet5
+from ..optimizers import get_spec
+from ..runtime import seed_everything
+from ..constraints.scenarios import get_scenario
 from .schedules import lr_factor
-from .sparsity import budget
-from .train import EVAL_CHUNK, RECORD_COLUMNS, STARTER_BATCH, RunResult, _eval_points, epoch_batch_sizes
+from ..constraints.sparsity import budget
+from .train import EVAL_CHUNK, RECORD_COLUMNS, STARTER_BATCH, RunResult, _eval_points
 
 MAX_SAMPLES_PER_STEP = 32_768
 EVAL_SAMPLES = 8_192
@@ -245,7 +245,7 @@ def losses_and_grad(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss_f
 
 @torch.no_grad()
 def evaluate_many(flat: torch.Tensor, split: Split) -> list[dict]:
-    """:func:`helpers.train.evaluate` for each of the K models in ``flat``."""
+    """:func:`helpers.engine.train.evaluate` for each of the K models in ``flat``."""
     k = flat.shape[0]
     p = unstack(flat)
     chunk = max(STARTER_BATCH, min(EVAL_CHUNK, EVAL_SAMPLES // k))
@@ -500,7 +500,7 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
     loss_fn = torch.compile(per_model_loss) if compile else per_model_loss
 
     train_split, n = data.train, len(data.train)
-    sizes = epoch_batch_sizes(first, n)
+    sizes = first.epoch_batch_sizes(n)
     total_steps = sum(math.ceil(n / b) for b in sizes)
     alive = torch.ones(k_models, 1, dtype=flat.dtype, device=device)
     grad_evals, step, wall, stop = 0, 0, 0.0, False
@@ -595,9 +595,9 @@ def _record_all(models, flat, update, project, split, split_name, epoch, step, t
 
 def compute_batch(configs, device: str | None = None, progress: bool = False) -> list[tuple]:
     """Train one batchable group; return ``(config, records, meta)`` per configuration, the
-    metadata built as :func:`helpers.records.run_and_record` builds it, plus ``batched``."""
-    from .records import _check_density, data_for, failed_meta, finished_meta, start_meta
-    from .runtime import environment
+    metadata built as :func:`helpers.study.records.run_and_record` builds it, plus ``batched``."""
+    from ..study.records import _check_density, data_for, failed_meta, finished_meta, start_meta
+    from ..runtime import environment
     configs = list(configs)
     metas = [start_meta(c) for c in configs]
     data = data_for(configs[0], device)
@@ -619,14 +619,14 @@ def compute_batch(configs, device: str | None = None, progress: bool = False) ->
 def run_batched(configs, root=None, executor=None, progress: bool = True, max_k: int = 32,
                 device: str | None = None) -> list[str]:
     """Train the not-yet-done configurations that batch (groups of 2..``max_k``) and write each
-    run with :func:`helpers.records.write_run`; return the run ids written.
+    run with :func:`helpers.study.records.write_run`; return the run ids written.
 
     Groups go to ``executor`` when given (each group is one task), else run here. A group that
     raises writes nothing: its runs are left to the single-model path, which records any error.
     """
     from concurrent.futures import as_completed
 
-    from .records import is_done, write_run
+    from ..study.records import is_done, write_run
     unique = {c.run_id: c for c in configs}
     todo = [c for c in unique.values() if not is_done(c, root)]
     groups = [[todo[i] for i in g] for g in batch_groups(todo, max_k) if len(g) >= 2]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .records import load_records
+from ..study.records import load_records
 from .summary import final_table
 
 TARGET = 89.38
@@ -17,9 +17,9 @@ GROUP = ["method", "scenario", "sparsity_strategy", "config_key"]
 
 def method_label(row) -> str:
     """The optimizer's name, plus its schedule, batch size or tag where they differ from the
-    study's recipe (helpers.study)."""
-    from .optimizers import get_spec
-    from .study import schedule_for
+    study's recipe (helpers.study.protocol)."""
+    from ..optimizers import get_spec
+    from ..study.protocol import schedule_for
     label = row["optimizer"]
     if row.get("schedule", "constant") != schedule_for(row["optimizer"]):
         label += f"+{row['schedule']}"
@@ -151,7 +151,7 @@ def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
     """Final test accuracy (mean, std over seeds) per method, strategy and density budget, for
     the methods run under some sparse or thin scenario (their standard run counts as density 1;
     thin scenarios are labelled by their strategy column; side experiments are left out)."""
-    from .scenarios import get_scenario
+    from ..constraints.scenarios import get_scenario
     thinner = frame["scenario"].str.startswith(("sparse", "thin"))
     methods = set(frame.loc[thinner, "optimizer"])
     keep = frame["optimizer"].isin(methods) & (thinner | (frame["scenario"] == "standard")) & \

@@ -1,0 +1,1 @@
+"""The constraints: scenarios, sparsity budgets, projections and thin models."""

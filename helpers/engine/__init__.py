@@ -1,0 +1,1 @@
+"""The engine: run configurations, the training loop(s) and learning-rate schedules."""

@@ -1,0 +1,1 @@
+"""The evidence: analysis of the records, statistics, figures and the report."""

@@ -1,0 +1,1 @@
+"""The problem: Fashion-MNIST and LeNet-5."""

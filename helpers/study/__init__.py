@@ -1,0 +1,1 @@
+"""The study: protocol, tuning, execution (local or Dask) and run records."""
