@@ -122,6 +122,77 @@ def test_sarah_estimator_is_unbiased_after_a_restart_and_recursive_after():
     assert torch.allclose(v.mean(0), g2 - g1 + v1, atol=1e-12)
 
 
+def _loss_and_grad(w, x, y):
+    """Mean cross-entropy and its gradient at the flat weights w (a fresh model)."""
+    model = _model()
+    _set(model, w)
+    loss = _closure(model, x, y)()
+    return loss.item(), _flat([p.grad for p in model.parameters()])
+
+
+def _w(model):
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+
+
+LR, MOMENTUM = 0.3, 0.8
+
+
+def test_svrg_with_momentum_and_decay_matches_a_hand_computed_run():
+    """v_t = g_B(w_t) - g_B(w~) + mu + wd w_t; buf = momentum buf + v_t (buf_0 = v_0);
+    w <- w - lr buf; snapshot w~ = w_t every 3 steps (buffer kept); each step returns the batch
+    loss at w_t."""
+    x, y = _problem()
+    batches = _batches(x, y)
+    model = _model()
+    opt = SVRG(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD, snapshot_every=3)
+    opt.on_epoch_start(_closure(model, x, y))
+    w = _w(model)
+    buf = None
+    for t in range(7):
+        if t % 3 == 0:
+            snapshot, mu = w.clone(), _loss_and_grad(w, x, y)[1]
+        xb, yb = batches[t]
+        loss, g = _loss_and_grad(w, xb, yb)
+        v = g - _loss_and_grad(snapshot, xb, yb)[1] + mu + WD * w
+        buf = v if buf is None else MOMENTUM * buf + v
+        w = w - LR * buf
+        reported = opt.step(_closure(model, xb, yb))
+        assert reported.item() == pytest.approx(loss, rel=1e-12)
+        assert torch.allclose(_w(model), w, rtol=1e-10, atol=1e-12), t
+        assert torch.allclose(_flat([opt.state[p]["momentum_buffer"] for p in model.parameters()]), buf,
+                              rtol=1e-10, atol=1e-12)
+        assert torch.allclose(_flat([opt.state[p]["snapshot"] for p in model.parameters()]), snapshot)
+
+
+def test_sarah_with_momentum_and_decay_matches_a_hand_computed_run():
+    """Restart every 3 steps: v_0 = grad f(w_0) (reported loss: the full-data loss at w_0);
+    then v_t = g_B(w_t) - g_B(w_{t-1}) + v_{t-1} (reported loss: the batch loss at w_t);
+    d = v_t + wd w_t; buf = momentum buf + d (buf_0 = d_0, kept across restarts); w <- w - lr buf."""
+    x, y = _problem()
+    batches = _batches(x, y)
+    model = _model()
+    opt = SARAH(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD, snapshot_every=3)
+    opt.on_epoch_start(_closure(model, x, y))
+    w, previous, v, buf = _w(model), None, None, None
+    for t in range(7):
+        xb, yb = batches[t]
+        if t % 3 == 0:
+            loss, v = _loss_and_grad(w, x, y)
+        else:
+            loss, g = _loss_and_grad(w, xb, yb)
+            v = g - _loss_and_grad(previous, xb, yb)[1] + v
+        d = v + WD * w
+        buf = d if buf is None else MOMENTUM * buf + d
+        previous, w = w, w - LR * buf
+        reported = opt.step(_closure(model, xb, yb))
+        assert reported.item() == pytest.approx(loss, rel=1e-12), t
+        assert torch.allclose(_w(model), w, rtol=1e-10, atol=1e-12), t
+        state = [opt.state[p] for p in model.parameters()]
+        assert torch.allclose(_flat([s["v"] for s in state]), v, rtol=1e-10, atol=1e-12)
+        assert torch.allclose(_flat([s["previous"] for s in state]), previous)
+        assert torch.allclose(_flat([s["momentum_buffer"] for s in state]), buf, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("cls", [SVRG, SARAH])
 def test_variance_is_far_below_sgd_near_the_optimum(cls):
     x, y = _problem()

@@ -66,8 +66,7 @@ class SARAH(SnapshotMixin, torch.optim.Optimizer):
         params = self._params()
         if self._fresh:
             v = [self.state[p]["v"] for p in params]
-            device = params[0].device
-            loss = torch.as_tensor(float(self._full_loss), device=device)
+            loss = torch.as_tensor(self._full_loss).detach().to(params[0].device)
             self._fresh = False
         else:
             if closure is None:
