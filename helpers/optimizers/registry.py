@@ -39,6 +39,9 @@ class OptimizerSpec:
     epoch cap (basic SGD takes 60,000 steps per epoch). ``run_share``: hyperparameters counted
     in epochs that the study sets to a share of each run's length (when averaging starts), so
     a shortened tuning run behaves like the full run.
+    ``version``: bump when the update rule changes (part of every run id). ``rule``: the
+    :class:`~helpers.optimizers.stacked.StackedRule` class the engine runs for any K (None:
+    the method calls the model itself and runs on the module path).
     """
     name: str
     family: str
@@ -53,6 +56,8 @@ class OptimizerSpec:
     decays: bool = True
     max_epochs: int | None = None
     run_share: dict = field(default_factory=dict)
+    version: int = 1
+    rule: type | None = None
 
     def build(self, model: nn.Module, **hparams) -> Optimizer:
         unknown = set(hparams) - set(self.defaults)

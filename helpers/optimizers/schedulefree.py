@@ -14,135 +14,143 @@ with gamma_t = lr * min(1, (t+1)/warmup_steps), w_t = (max_{i<=t} gamma_i)^weigh
 * AdamW: v_t = beta2 v_{t-1} + (1 - beta2) g^2, gamma_t additionally times sqrt(1 - beta2^(t+1)),
   d_t = g / (sqrt(v_t) + eps) + wd * y_t (decoupled: the decay is not divided by sqrt(v)).
 
-The evaluated model is x: :meth:`evaluation_weights` swaps x into the parameters and puts y
-back afterwards. No learning-rate schedule is needed (run the engine with ``constant``); an
-engine schedule still scales ``lr`` step by step. z and x live in ``self.state[p]`` shaped like
-p, so the sparse scenario's state masking applies to them.
+The evaluated model is x (:meth:`ScheduleFreeRule.evaluation_weights`). No learning-rate
+schedule is needed (run the engine with ``constant``); an engine schedule still scales ``lr``
+step by step. z and x are per-entry state, so the sparse scenario's state masking applies to
+them. The rules are stacked (:mod:`helpers.optimizers.stacked`); the classes users import are
+thin :class:`~helpers.optimizers.stacked.StackedOptimizer` wrappers over them.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-from torch.optim import Optimizer
 
 from .registry import OptimizerSpec
-from .swap import state_swapped
+from .stacked import StackedOptimizer, StackedRule, check_betas, check_eps
 
 
-class _ScheduleFree(Optimizer):
-    """The y/z/x bookkeeping shared by both; a subclass gives beta, gamma's extra factor and the
-    base method's step on z."""
+class ScheduleFreeRule(StackedRule):
+    """The y/z/x bookkeeping shared by both; a subclass gives beta and the step on z."""
+    hyperparameters = {"lr": 1.0, "weight_decay": 0.0, "warmup_steps": 0, "weight_lr_power": 2.0}
 
-    def __init__(self, params, defaults: dict):
-        lr, wd, warmup = defaults["lr"], defaults["weight_decay"], defaults["warmup_steps"]
-        if not lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not wd >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {wd}")
-        if not (isinstance(warmup, int) and warmup >= 0):
-            raise ValueError(f"Invalid warmup_steps value: {warmup}")
-        if not defaults["weight_lr_power"] >= 0.0:
-            raise ValueError(f"Invalid weight_lr_power value: {defaults['weight_lr_power']}")
-        super().__init__(params, {**defaults, "k": 0, "lr_max": 0.0, "weight_sum": 0.0})
+    def __init__(self, hparams, p):
+        super().__init__(hparams, p)
+        self.wd, self.decay = self.weight_decay, self.any("weight_decay")
+        self.warmup = self.column("warmup_steps", torch.float64)
+        self.power = self.column("weight_lr_power", torch.float64)
+        self.lr_max = self.add_counter("lr_max")
+        self.weight_sum = self.add_counter("weight_sum")
+        self.z = self.add_state("z", p, copy=True)
+        self.x = self.add_state("x", p, copy=True)
 
-    def _schedule(self, group: dict, extra: float = 1.0) -> tuple[float, float]:
-        """This step's gamma and averaging coefficient c; advances the group's counters."""
-        k = group["k"]
-        warm = (k + 1) / group["warmup_steps"] if k < group["warmup_steps"] else 1.0
-        gamma = group["lr"] * warm * extra
-        group["lr_max"] = max(group["lr_max"], gamma)
-        weight = group["lr_max"] ** group["weight_lr_power"]
-        group["weight_sum"] += weight
-        group["k"] = k + 1
-        c = weight / group["weight_sum"] if group["weight_sum"] > 0 else 1.0
-        return gamma, c
+    @classmethod
+    def check(cls, h):
+        super().check(h)
+        if not (isinstance(h["warmup_steps"], int) and h["warmup_steps"] >= 0):
+            raise ValueError(f"Invalid warmup_steps value: {h['warmup_steps']!r}")
+        if not h["weight_lr_power"] >= 0.0:
+            raise ValueError(f"Invalid weight_lr_power value: {h['weight_lr_power']!r}")
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            gamma, c = self._schedule(group, self._gamma_factor(group))
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["z"], state["x"] = p.detach().clone(), p.detach().clone()
-                self._step_z(p, state, group, gamma)
-                self._move(p, state, self._beta(group), c)
-        return loss
+    def start(self, p):
+        self.z.copy_(p)
+        self.x.copy_(p)
 
-    def _gamma_factor(self, group: dict) -> float:
-        """Multiplies lr in gamma (AdamW: the second-moment bias correction)."""
+    def gamma_factor(self, k: torch.Tensor) -> torch.Tensor | float:
+        """Multiplies lr in gamma at 0-based step k (AdamW: the second-moment bias correction)."""
         return 1.0
 
-    def _beta(self, group: dict) -> float:
+    def step(self, p, g, lr, oracle=None):
+        k = self.steps
+        warm = torch.where(k < self.warmup, (k + 1) / self.warmup.clamp(min=1), torch.ones_like(k))
+        gamma = lr * warm * self.gamma_factor(k)
+        torch.maximum(self.lr_max, gamma, out=self.lr_max)
+        weight = self.lr_max ** self.power
+        self.weight_sum += weight
+        c = torch.where(self.weight_sum > 0, weight / self.weight_sum.clamp(min=1e-300),
+                        torch.ones_like(weight))
+        self.steps += 1
+        self.step_z(p, g, gamma.to(p.dtype))
+        self.x.lerp_(self.z, c.to(p.dtype))
+        p.copy_(torch.lerp(self.z, self.x, self.beta))
+
+    def step_z(self, p, g, gamma) -> None:
         raise NotImplementedError
 
-    def _step_z(self, p: torch.Tensor, state: dict, group: dict, gamma: float) -> None:
-        """The base method's step on z with step size gamma (the gradient is at y = p)."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _move(p: torch.Tensor, state: dict, beta: float, c: float) -> None:
-        """x <- (1-c) x + c z; p <- y = (1-beta) z + beta x."""
-        x, z = state["x"], state["z"]
-        x.lerp_(z, c)
-        p.copy_(torch.lerp(z, x, beta))
-
-    def evaluation_weights(self):
-        """Within the block the parameters hold x (the weights to evaluate); y afterwards."""
-        return state_swapped(self, "x")
+    def evaluation_weights(self, p):
+        return self.x
 
 
-class SGDScheduleFree(_ScheduleFree):
+class SGDScheduleFreeRule(ScheduleFreeRule):
+    """z <- z - gamma (g + wd y); beta = momentum."""
+    hyperparameters = {**ScheduleFreeRule.hyperparameters, "momentum": 0.9}
+
+    def __init__(self, hparams, p):
+        super().__init__(hparams, p)
+        self.beta = self.column("momentum")
+
+    @classmethod
+    def check(cls, h):
+        super().check(h)
+        if not 0.0 <= h["momentum"] < 1.0:
+            raise ValueError(f"Invalid momentum value: {h['momentum']!r}")
+
+    def step_z(self, p, g, gamma):
+        if self.decay:
+            g = g + self.wd * p
+        self.z.sub_(gamma * g)
+
+
+class AdamWScheduleFreeRule(ScheduleFreeRule):
+    """v <- b2 v + (1-b2) g^2; z <- z - gamma wd y - gamma g / (sqrt(v) + eps); gamma carries
+    sqrt(1 - b2^(k+1)); beta = b1."""
+    hyperparameters = {**ScheduleFreeRule.hyperparameters, "lr": 2.5e-3, "betas": (0.9, 0.999),
+                       "eps": 1e-8}
+
+    def __init__(self, hparams, p):
+        super().__init__(hparams, p)
+        self.beta = self.column([h["betas"][0] for h in self.hp])
+        self.b2 = self.column([h["betas"][1] for h in self.hp], torch.float64)
+        self.eps = self.column("eps")
+        self.v = self.add_state("exp_avg_sq", p)
+
+    @classmethod
+    def check(cls, h):
+        super().check(h)
+        check_betas(h["betas"])
+        check_eps(h["eps"])
+
+    def gamma_factor(self, k):
+        return (1 - self.b2 ** (k + 1)).sqrt()
+
+    def step_z(self, p, g, gamma):
+        b2 = self.b2.to(p.dtype)
+        self.v.mul_(b2).addcmul_(g, g * (1 - b2))
+        if self.decay:
+            self.z.sub_(gamma * self.wd * p)
+        self.z.sub_(gamma * g / (self.v.sqrt() + self.eps))
+
+
+class SGDScheduleFree(StackedOptimizer):
     """Schedule-free SGD; see the module docstring for the update."""
+    rule_class = SGDScheduleFreeRule
 
     def __init__(self, params, lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
                  warmup_steps: int = 0, weight_lr_power: float = 2.0):
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      warmup_steps=warmup_steps, weight_lr_power=weight_lr_power))
-
-    def _beta(self, group: dict) -> float:
-        return group["momentum"]
-
-    def _step_z(self, p, state, group, gamma) -> None:
-        d = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
-        state["z"].add_(d, alpha=-gamma)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                        weight_lr_power=weight_lr_power)
+        SGDScheduleFreeRule.check(defaults)
+        super().__init__(params, defaults)
 
 
-class AdamWScheduleFree(_ScheduleFree):
+class AdamWScheduleFree(StackedOptimizer):
     """Schedule-free AdamW; see the module docstring for the update."""
+    rule_class = AdamWScheduleFreeRule
 
     def __init__(self, params, lr: float = 2.5e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, warmup_steps: int = 0, weight_lr_power: float = 2.0):
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"Invalid betas: {betas}")
-        if not eps >= 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      warmup_steps=warmup_steps, weight_lr_power=weight_lr_power))
-
-    def _gamma_factor(self, group: dict) -> float:
-        return math.sqrt(1 - group["betas"][1] ** (group["k"] + 1))
-
-    def _beta(self, group: dict) -> float:
-        return group["betas"][0]
-
-    def _step_z(self, p, state, group, gamma) -> None:
-        if "exp_avg_sq" not in state:
-            state["exp_avg_sq"] = torch.zeros_like(p)
-        v, z = state["exp_avg_sq"], state["z"]
-        v.mul_(group["betas"][1]).addcmul_(p.grad, p.grad, value=1 - group["betas"][1])
-        if group["weight_decay"]:
-            z.add_(p, alpha=-gamma * group["weight_decay"])
-        z.addcdiv_(p.grad, v.sqrt().add_(group["eps"]), value=-gamma)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        warmup_steps=warmup_steps, weight_lr_power=weight_lr_power)
+        AdamWScheduleFreeRule.check(defaults)
+        super().__init__(params, defaults)
 
 
 def _sgd_sf(model, **hp):
@@ -159,11 +167,11 @@ SPECS = [
                    "weight_lr_power": 2.0},
                   {"lr": (1e-2, 3.0, "log"), "warmup_steps": [0, 100, 500]},
                   "schedule-free SGD (Defazio et al. 2024): gradients at y, SGD on z, evaluate x",
-                  elementwise=True, decays=False),
+                  elementwise=True, decays=False, rule=SGDScheduleFreeRule),
     OptimizerSpec("adamw_schedulefree", "momentum", _adamw_sf,
                   {"lr": 2.5e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
                    "warmup_steps": 0, "weight_lr_power": 2.0},
                   {"lr": (1e-4, 3e-2, "log"), "warmup_steps": [0, 100, 500]},
                   "schedule-free AdamW (Defazio et al. 2024), decoupled weight decay",
-                  elementwise=True, decays=False),
+                  elementwise=True, decays=False, rule=AdamWScheduleFreeRule),
 ]
