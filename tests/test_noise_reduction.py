@@ -287,6 +287,27 @@ def test_saga_table_semantics():
         opt.on_batch(0, 17)
 
 
+def test_saga_table_sum_stays_the_tables_sum_under_state_masking():
+    """The sparse projection zeroes per-entry optimizer state where it prunes; SAGA's running
+    sum must stay sum_j n_j table[j] (the table itself is not per entry), else the mean term is
+    biased for every weight that re-enters the support."""
+    from helpers.constraints.sparsity import mask_state_
+    x, y = _problem()
+    model = _model()
+    opt = SAGA(model.parameters(), lr=0.1)
+    batches = _batches(x, y)
+    for j in [3, 1, 4, 1, 5]:
+        opt.on_batch(j, len(batches))
+        closure = _closure(model, *batches[j])
+        closure.batch_size = B
+        opt.step(closure)
+    mask = torch.ones_like(model.weight, dtype=torch.bool)
+    mask[0] = False
+    mask_state_(opt, [model.weight], [mask])
+    state = opt.state[model.weight]
+    assert torch.allclose(state["table_sum"], B * state["table"].sum(0), atol=1e-12)
+
+
 @pytest.mark.parametrize("sized", [True, False])
 def test_saga_weights_unequal_batches_by_size(sized):
     """With a short last batch SAGA reaches w* only when each entry is weighted by its batch size

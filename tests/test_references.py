@@ -173,3 +173,45 @@ def test_averages_match_torch_swa_utils(name):
     torch.testing.assert_close(inside[kept], _vector(averaged.module)[kept], **TOL)
     assert (inside[~kept] == 0).all() and (_vector(averaged.module)[~kept] != 0).all()
     assert torch.equal(_vector(model), live)
+
+
+@pytest.mark.parametrize("name", sorted(AVERAGED))
+def test_averages_of_projected_iterates_match_torch_swa_utils(name):
+    """Sparse projection (top-k of the weight matrix after every step, optimizer state zeroed
+    where pruned): the average is AveragedModel's over the projected iterates, shown on the
+    live support. Weights leave and re-enter the support, so a zeroed average would show."""
+    from helpers.constraints.sparsity import apply_masks_, mask_state_, topk_masks
+    hparams, reference_kwargs = AVERAGED[name]
+    batches = _problem()
+    model, twin = _twins()
+    sgd_hp = dict(lr=0.3, momentum=0.9, weight_decay=0.0)
+    opt = build_optimizer(name, model, **sgd_hp, start_epoch=0.0, **hparams)
+    sgd = torch.optim.SGD(twin.parameters(), **sgd_hp)
+    averaged = swa_utils.AveragedModel(twin, **reference_kwargs())
+    every = hparams.get("swa_every", 1)
+    supports, eligible = [], 0
+    for _ in range(3):
+        opt.on_epoch_start(None)
+        for j, (xb, yb) in enumerate(batches):
+            opt.on_batch(j, len(batches))
+            opt.step(_closure(model, xb, yb))
+            sgd.step(_closure(twin, xb, yb))
+            for net, optimizer in ((model, opt), (twin, sgd)):
+                masks = topk_masks([net.weight.detach()], 9)
+                apply_masks_([net.weight], masks)
+                mask_state_(optimizer, [net.weight], masks)
+            supports.append(model.weight.detach() != 0)
+            eligible += 1
+            if (eligible - 1) % every == 0:
+                averaged.update_parameters(twin)
+            live = _vector(model)
+            torch.testing.assert_close(live, _vector(twin), **TOL)
+            kept = live != 0
+            inside = _ours_x(opt, model)
+            torch.testing.assert_close(inside[kept], _vector(averaged.module)[kept], **TOL,
+                                       msg=f"step {eligible}")
+            assert (inside[~kept] == 0).all()
+    supports = torch.stack(supports)
+    was_kept = supports.cummax(0).values
+    returned = supports[2:] & ~supports[1:-1] & was_kept[:-2]
+    assert returned.any()  # weights left the support and came back

@@ -11,7 +11,8 @@ iterates w_t, and is evaluated on an average of them.
 The step itself is torch.optim.SGD's (``v <- momentum v + g + weight_decay w``,
 ``w <- w - lr v``). An iterate enters the average when the next step starts or when
 ``evaluation_weights()`` is entered, i.e. after any per-step projection (sparse
-scenarios) has acted on it. Under ``evaluation_weights()`` the model holds the average,
+scenarios) has acted on it; the sparse scenario's state masking leaves the average alone, so
+it is the average of the projected iterates. Under ``evaluation_weights()`` the model holds the average,
 zeroed wherever the live weights are exactly zero, so an evaluated model is never denser
 than the trained one; before the first averaged iterate it holds the live weights.
 Progress in epochs comes from the engine hooks ``on_epoch_start`` (its full-gradient
@@ -33,6 +34,8 @@ AVERAGES = ("polyak", "ema", "swa")
 
 class AveragedSGD(torch.optim.SGD):
     """SGD with momentum plus a Polyak-Ruppert / EMA / SWA iterate average for evaluation."""
+
+    unmasked_state = ("average",)  # the average of the projected iterates, pruned entries included
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0, average: str = "polyak", start_epoch: float = 0.0,
@@ -121,13 +124,13 @@ BASE = {"lr": 0.02, "momentum": 0.9, "weight_decay": 0.0}
 SPECS = [
     OptimizerSpec("sgd_polyak", "noise_reduction", _factory("polyak"), {**BASE, "start_epoch": 5.0},
                   {"lr": LR}, "heavy-ball SGD evaluated at the uniform (Polyak-Ruppert) average of "
-                  "its iterates from start_epoch on", run_share={"start_epoch": 0.5}),
+                  "its iterates from start_epoch on", run_share={"start_epoch": 0.5}, version=2),
     OptimizerSpec("sgd_ema", "noise_reduction", _factory("ema"),
                   {**BASE, "start_epoch": 0.0, "ema_decay": 0.999},
                   {"lr": LR, "ema_decay": [0.99, 0.999]},
-                  "heavy-ball SGD evaluated at an exponential moving average of its iterates"),
+                  "heavy-ball SGD evaluated at an exponential moving average of its iterates", version=2),
     OptimizerSpec("sgd_swa", "noise_reduction", _factory("swa"),
                   {**BASE, "start_epoch": 7.5, "swa_every": 50},
                   {"lr": LR}, "heavy-ball SGD evaluated at the SWA average of every swa_every-th "
-                  "iterate from start_epoch on (Izmailov et al. 2018)", run_share={"start_epoch": 0.75}),
+                  "iterate from start_epoch on (Izmailov et al. 2018)", run_share={"start_epoch": 0.75}, version=2),
 ]

@@ -17,6 +17,9 @@ this is exactly SAGA. The engine (spec ``needs={"fixed_batches"}``) calls
 ``on_batch(j, n_batches)`` before every step; outside it, do the same. One closure call (one
 mini-batch gradient) per step.
 
+The sparse scenario's state masking leaves the table and its running sum alone (they stay
+consistent; the table's entries are gradients at past points).
+
 Memory: n_batches x n_parameters floats; for LeNet-5 (44,426 parameters) at batch 64 on
 60,000 images that is 938 x 44,426 x 4 B = 167 MB, at batch 256 42 MB. Larger batches are
 recommended.
@@ -31,6 +34,8 @@ from .svrg import check_lr, check_nonnegative
 
 class SAGA(torch.optim.Optimizer):
     """Mini-batch SAGA with a table of per-batch gradients; see the module docstring."""
+
+    unmasked_state = ("table", "table_sum")  # kept consistent: table_sum = sum_j n_j table[j]
 
     def __init__(self, params, lr: float = 0.05, weight_decay: float = 0.0):
         check_lr(lr)
@@ -107,5 +112,5 @@ SPECS = [
     OptimizerSpec("saga", "noise_reduction", _saga, {"lr": 0.05, "weight_decay": 0.0},
                   {"lr": (1e-3, 0.5, "log")},
                   "mini-batch SAGA (Defazio et al. 2014): v = g_j(w) - table[j] + mean(table)",
-                  needs=frozenset({"fixed_batches"})),
+                  needs=frozenset({"fixed_batches"}), version=2),
 ]
