@@ -1,4 +1,11 @@
-"""Subcommands behind the Makefile."""
+"""Subcommands behind the Makefile, and the one place where bad input becomes a message.
+
+Every command line entry point (``python -m helpers ...``, ``python -m helpers.study ...``) runs
+through :func:`guarded`: a ``ValueError`` (the library's way of rejecting bad input: an unknown
+scenario or optimizer, a value out of range) or a ``DataError`` (Fashion-MNIST files missing or
+corrupt) prints ``error: <message>`` and exits 2, without a traceback. ``FMNIST_TRACEBACK=1``
+shows the traceback as well.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +13,25 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
+from typing import Callable
+
+TRACEBACK_ENV = "FMNIST_TRACEBACK"
+BAD_INPUT = 2
+
+
+def guarded(main: Callable[..., int | None], *args) -> int:
+    """Run ``main(*args)``; on a ValueError or DataError print its message and return 2."""
+    from .problem.data import DataError
+    try:
+        return main(*args) or 0
+    except (ValueError, DataError) as error:
+        if os.environ.get(TRACEBACK_ENV):
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        if not os.environ.get(TRACEBACK_ENV):
+            print(f"(set {TRACEBACK_ENV}=1 to see where it was raised)", file=sys.stderr)
+        return BAD_INPUT
 
 
 def ensure_data() -> int:
@@ -41,6 +67,11 @@ def ensure_data() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers {data,sweep,report}``: exit 0 done, 1 something failed, 2 bad input."""
+    return guarded(_main, argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("data", help="verify (and as root install) the Fashion-MNIST files")

@@ -71,6 +71,22 @@ def test_environment_variable_is_searched(copy_dir, monkeypatch):
     assert find_data_dir() == copy_dir
 
 
+@pytest.mark.parametrize("setting", ["does-not-exist", "empty", "partial"])
+def test_environment_variable_that_lacks_the_files_is_an_error_naming_it(setting, copy_dir, tmp_path,
+                                                                          monkeypatch):
+    chosen = {"does-not-exist": tmp_path / "nowhere", "empty": tmp_path / "empty", "partial": copy_dir}[setting]
+    if setting == "empty":
+        chosen.mkdir()
+    if setting == "partial":
+        (copy_dir / "train-images-idx3-ubyte.gz").unlink()
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(chosen))
+    expected = "does not exist" if setting == "does-not-exist" else "train-images-idx3-ubyte"
+    with pytest.raises(DataError, match=rf"FASHION_MNIST_DIR={chosen}.*{expected}[\s\S]*unset FASHION_MNIST_DIR"):
+        find_data_dir()
+    with pytest.raises(DataError, match=str(chosen)):  # no silent fallback to the Debian files
+        load(device="cpu", train_fraction=0.01)
+
+
 def test_validation_holdout_is_stratified_disjoint_and_seeded():
     labels = load(device="cpu").train.y
     kept, held = stratified_split(labels, 10_000, seed=3)

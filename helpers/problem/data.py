@@ -1,8 +1,9 @@
 """Find, verify and load Fashion-MNIST into device tensors; draw batches; carve a hold-out.
 
-The four IDX files come from the Debian package ``dataset-fashion-mnist``
-(``/usr/share/datasets/fashion-mnist``) or from a directory given as an argument or in
-``FASHION_MNIST_DIR``. Nothing is downloaded. Every file is checked before use: its
+The four IDX files come from a directory given as an argument, else from ``FASHION_MNIST_DIR``
+when it is set (then only from there: a setting that does not hold the files is an error), else
+from the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
+Nothing is downloaded. Every file is checked before use: its
 decompressed size and MD5 must match the official Fashion-MNIST content (Debian re-packs
 the ``.gz`` wrappers, so the wrapper's own MD5 is not a stable check).
 """
@@ -40,20 +41,24 @@ class DataError(RuntimeError):
 
 
 def find_data_dir(path: str | os.PathLike | None = None) -> Path:
-    """Return the first directory holding all four files: ``path``, then $FASHION_MNIST_DIR, then Debian's."""
-    candidates = [(Path(path), "the given path")] if path is not None else []
-    if os.environ.get(ENV_VAR):
-        candidates.append((Path(os.environ[ENV_VAR]), f"${ENV_VAR}"))
-    if path is None:
-        candidates.append((DEBIAN_DIR, "the Debian package path"))
-    for directory, _ in candidates:
-        if all(_file_in(directory, name) is not None for name in FILES):
-            return directory
-    tried = "; ".join(f"{d} ({why})" for d, why in candidates)
-    first = candidates[0][0]
-    missing = [n for n in FILES if _file_in(first, n) is None]
-    raise DataError(f"Fashion-MNIST files not found: {', '.join(missing)} missing in {first} "
-                    f"(looked in: {tried}). Fix: {FIX_HINT}.")
+    """The directory holding the four files: ``path`` if given, else ``$FASHION_MNIST_DIR`` if
+    set, else Debian's. An explicit choice that lacks the files is an error naming it (no
+    fallback to another directory)."""
+    if path is not None:
+        directory, source = Path(path), "the given path"
+    elif os.environ.get(ENV_VAR):
+        directory, source = Path(os.environ[ENV_VAR]), f"{ENV_VAR}={os.environ[ENV_VAR]}"
+    else:
+        directory, source = DEBIAN_DIR, "the Debian package's directory"
+    fix = FIX_HINT + (f", or unset {ENV_VAR} to use {DEBIAN_DIR}" if source.startswith(ENV_VAR) else "")
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is not a directory"
+        raise DataError(f"Fashion-MNIST directory {directory} ({source}) {what}. Fix: {fix}.")
+    missing = [n for n in FILES if _file_in(directory, n) is None]
+    if missing:
+        raise DataError(f"Fashion-MNIST files not found in {directory} ({source}): "
+                        f"{', '.join(missing)} missing. Fix: {fix}.")
+    return directory
 
 
 def _file_in(directory: Path, name: str) -> Path | None:

@@ -12,8 +12,11 @@ Reuse: a notebook output whose parameters and source are unchanged is kept (key 
 metadata); runs are the real unit of reuse: a finished record in ``outputs/runs`` is never
 recomputed, so re-running the same command after an interruption redoes only what is missing.
 
-The sweep specification is checked before anything runs: every parameter against the
-notebook's own (``papermill.inspect_notebook``), every scenario against ``helpers.constraints.scenarios``.
+The sweep specification is checked before anything runs: every parameter's name against the
+notebook's own (``papermill.inspect_notebook``), its value against the type of the notebook's
+default and the study's range for it (:data:`helpers.notebook.RULES`: epochs >= 1,
+0 < train_fraction <= 1, seeds non-negative integers...), every scenario against
+``helpers.constraints.scenarios``.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..notebook import check_parameters
 from ..runtime import ROOT
 from ..constraints.scenarios import SCENARIOS
 from .protocol import PROFILES as STUDY
@@ -143,6 +147,7 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
     root = str(study_runs_dir(profile, runs_dir))
     plumbing = {"runs_dir": root, "scheduler": scheduler}  # also in the kernels' environment
     jobs: list[Job] = []
+    bad_values: dict[str, list[str]] = {}  # message -> notebooks
     for path in selected:
         declared = declared_parameters(path)
         takes_scenario = "scenario" in declared
@@ -152,6 +157,8 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
             errors.append(f"notebook {path.stem} has no parameter(s) {unknown}; "
                           f"its parameters: {', '.join(declared) or 'none'}")
             continue
+        for error in check_parameters(parameters, declared):
+            bad_values.setdefault(error, []).append(path.stem)
         parameters.update({k: v for k, v in plumbing.items() if k in declared and v is not None})
         if not takes_scenario:
             jobs.append(Job(path.stem, path, output_dir / path.name, parameters, runs_dir=root))
@@ -173,6 +180,8 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
                       **spec["summary"]}
         jobs.append(Job(SUMMARY, summary_path, output_dir / summary_path.name, parameters,
                         reusable=False, runs_dir=root))
+    errors += [f"{message} (notebook{'s' * (len(names) > 1)} {', '.join(names)})"
+               for message, names in bad_values.items()]
     if errors:
         raise SweepSpecError("bad sweep specification:\n  " + "\n  ".join(errors))
     return jobs
