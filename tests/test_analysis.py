@@ -127,3 +127,45 @@ def test_coverage_counts_seeds_of_the_study_configurations_only():
     assert text.startswith(f"1 of the {len(names())} registered methods have 3 seeds on the standard scenario")
     assert ", 1 fewer (sgd 1), " in text
     assert f", {len(names()) - 2} none (" in text and "nesterov" in text and "gd" in text
+
+
+def test_final_table_counts_diverged_and_failed_runs_apart_from_the_means():
+    from helpers.evidence.summary import final_table
+    frame = _runs([("svrg", "standard", 0, 90.0), ("svrg", "standard", 1, 88.0), ("svrg", "standard", 2, 10.0),
+                   ("svrg", "standard", 3, 10.0), ("gd", "standard", 0, 10.0)])
+    frame["status"] = ["finished", "finished", "diverged", "failed", "diverged"]
+    frame["hvp_evals"] = 0
+    frame.loc[2, ["test_acc", "oracle_evals"]] = [float("nan"), 90_000]  # a diverged run stops early
+    frame.loc[3, "epoch"] = float("nan")  # a failed run: one row, no metrics
+    table = final_table(frame, by=["optimizer"])
+    svrg = table.loc["svrg"]
+    assert (svrg["finished"], svrg["diverged"], svrg["failed"]) == (2, 1, 1)
+    assert svrg["seeds"] == 2  # finished seeds, not every run started
+    assert svrg["test_acc_mean"] == pytest.approx(89.0)  # the failed run's 10.0 stays out
+    assert svrg["oracle_evals"] == 600_000  # costs over finished runs: the diverged 90,000 stays out
+    gd = table.loc["gd"]  # nothing finished: the row stays, counted, with no mean
+    assert gd["diverged"] == 1 and gd["seeds"] == 0 and pd.isna(gd["test_acc_mean"])
+
+
+def test_final_results_keeps_failed_runs_counted_per_strategy():
+    frame = _runs([("shampoo", "sparse60", 0, 89.0, "projection"), ("shampoo", "sparse60", 1, 89.5, "projection"),
+                   ("shampoo", "sparse60", 0, 88.0, "gradual"), ("shampoo", "sparse60", 1, 70.0, "gradual")])
+    frame["status"] = ["finished", "finished", "finished", "failed"]
+    results = A.final_results(frame).set_index("sparsity_strategy")
+    assert results.loc["gradual", "failed"] == 1 and results.loc["gradual", "test_acc_mean"] == 88.0
+    assert results.loc["projection", "finished"] == 2 and results.loc["projection", "failed"] == 0
+
+
+def test_performance_profile_keys_on_method_and_strategy():
+    # shampoo's gradual strategy is cheap on seed 0 of sparse60: merged with its projection runs, the
+    # min over strategies would credit projection with it
+    rows = [("shampoo", "sparse60", s, 90.0, st) for s in (0, 1) for st in ("projection", "gradual")]
+    rows += [("adam", "sparse60", s, 90.0) for s in (0, 1)]
+    frame = _runs(rows)
+    frame.loc[frame["optimizer"] == "shampoo", "oracle_evals"] = 1_200_000
+    frame.loc[(frame["sparsity_strategy"] == "gradual") & (frame["seed"] == 0), "oracle_evals"] = 300_000
+    profile = A.performance_profile(frame, target=89.38, scenarios=("sparse60",), taus=[1.0])
+    rho = profile.set_index(["method", "sparsity_strategy", "tau"])["rho"]
+    assert len(rho) == 3
+    assert rho["shampoo", "projection", 1.0] == 0.0
+    assert rho["shampoo", "gradual", 1.0] == 0.5 and rho["adam", "projection", 1.0] == 0.5

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..study.records import load_records
-from .summary import final_table
+from .summary import STATUSES, final_table
 
 TARGET = 89.38
 MAIN_SCENARIOS = ("standard", "l2", "sparse60")
@@ -31,15 +31,17 @@ def method_label(row) -> str:
     return label
 
 
-def study_frame(root=None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Finished and diverged runs on the full training set evaluated on the test set."""
+def study_frame(root=None, frame: pd.DataFrame | None = None,
+                statuses=("finished", "diverged")) -> pd.DataFrame:
+    """Runs on the full training set evaluated on the test set whose status is in ``statuses``
+    (:func:`final_frame` adds the failed ones, for counting)."""
     frame = load_records(root) if frame is None else frame
     if frame.empty:
         return frame
     keep = (frame["eval_split"] == "test") & (frame["train_fraction"] == 1.0) & \
-        frame["status"].isin(["finished", "diverged"])
+        frame["status"].isin(list(statuses))
     if "within_budget" in frame:  # gradual/finetune records before the budget is reached
-        keep &= frame["within_budget"].astype(bool)
+        keep &= frame["within_budget"].astype(bool) | (frame["status"] == "failed")
     frame = frame[keep].copy()
     frame["method"] = [method_label(row) for _, row in frame.iterrows()]
     frame["config_key"] = frame["hparams"] + "|" + frame["batch_size"].astype(str) + "|" + \
@@ -47,12 +49,19 @@ def study_frame(root=None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     return frame
 
 
+def final_frame(root=None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`study_frame` with the failed runs too (one row each, no metrics): what the tables count."""
+    return study_frame(root, frame, statuses=STATUSES)
+
+
 def final_results(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per method x scenario (x strategy): the configuration with the best mean final test
-    accuracy over seeds, with mean/std of the final metrics and its cost."""
+    """Per method x scenario (x strategy): the configuration with the most finished seeds (then
+    the best mean final test accuracy; the v2 study has one final configuration each), with
+    mean/std of the final metrics over finished runs, finished/diverged/failed counts and its
+    cost (:data:`helpers.evidence.summary.COUNTING_RULE`)."""
     table = final_table(frame, by=GROUP).rename(columns={"epoch": "epochs"}).reset_index()
     table["rank_key"] = table["test_acc_mean"].fillna(-1)
-    best = table.sort_values("rank_key", ascending=False).groupby(GROUP[:3]).head(1)
+    best = table.sort_values(["seeds", "rank_key"], ascending=False).groupby(GROUP[:3]).head(1)
     return best.drop(columns="rank_key").sort_values(["scenario", "test_acc_mean"],
                                                      ascending=[True, False]).reset_index(drop=True)
 
@@ -124,27 +133,29 @@ def time_to_target(frame: pd.DataFrame, target: float = TARGET, scenario: str = 
 
 def performance_profile(frame: pd.DataFrame, target: float = TARGET, cost: str = "oracle_evals",
                         scenarios=MAIN_SCENARIOS, taus=None) -> pd.DataFrame:
-    """Dolan-More profile: problems are (scenario, seed); a method's cost on a problem is ``cost``
-    to first reach ``target`` (its best configuration per scenario); rho(tau) is the share of
-    problems solved within tau times the best method's cost. Only methods run on every problem
-    take part (a run that never reaches the target counts as unsolved; a missing run would too,
-    which would penalise methods the staged study ran less)."""
+    """Dolan-More profile: problems are (scenario, seed); a solver is a (method, sparsity strategy)
+    pair; its cost on a problem is ``cost`` to first reach ``target`` (its best configuration per
+    scenario); rho(tau) is the share of problems solved within tau times the best solver's cost.
+    Only solvers run on every problem take part (a run that never reaches the target counts as
+    unsolved; a missing run would too, which would penalise methods the staged study ran less)."""
     frame = frame[frame["scenario"].isin(scenarios)]
     reach = first_reach(frame, target)
     if reach.empty:
-        return pd.DataFrame(columns=["method", "tau", "rho"])
-    best_key = (reach.groupby(["method", "scenario", "config_key"])["reached"].mean().reset_index()
-                .sort_values("reached", ascending=False).groupby(["method", "scenario"]).head(1))
-    reach = reach.merge(best_key[["method", "scenario", "config_key"]])
-    ran = reach.pivot_table(index=["scenario", "seed"], columns="method", values="reached", aggfunc="size")
-    complete = [m for m in ran.columns if ran[m].notna().all()]
-    costs = reach.pivot_table(index=["scenario", "seed"], columns="method", values=cost, aggfunc="min",
+        return pd.DataFrame(columns=["method", "sparsity_strategy", "tau", "rho"])
+    solver = ["method", "sparsity_strategy"]
+    best_key = (reach.groupby([*solver, "scenario", "config_key"])["reached"].mean().reset_index()
+                .sort_values("reached", ascending=False).groupby([*solver, "scenario"]).head(1))
+    reach = reach.merge(best_key[[*solver, "scenario", "config_key"]])
+    ran = reach.groupby(["scenario", "seed", *solver]).size().unstack(solver)
+    complete = ran.columns[ran.notna().all().to_numpy()]
+    costs = reach.pivot_table(index=["scenario", "seed"], columns=solver, values=cost, aggfunc="min",
                               dropna=False).reindex(index=ran.index, columns=complete)
     ratios = costs.div(costs.min(axis=1), axis=0)
     taus = np.geomspace(1, 64, 200) if taus is None else taus
-    rows = [{"method": m, "tau": t, "rho": float((ratios[m] <= t).sum()) / len(ratios)}
-            for m in ratios.columns for t in taus]
-    return pd.DataFrame(rows)
+    solved = {key: ratios.iloc[:, i].to_numpy() for i, key in enumerate(ratios.columns)}
+    rows = [{"method": m, "sparsity_strategy": st, "tau": t, "rho": float((solved[(m, st)] <= t).sum()) / len(ratios)}
+            for m, st in solved for t in taus]
+    return pd.DataFrame(rows, columns=["method", "sparsity_strategy", "tau", "rho"])
 
 
 def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
@@ -165,7 +176,7 @@ def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
 
 def study_cost(records: pd.DataFrame) -> dict:
     """What the study ran: finished/diverged runs (tuning and final) and their training wall time."""
-    done = records[records["status"].isin(["finished", "diverged"])]
+    done = records[records["status"].isin(["finished", "diverged"])]  # failed runs trained nothing
     last = done.sort_values("epoch").groupby("run_id").tail(1)
     tuning = last["eval_split"] == "val"
     return {"runs": len(last), "tuning_runs": int(tuning.sum()), "final_runs": int((~tuning).sum()),
