@@ -66,6 +66,18 @@ def ensure_data() -> int:
     return 0
 
 
+def tls_certificates(directory: str, days: int) -> int:
+    """Write a cluster's certificate and key; print how to start a secured cluster with them."""
+    from .study.executors import make_certificates
+    files = make_certificates(directory, days)
+    options = " ".join(files.dask_options())
+    print(f"wrote {files.cert} and {files.key} (readable by you only); copy both to every machine.\n"
+          f"scheduler: .venv/bin/dask scheduler --host ADDRESS --protocol tls {options}\n"
+          f"workers:   .venv/bin/dask worker tls://ADDRESS:8786 --nworkers 2 --nthreads 1 {options}\n"
+          f"sweep:     .venv/bin/python -m helpers sweep --scheduler tls://ADDRESS:8786 {options}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m helpers {data,sweep,report}``: exit 0 done, 1 something failed, 2 bad input."""
     return guarded(_main, argv)
@@ -75,6 +87,10 @@ def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("data", help="verify (and as root install) the Fashion-MNIST files")
+    certs = sub.add_parser("tls-certificates", help="make a self-signed certificate and key for a "
+                                                    "TLS-secured Dask cluster (openssl)")
+    certs.add_argument("directory", help="where to write fmnist-dask.pem and fmnist-dask-key.pem")
+    certs.add_argument("--days", type=int, default=365, help="validity (default: 365)")
     from .study import sweep
     sweep.add_arguments(sub.add_parser("sweep", help="run the study: notebooks x scenarios, summary, report",
                                        description=sweep.__doc__,
@@ -87,6 +103,8 @@ def _main(argv: list[str] | None = None) -> int:
         return report_main(["--no-notebook"] if args.no_notebook else [])
     if args.command == "data":
         return ensure_data()
+    if args.command == "tls-certificates":
+        return tls_certificates(args.directory, args.days)
     if args.command == "sweep":
         return sweep.main(args)
     return 2

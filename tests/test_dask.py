@@ -58,20 +58,23 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def up(self, n_workers: int = 2) -> None:
+    def up(self, n_workers: int = 2, tls=None) -> None:
+        """Scheduler and workers on 127.0.0.1; with ``tls`` (executors.TLSFiles) over TLS only."""
         info = self.directory / "scheduler.json"
+        secured = ["--protocol", "tls", *tls.dask_options()] if tls else []
         self.start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                   "--scheduler-file", str(info))
+                   "--scheduler-file", str(info), *secured)
         deadline = time.monotonic() + 60
         while not info.is_file() and time.monotonic() < deadline:
             time.sleep(0.1)
         self.address = json.loads(info.read_text())["address"]
-        assert self.address.startswith("tcp://127.0.0.1:")
+        assert self.address.startswith(f"{'tls' if tls else 'tcp'}://127.0.0.1:")
         self.workers = [self.start("worker", self.address, "--nworkers", "1", "--nthreads", "1",
                                    "--no-dashboard", "--death-timeout", "60",
-                                   "--local-directory", str(self.directory))
+                                   "--local-directory", str(self.directory), *secured[2:])
                         for _ in range(n_workers)]
-        self.client = distributed.Client(self.address, timeout="60s", set_as_default=False)
+        self.client = distributed.Client(self.address, timeout="60s", set_as_default=False,
+                                         **({"security": tls.security()} if tls else {}))
         self.client.wait_for_workers(n_workers, timeout=120)
 
     def down(self) -> None:

@@ -9,6 +9,12 @@ Two executors with the ``concurrent.futures`` interface:
   workers with ``OMP_NUM_THREADS=1``, so a worker process runs torch on one thread per task;
   start workers with ``--nthreads 1`` (two runs in one process would share torch's global RNG).
 
+Across machines, use TLS (:class:`TLSFiles`; ``--tls-ca-file/--tls-cert/--tls-key`` or
+``$FMNIST_DASK_TLS_CA_FILE/_CERT/_KEY``): a Dask scheduler runs whatever code its clients send
+on every worker, so an unencrypted one must only listen on 127.0.0.1. With TLS, scheduler,
+workers and clients all present a certificate the cluster's CA signed (mutual TLS); a client
+without one is refused. :func:`make_certificates` writes a self-signed set with ``openssl``.
+
 Workers never write to the runs directory: :func:`compute_run` trains in a scratch
 directory and returns the run's metadata and records; :func:`run_many` (the client) writes
 them atomically. So a worker may die at any moment (or live on another machine without a
@@ -30,10 +36,13 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 SCHEDULER_ENV = "FMNIST_DASK_SCHEDULER"
 JOBS_ENV = "FMNIST_JOBS"
+TLS_ENV = {"ca_file": "FMNIST_DASK_TLS_CA_FILE", "cert": "FMNIST_DASK_TLS_CERT", "key": "FMNIST_DASK_TLS_KEY"}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 PRELOAD = ["torch", "torch.optim", "torch._dynamo", "helpers.study.records", "helpers.engine.train"]
 
 
@@ -47,6 +56,86 @@ def cpu_cores() -> int:
 def scheduler_address(address: str | None = None) -> str | None:
     """The Dask scheduler to use: ``address``, else ``$FMNIST_DASK_SCHEDULER``, else None (local)."""
     return address or os.environ.get(SCHEDULER_ENV) or None
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files that secure a Dask cluster: the CA that signs every member's certificate, and
+    this member's certificate and private key (for a self-signed set, the CA is the certificate)."""
+    ca_file: str
+    cert: str
+    key: str
+
+    @classmethod
+    def from_options(cls, ca_file=None, cert=None, key=None) -> "TLSFiles | None":
+        """The three files given (each else its ``$FMNIST_DASK_TLS_*``), or None when none is;
+        a partial set or a missing file is a ValueError naming it."""
+        given = {"ca_file": ca_file, "cert": cert, "key": key}
+        given = {k: v or os.environ.get(TLS_ENV[k]) or None for k, v in given.items()}
+        if not any(given.values()):
+            return None
+        missing = [f"--tls-{k.replace('_', '-')} (${TLS_ENV[k]})" for k, v in given.items() if not v]
+        if missing:
+            raise ValueError(f"TLS needs all three files; missing: {', '.join(missing)}")
+        absent = [f"{k}={v}" for k, v in given.items() if not Path(v).is_file()]
+        if absent:
+            raise ValueError(f"TLS file(s) not found: {', '.join(absent)}")
+        return cls(**{k: str(Path(v).resolve()) for k, v in given.items()})
+
+    def security(self):
+        from distributed.security import Security
+        return Security(tls_ca_file=self.ca_file, tls_client_cert=self.cert, tls_client_key=self.key,
+                        require_encryption=True)
+
+    def environment(self) -> dict:
+        """The variables that hand these files to the kernels a sweep starts."""
+        return {TLS_ENV[k]: getattr(self, k) for k in TLS_ENV}
+
+    def dask_options(self) -> list[str]:
+        """``dask scheduler`` / ``dask worker`` options for these files."""
+        return ["--tls-ca-file", self.ca_file, "--tls-cert", self.cert, "--tls-key", self.key]
+
+
+def make_certificates(directory, days: int = 365, name: str = "fmnist-dask") -> TLSFiles:
+    """A self-signed certificate and key for a whole cluster (the certificate is its own CA),
+    made with ``openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days DAYS -subj /CN=NAME``.
+    Copy the two files to every machine of the cluster over a channel you trust; the key is
+    written readable by its owner only."""
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        raise ValueError("openssl not found (Debian: apt-get install -y openssl)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    old_mask = os.umask(0o077)
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-sha256",
+                        "-days", str(days), "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=120)
+    finally:
+        os.umask(old_mask)
+    return TLSFiles(str(cert.resolve()), str(cert.resolve()), str(key.resolve()))
+
+
+def check_address(address: str, tls: TLSFiles | None) -> str:
+    """The address to connect to: ``tls://`` when TLS files are given (a ``tcp://`` address with
+    them is an error); a warning on stderr for an unencrypted scheduler beyond this machine."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = ("tls" if tls else "tcp"), address
+    if tls and scheme != "tls":
+        raise ValueError(f"scheduler address {address} is not TLS but TLS files are given; "
+                         f"start the scheduler with --protocol tls and use tls://{rest}")
+    if scheme == "tls" and not tls:
+        raise ValueError(f"scheduler {address} uses TLS: give --tls-ca-file, --tls-cert and --tls-key "
+                         f"(or $FMNIST_DASK_TLS_CA_FILE, _CERT, _KEY)")
+    host = rest.rsplit(":", 1)[0]
+    if scheme != "tls" and host not in LOCAL_HOSTS:
+        print(f"warning: {address} is an unencrypted Dask scheduler beyond this machine: anyone who "
+              f"reaches its port can run code on every worker. Use TLS (README: 'Where the runs "
+              f"execute').", file=sys.stderr)
+    return f"{scheme}://{rest}"
 
 
 def pool_shape(workers: int | None = None) -> tuple[int, int]:
@@ -132,13 +221,17 @@ class LocalPool(Executor):
 
 
 @contextmanager
-def make_executor(address: str | None = None, workers: int | None = None):
+def make_executor(address: str | None = None, workers: int | None = None, tls: TLSFiles | None = None):
     """Yield an executor: Dask's when a scheduler address is given (or in the environment),
-    else a :class:`LocalPool` of ``workers`` processes; close it on the way out."""
+    over TLS with ``tls`` (or the files in ``$FMNIST_DASK_TLS_*``), else a :class:`LocalPool` of
+    ``workers`` processes; close it on the way out."""
     address = scheduler_address(address)
     if address:
         from distributed import Client
-        client = Client(address, set_as_default=False, timeout="30s")
+        tls = tls or TLSFiles.from_options()
+        address = check_address(address, tls)
+        client = Client(address, set_as_default=False, timeout="30s",
+                        **({"security": tls.security()} if tls else {}))
         try:
             yield client.get_executor(pure=False)
         finally:
@@ -159,13 +252,14 @@ _SHARED: dict = {}
 def shared_executor() -> Executor | None:
     """The executor the environment asks for, kept for this process's life, or None (in-process).
 
-    ``$FMNIST_DASK_SCHEDULER`` -> Dask; ``$FMNIST_JOBS`` > 1 -> a local pool of that many
-    processes. ``helpers.study.sweep`` sets them, so notebooks calling ``run_all`` scale out unchanged.
+    ``$FMNIST_DASK_SCHEDULER`` -> Dask (over TLS with ``$FMNIST_DASK_TLS_*``); ``$FMNIST_JOBS`` > 1
+    -> a local pool of that many processes. ``helpers.study.sweep`` sets them, so notebooks calling
+    ``run_all`` scale out unchanged.
     """
     address, jobs = scheduler_address(), int(os.environ.get(JOBS_ENV) or 0)
     if not address and jobs <= 1:
         return None
-    key = (address, jobs)
+    key = (address, jobs, *(os.environ.get(v) for v in TLS_ENV.values()))
     if key not in _SHARED:
         context = make_executor(address, None if address else jobs)
         _SHARED[key] = context.__enter__()

@@ -34,6 +34,7 @@ from pathlib import Path
 from ..notebook import check_parameters
 from ..runtime import ROOT
 from ..constraints.scenarios import SCENARIOS
+from .executors import TLSFiles
 from .protocol import PROFILES as STUDY
 
 KERNEL = "fmnist-optim"
@@ -266,15 +267,21 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
               scheduler: str | None = None, jobs: int | None = None, runs_dir: str | None = None,
               notebooks_dir: Path = NOTEBOOKS_DIR, output_dir: Path | None = None,
               kernel: str = KERNEL, dry_run: bool = False, force: bool = False,
-              summary: bool = True, report: bool = True, progress: bool = True) -> int:
+              summary: bool = True, report: bool = True, progress: bool = True,
+              tls: TLSFiles | None = None) -> int:
     """Plan (rejecting a bad specification before anything runs), execute, summarise, report.
 
-    Returns the exit status: 0 when every notebook ran, 1 when one failed, 2 for a bad spec.
+    ``tls``: the files that secure the Dask cluster (default: ``$FMNIST_DASK_TLS_*``), handed to
+    the kernels through the environment. Returns the exit status: 0 when every notebook ran,
+    1 when one failed, 2 for a bad spec.
     """
     from tqdm.auto import tqdm
 
-    from .executors import cpu_cores, scheduler_address
+    from .executors import check_address, cpu_cores, scheduler_address
     scheduler = scheduler_address(scheduler)
+    tls = tls or TLSFiles.from_options()
+    if scheduler:
+        scheduler = check_address(scheduler, tls)
     try:
         planned = plan(profile, notebooks, scenarios, overrides, notebooks_dir, output_dir,
                        runs_dir, scheduler, summary)
@@ -310,7 +317,8 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
 
     watcher = threading.Thread(target=watch_runs, daemon=True)
     with environment(FMNIST_JOBS=None if scheduler else (jobs or cpu_cores()),
-                     FMNIST_DASK_SCHEDULER=scheduler, FMNIST_RUNS_DIR=root):
+                     FMNIST_DASK_SCHEDULER=scheduler, FMNIST_RUNS_DIR=root,
+                     **(tls.environment() if tls and scheduler else {})):
         watcher.start()
         try:
             for job in planned:
@@ -355,6 +363,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scheduler", default=None,
                         help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 "
                              "(default: $FMNIST_DASK_SCHEDULER, else local processes)")
+    parser.add_argument("--tls-ca-file", default=None, metavar="PEM",
+                        help="CA certificate of a TLS-secured Dask cluster ($FMNIST_DASK_TLS_CA_FILE)")
+    parser.add_argument("--tls-cert", default=None, metavar="PEM",
+                        help="this client's certificate ($FMNIST_DASK_TLS_CERT)")
+    parser.add_argument("--tls-key", default=None, metavar="PEM",
+                        help="this client's private key ($FMNIST_DASK_TLS_KEY)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="local worker processes (default: one per core)")
     parser.add_argument("--notebooks", nargs="+", default=None,
@@ -386,4 +400,5 @@ def main(args) -> int:
     return run_study(args.profile, args.notebooks, args.scenarios, overrides, args.scheduler,
                      args.jobs, args.runs_dir, Path(args.notebooks_dir),
                      Path(args.output_dir) if args.output_dir else None, args.kernel,
-                     args.dry_run, args.force, not args.no_summary, not args.no_report)
+                     args.dry_run, args.force, not args.no_summary, not args.no_report,
+                     tls=TLSFiles.from_options(args.tls_ca_file, args.tls_cert, args.tls_key))
