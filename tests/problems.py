@@ -14,6 +14,17 @@ Problems (float64, so tolerances measure the optimizer, not rounding):
   ``mean CE + (l2/2)(||W||^2 + ||c||^2)``; optimum from scipy's L-BFGS-B with an analytic
   gradient and a tight tolerance, independent of torch.
 
+Ill-conditioned problems (for methods that use curvature; condition numbers checked in
+tests/test_curvature_convergence.py):
+
+* ``ill_least_squares``: ``0.5 mean (a_i^T x - b_i)^2`` (n=400, d=8, no L2, one output); the
+  columns of a Gaussian design scaled from 1e-2 to 1 (log-spaced), so the Hessian ``A^T A/n``
+  has a condition number of about 1e4; optimum by ``numpy.linalg.lstsq``.
+* ``ill_softmax``: multinomial logistic regression (n=400, d=6, 4 classes, with bias, no L2)
+  on features scaled the same way, the last class as reference (its logit fixed at 0, so the
+  optimum is unique without an L2 term); optimum from scipy's ``trust-exact`` with an
+  analytic gradient and Hessian, independent of torch.
+
 The L2 term reaches the optimizer as ``weight_decay`` (torch's coupled form adds ``l2 * w``
 to the gradient, i.e. the penalty ``(l2/2)||w||^2``). Optimizers whose decay is decoupled
 (AdamW-like) have a different fixed point, so for them ``l2_in_loss=True`` moves the same
@@ -136,7 +147,111 @@ def _scipy_logistic(x: np.ndarray, y: np.ndarray, k: int, l2: float) -> np.ndarr
     return result.x
 
 
+def column_scales(d: int) -> torch.Tensor:
+    """Log-spaced column scales from 1e-2 to 1: squared, they spread the curvature over 1e4."""
+    return torch.logspace(-2, 0, d, dtype=torch.float64)
+
+
+@lru_cache(maxsize=None)
+def ill_least_squares(n: int = 400, d: int = 8, seed: int = 3) -> Problem:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g, dtype=torch.float64) * column_scales(d)
+    x_true = torch.randn(d, generator=g, dtype=torch.float64) / column_scales(d)
+    b = a @ x_true + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+    optimum = np.linalg.lstsq(a.numpy(), b.numpy(), rcond=None)[0]
+
+    def make_model():
+        return nn.Linear(d, 1, bias=False).double()
+
+    return Problem("ill_least_squares", make_model, a, b, _half_mse, 0.0, torch.from_numpy(optimum))
+
+
+class ReferenceLogit(nn.Module):
+    """Appends a zero logit: class k-1 is the reference, so the softmax has no shift null space."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([z, z.new_zeros(z.shape[0], 1)], dim=1)
+
+
+@lru_cache(maxsize=None)
+def ill_softmax(n: int = 400, d: int = 6, k: int = 4, seed: int = 4) -> Problem:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w_true = 0.3 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    logits = z @ w_true.T + torch.randn(n, k, generator=g, dtype=torch.float64)
+    y = logits.argmax(1)
+    x = z * column_scales(d)
+    optimum = _scipy_reference_softmax(x.numpy(), y.numpy(), k)
+
+    def make_model():
+        return nn.Sequential(nn.Linear(d, k - 1), ReferenceLogit()).double()
+
+    return Problem("ill_softmax", make_model, x, y, F.cross_entropy, 0.0, torch.from_numpy(optimum))
+
+
+def _reference_index(k: int, d: int) -> list[int]:
+    """Positions of [W (k-1 x d), c (k-1)] inside the full [W (k x d), c (k)] vector."""
+    return [a * d + i for a in range(k - 1) for i in range(d)] + [k * d + a for a in range(k - 1)]
+
+
+def _scipy_reference_softmax(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """argmin mean CE with class k-1's logit fixed at 0, by scipy's trust-exact (analytic
+    gradient and Hessian); theta = [W (k-1 x d) row-major, c (k-1)]."""
+    n, d = x.shape
+    onehot = np.eye(k)[y]
+    index = _reference_index(k, d)
+
+    def embed(theta):
+        full = np.zeros(k * d + k)
+        full[index] = theta
+        return full
+
+    def f_and_grad(theta):
+        full = embed(theta)
+        z = x @ full[:k * d].reshape(k, d).T + full[k * d:]
+        z = z - z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        r = (np.exp(logp) - onehot) / n
+        return -(onehot * logp).sum() / n, np.concatenate([(r.T @ x).ravel(), r.sum(0)])[index]
+
+    def hessian(theta):
+        return softmax_hessian(x, y, k, 0.0, embed(theta))[np.ix_(index, index)]
+
+    result = minimize(f_and_grad, np.zeros(len(index)), jac=True, method="trust-exact", hess=hessian,
+                      options={"gtol": 1e-13, "maxiter": 1000})
+    if np.linalg.norm(result.jac) > 1e-9:
+        raise RuntimeError(f"reference solver did not converge: |grad| = {np.linalg.norm(result.jac)}")
+    return result.x
+
+
+def ill_softmax_hessian(theta: np.ndarray | None = None) -> np.ndarray:
+    """The exact Hessian of ``ill_softmax`` (numpy) at ``theta`` (default: the optimum)."""
+    problem = ill_softmax()
+    x, y = problem.x.numpy(), problem.y.numpy()
+    k, d = 4, x.shape[1]
+    theta = problem.optimum.numpy() if theta is None else theta
+    full = np.zeros(k * d + k)
+    full[_reference_index(k, d)] = theta
+    index = _reference_index(k, d)
+    return softmax_hessian(x, y, k, 0.0, full)[np.ix_(index, index)]
+
+
+def softmax_hessian(x: np.ndarray, y: np.ndarray, k: int, l2: float, theta: np.ndarray) -> np.ndarray:
+    """Hessian of mean CE + (l2/2)||theta||^2 in numpy; theta = [W (k x d) row-major, c (k)]."""
+    n, d = x.shape
+    w, c = theta[:k * d].reshape(k, d), theta[k * d:]
+    z = x @ w.T + c
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    xb = np.hstack([x, np.ones((n, 1))])
+    curvature = np.einsum("na,nb->nab", p, -p) + np.einsum("na,ab->nab", p, np.eye(k))
+    full = np.einsum("nab,ni,nj->aibj", curvature, xb, xb).reshape(k * (d + 1), k * (d + 1)) / n
+    order = [a * (d + 1) + i for a in range(k) for i in range(d)] + [a * (d + 1) + d for a in range(k)]
+    return full[np.ix_(order, order)] + l2 * np.eye(k * (d + 1))
+
+
 PROBLEMS = {"quadratic": quadratic, "logistic": logistic}
+ILL_PROBLEMS = {"ill_least_squares": ill_least_squares, "ill_softmax": ill_softmax}
 
 
 def fit(spec_name: str, problem: Problem, hparams: dict | None = None, epochs: int = 50,
