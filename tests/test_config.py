@@ -32,3 +32,26 @@ def test_l2_scenario_supplies_and_standard_refuses_weight_decay():
     assert RunConfig(scenario="l2", hparams={"weight_decay": 1e-3}).effective_hparams["weight_decay"] == 1e-3
     with pytest.raises(ValueError, match="belongs to scenario 'l2'"):
         RunConfig(hparams={"weight_decay": 1e-3})
+
+
+def test_a_new_protocol_engine_or_update_rule_gives_new_run_ids(monkeypatch):
+    import dataclasses
+
+    import helpers.engine
+    import helpers.study.definition
+    from helpers.optimizers.registry import _collect
+    config = RunConfig(optimizer="adam", hparams={"lr": 1e-3})
+    before = config.run_id
+    monkeypatch.setattr(helpers.study.definition, "PROTOCOL_VERSION", helpers.study.definition.PROTOCOL_VERSION + 1)
+    protocol = config.run_id
+    monkeypatch.undo()
+    assert config.run_id == before
+    monkeypatch.setattr(helpers.engine, "ENGINE_VERSION", helpers.engine.ENGINE_VERSION + 1)
+    engine = config.run_id
+    monkeypatch.undo()
+    specs = _collect()
+    monkeypatch.setitem(specs, "adam", dataclasses.replace(specs["adam"], version=specs["adam"].version + 1))
+    rule = config.run_id
+    assert RunConfig(optimizer="sgd").run_id == RunConfig(optimizer="sgd").run_id
+    assert len({before, protocol, engine, rule}) == 4
+    assert config.versions["optimizer"] == specs["adam"].version

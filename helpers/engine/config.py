@@ -114,10 +114,21 @@ class RunConfig:
         return cls(**d)
 
     @property
+    def versions(self) -> dict:
+        """The versions of what shapes this run's numbers: the study protocol
+        (helpers.study.definition.PROTOCOL_VERSION), the engine (helpers.engine.ENGINE_VERSION)
+        and the optimizer's update rule (OptimizerSpec.version)."""
+        from . import ENGINE_VERSION
+        from ..study.definition import PROTOCOL_VERSION
+        return {"protocol": PROTOCOL_VERSION, "engine": ENGINE_VERSION,
+                "optimizer": get_spec(self.optimizer).version}
+
+    @property
     def run_id(self) -> str:
         """``<optimizer>-<scenario>-s<seed>-<hash>``, the hash over the settings that differ from
-        the defaults (so adding a setting later keeps existing ids) and over the effective
-        hyperparameters and batch size (so changing an optimizer's defaults gives new ids)."""
+        the defaults (so adding a setting later keeps existing ids), over the effective
+        hyperparameters and batch size (so changing an optimizer's defaults gives new ids) and
+        over :attr:`versions` (so a new protocol, engine or update rule gives new ids)."""
         defaults = RunConfig.__new__(RunConfig)
         for f in fields(RunConfig):
             object.__setattr__(defaults, f.name, f.default_factory() if callable(f.default_factory) else f.default)
@@ -126,5 +137,6 @@ class RunConfig:
         changed["effective"] = json.loads(json.dumps(
             {"hparams": self.effective_hparams, "batch_size": self.effective_batch_size,
              "batch_growth": self.effective_batch_growth}, default=list))
+        changed["versions"] = self.versions
         digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.optimizer}-{self.scenario}-s{self.seed}-{digest}"

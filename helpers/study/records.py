@@ -1,7 +1,9 @@
-"""Run records on disk: ``outputs/runs/<run_id>/{records.csv, meta.json}``.
+"""Run records on disk: ``outputs/runs/<run_id>/{records.csv, predictions.npz, meta.json}``.
 
-Both files are written atomically (temporary file in the same directory, then rename);
-``meta.json`` is written last, so its presence marks a run as done. A finished or diverged
+Every file is written atomically (temporary file in the same directory, then rename);
+``meta.json`` is written last, so its presence marks a run as done. ``predictions.npz`` holds a
+final run's per-sample test predictions and losses. ``meta.json`` holds the ``versions`` its
+run id hashes (protocol, engine, update rule); records without them are protocol 1. A finished or diverged
 run is reused, never recomputed; a failed one (an exception) is recorded with its error
 and retried on the next call.
 """
@@ -10,11 +12,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..engine.config import RunConfig
@@ -22,6 +26,8 @@ from ..runtime import ROOT, environment
 
 OUTPUTS = ROOT / "outputs"
 RUNS_DIR = OUTPUTS / "runs"
+ARCHIVE_DIR = OUTPUTS / "archive"
+PREDICTIONS = "predictions.npz"
 DONE = ("finished", "diverged")
 
 
@@ -45,9 +51,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+class CorruptRecord(ValueError):
+    """A run's meta.json that cannot be read as JSON."""
+
+
+def read_meta_file(path: Path) -> dict:
+    """``meta.json`` as a dict; a corrupt one raises :class:`CorruptRecord` naming it and the fix."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CorruptRecord(f"{path} is corrupt ({error}); delete the folder {Path(path).parent} "
+                            f"and the run is recomputed on the next sweep") from error
+
+
 def read_meta(run_id: str, root=None) -> dict | None:
     path = runs_dir(root) / run_id / "meta.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_meta_file(path) if path.is_file() else None
 
 
 def is_done(config: RunConfig, root=None) -> bool:
@@ -55,12 +74,43 @@ def is_done(config: RunConfig, root=None) -> bool:
     return meta is not None and meta.get("status") in DONE
 
 
-def write_run(config: RunConfig, records: list[dict], meta: dict, root=None) -> Path:
+def atomic_write_npz(path: Path, arrays: dict) -> None:
+    """``np.savez_compressed`` of ``arrays`` to ``path``, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(config: RunConfig, records: list[dict], meta: dict, root=None,
+              predictions: dict | None = None) -> Path:
+    """Write a run's records, its ``predictions`` ({"pred": uint8[n], "loss": float32[n]}, if
+    any) and last its meta.json."""
     folder = runs_dir(root) / config.run_id
     if records:
         atomic_write_text(folder / "records.csv", pd.DataFrame(records).to_csv(index=False))
+    if predictions:
+        atomic_write_npz(folder / PREDICTIONS, {"pred": np.asarray(predictions["pred"], dtype=np.uint8),
+                                                "loss": np.asarray(predictions["loss"], dtype=np.float32)})
     atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
     return folder
+
+
+def load_predictions(run_id: str, root=None) -> dict | None:
+    """A final run's per-sample test predictions {"pred", "loss"}, or None if it stored none."""
+    path = runs_dir(root) / run_id / PREDICTIONS
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return {k: stored[k] for k in stored.files}
 
 
 @functools.lru_cache(maxsize=4)
@@ -97,7 +147,8 @@ def run_and_record(config: RunConfig, root=None, progress: bool = False, device:
         if raise_errors:
             raise
         return meta
-    write_run(config, result.records, finished_meta(meta, result), root)
+    write_run(config, result.records, finished_meta(meta, result), root,
+              predictions=getattr(result, "predictions", None))
     return meta
 
 
@@ -106,7 +157,7 @@ def start_meta(config: RunConfig) -> dict:
     from ..optimizers import get_spec
     return {"run_id": config.run_id, "config": config.to_dict(), "seed": config.seed,
             "family": get_spec(config.optimizer).family, "hparams": config.effective_hparams,
-            "batch_size": config.effective_batch_size, "started": _now()}
+            "batch_size": config.effective_batch_size, "versions": config.versions, "started": _now()}
 
 
 def finished_meta(meta: dict, result) -> dict:
@@ -136,7 +187,7 @@ def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFra
     """Every run's records under ``root`` as one DataFrame, with its configuration as columns."""
     frames = []
     for meta_path in sorted(runs_dir(root).glob("*/meta.json")):
-        meta = json.loads(meta_path.read_text())
+        meta = read_meta_file(meta_path)
         if status is not None and meta.get("status") not in status:
             continue
         csv = meta_path.parent / "records.csv"
@@ -150,6 +201,8 @@ def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFra
                              scaling=cfg["scaling"], planned_epochs=cfg["epochs"],
                              sparsity_strategy=cfg.get("sparsity_strategy", "projection"),
                              hparams=json.dumps(meta.get("hparams", {}), sort_keys=True),
+                             versions=json.dumps(versions_of(meta), sort_keys=True),
+                             protocol=versions_of(meta)["protocol"],
                              error=meta.get("error", ""))
         frames.append(frame)
     if not frames:
@@ -157,3 +210,49 @@ def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFra
     from ..constraints.scenarios import within_budget
     frame = pd.concat(frames, ignore_index=True)
     return frame.assign(within_budget=within_budget(frame))
+
+
+def versions_of(meta: dict) -> dict:
+    """The versions a run was computed under (records written before versions: protocol 1)."""
+    return meta.get("versions") or {"protocol": 1}
+
+
+ARCHIVE_README = """# Run records of study protocol v{protocol}
+
+These runs were computed under protocol v{protocol} and are superseded by the protocol of
+`helpers/study/definition.py` (PROTOCOL_VERSION {current}). They are kept for reference and never
+mixed into the study's tables. Read them with
+`helpers.study.records.load_records("outputs/archive/v{protocol}/runs")`.
+
+Protocol v1 (sessions 1-3): 4 configurations x 2 epochs of tuning per method, cosine decay planned
+over 10 epochs (budgeted methods stopped before it annealed), weight decay paired with the rate by
+a fixed permutation, 3 seeds, l2/sparse60/thinner budgets only for the methods ranked best.
+"""
+
+
+def archive_runs(protocol: int = 1, root=None, dest=None, dry_run: bool = False) -> list[str]:
+    """Move every run of ``protocol`` out of ``root`` into ``dest`` (default
+    ``outputs/archive/v<protocol>/runs``), with a README beside it; return the run ids moved
+    (or that would be, with ``dry_run``). Unreadable runs stay where they are."""
+    from .definition import PROTOCOL_VERSION
+    if protocol == PROTOCOL_VERSION:
+        raise ValueError(f"protocol {protocol} is the current one; only older runs are archived")
+    source = runs_dir(root)
+    dest = Path(dest) if dest is not None else ARCHIVE_DIR / f"v{protocol}" / "runs"
+    moved = []
+    for meta_path in sorted(source.glob("*/meta.json")):
+        try:
+            meta = read_meta_file(meta_path)
+        except CorruptRecord as error:
+            print(f"left in place: {error}", file=sys.stderr)
+            continue
+        if versions_of(meta)["protocol"] != protocol:
+            continue
+        moved.append(meta_path.parent.name)
+        if not dry_run:
+            dest.mkdir(parents=True, exist_ok=True)
+            os.replace(meta_path.parent, dest / meta_path.parent.name)
+    if moved and not dry_run:
+        atomic_write_text(dest.parent / "README.md",
+                          ARCHIVE_README.format(protocol=protocol, current=PROTOCOL_VERSION))
+    return moved

@@ -1,63 +1,164 @@
-"""The tuning protocol: the same number of configurations for every optimizer, chosen on the
-validation hold-out, then re-trained on all 60,000 training images with several seeds.
+"""The tuning protocol's pieces (see :mod:`helpers.study.definition`): learning-rate grids half a
+decade apart and their extension past an edge, quasi-random trials over declared spaces,
+weight-decay and sparse-rate trials, scoring on the hold-out.
 
-Candidates: ``n`` learning rates log-spaced over the optimizer's ``lr`` range; any other
-tuned hyperparameter (and ``weight_decay`` under the l2 scenario) is assigned along a seeded
-Latin-hypercube permutation, so every optimizer gets exactly ``n`` configurations.
+Learning rates are indexed by half-decade exponents: ``j`` stands for 10^(j/2), so a grid, its
+extension and the rates around a choice land on the same points and give the same run ids.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
 
 from ..engine.config import RunConfig
-from .experiment import run_all
 from ..optimizers import get_spec
-from .records import load_records
-from ..constraints.scenarios import get_scenario
-
-L2_RANGE = (1e-5, 3e-3, "log")
+from . import definition as D
 
 
-def _axis(bounds, n: int) -> list:
-    if isinstance(bounds, (list, tuple)) and len(bounds) == 3 and bounds[2] in ("log", "linear"):
-        low, high, kind = bounds
-        if n == 1:
-            return [math.sqrt(low * high) if kind == "log" else (low + high) / 2]
-        grid = np.geomspace(low, high, n) if kind == "log" else np.linspace(low, high, n)
-        return [float(f"{v:.4g}") for v in grid]
-    choices = list(bounds)
-    return [choices[i % len(choices)] for i in range(n)]
+def lr_of(j: int) -> float:
+    """The rate 10^(j/2), to 4 significant digits."""
+    return float(f"{10 ** (j / 2):.4g}")
 
 
-def search_space(optimizer: str, scenario: str = "standard") -> dict:
-    space = dict(get_spec(optimizer).search_space)
-    if get_scenario(scenario).l2:
-        space.setdefault("weight_decay", L2_RANGE)
-    return space
+def exponent_of(lr: float) -> int:
+    """The half-decade exponent nearest to ``lr``."""
+    return round(2 * math.log10(lr))
 
 
-def candidates(optimizer: str, n: int, scenario: str = "standard", seed: int = 0) -> list[dict]:
-    """Exactly ``n`` hyperparameter settings for ``optimizer`` (deterministic for a seed)."""
-    if n < 1:
-        raise ValueError(f"the tuning budget must be at least 1 configuration, got {n}")
-    space = search_space(optimizer, scenario)
-    rng = np.random.default_rng(seed)
-    columns = {}
-    for key, bounds in space.items():
-        values = _axis(bounds, n)
-        columns[key] = values if key == "lr" else [values[i] for i in rng.permutation(n)]
-    return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+def lr_range(method: str) -> tuple[float, float]:
+    low, high, *_ = get_spec(method).search_space["lr"]
+    return float(low), float(high)
 
 
-def tuning_configs(base: RunConfig, n: int) -> list[RunConfig]:
-    """The ``n`` candidate runs of ``base``'s optimizer, evaluated on the validation hold-out."""
-    return [dataclasses.replace(base, hparams={**base.hparams, **hp}, eval_split="val",
-                                tag=base.tag or "tune")
-            for hp in candidates(base.optimizer, n, base.scenario)]
+def grid_exponents(method: str, points: int) -> list[int]:
+    """``points`` consecutive half-decade exponents centred on the method's rate range."""
+    if points < 1:
+        raise ValueError(f"a grid needs at least 1 point, got {points}")
+    low, high = lr_range(method)
+    centre = math.log10(low) + math.log10(high)  # twice the log10 of the geometric centre
+    first = math.floor(centre - (points - 1) / 2 + 0.5)
+    return list(range(first, first + points))
+
+
+def exponent_limits() -> tuple[int, int]:
+    low, high = D.LR_LIMITS
+    return math.ceil(2 * math.log10(low) - 1e-9), math.floor(2 * math.log10(high) + 1e-9)
+
+
+def next_extension(tried: list[int], best: int, grid: list[int], allowed: int) -> int | None:
+    """The next exponent past the edge the best rate sits on, or None when the best is interior,
+    the extension is spent (``allowed`` points beyond the grid) or the next point is past
+    :data:`~helpers.study.definition.LR_LIMITS`."""
+    low, high = min(tried), max(tried)
+    lo_limit, hi_limit = exponent_limits()
+    if len(tried) < 2 or low < best < high:
+        return None
+    if best == high:
+        candidate, used = high + 1, high - max(grid)
+    else:
+        candidate, used = low - 1, min(grid) - low
+    if used >= allowed or not lo_limit <= candidate <= hi_limit:
+        return None
+    return candidate
+
+
+def edge_status(tried: list[int], best: int, grid: list[int], allowed: int) -> str:
+    """"interior", "open" (an extension is still due), "limit" (on an edge that is a declared
+    limit) or "spent" (on an edge after the allowed extension)."""
+    if min(tried) < best < max(tried):
+        return "interior"
+    if next_extension(tried, best, grid, allowed) is not None:
+        return "open"
+    lo_limit, hi_limit = exponent_limits()
+    beyond = best + 1 if best == max(tried) else best - 1
+    return "spent" if lo_limit <= beyond <= hi_limit else "limit"
+
+
+def _axis_value(axis, u: float):
+    if isinstance(axis, list):
+        return axis[min(int(u * len(axis)), len(axis) - 1)]
+    low, high, scale = axis
+    if scale == "linear":
+        return float(f"{low + u * (high - low):.4g}")
+    if scale == "int":
+        return int(round(low + u * (high - low)))
+    if scale == "log":
+        return float(f"{math.exp(math.log(low) + u * (math.log(high) - math.log(low))):.4g}")
+    if scale == "pow2":
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        return int(min(max(2 ** round(math.log2(value)), low), high))
+    if scale == "log1m":
+        a, b = math.log(1 - low), math.log(1 - high)
+        return float(f"{1 - math.exp(a + u * (b - a)):.6g}")
+    raise ValueError(f"unknown scale {scale!r}; use log, linear, log1m, int, pow2 or a list of choices")
+
+
+def _axes(space: dict) -> list[tuple[str, int | None, object]]:
+    """(name, index within a tuple-valued hyperparameter or None, axis) per dimension."""
+    out = []
+    for name, axis in space.items():
+        if isinstance(axis, tuple) and axis and isinstance(axis[0], tuple):
+            out += [(name, i, a) for i, a in enumerate(axis)]
+        else:
+            out.append((name, None, axis))
+    return out
+
+
+def qmc_points(space: dict, n: int, key: str) -> list[dict]:
+    """``n`` quasi-random settings over ``space`` (scrambled Halton, seeded by ``key``): the
+    first ``n`` points of one fixed sequence, so a shorter budget keeps a prefix."""
+    from scipy.stats import qmc
+    if n < 1 or not space:
+        return []
+    axes = _axes(space)
+    seed = zlib.crc32(f"{D.QMC_SEED}:{key}".encode())
+    units = qmc.Halton(d=len(axes), scramble=True, seed=seed).random(n)
+    points = []
+    for u in units:
+        point: dict = {}
+        for (name, index, axis), value in zip(axes, u):
+            v = _axis_value(axis, float(value))
+            if index is None:
+                point[name] = v
+            else:
+                point.setdefault(name, []).append(v)
+        points.append({k: tuple(v) if isinstance(v, list) else v for k, v in point.items()})
+    return points
+
+
+def key_space(method: str) -> dict:
+    """The method's other key hyperparameters (none: only the rate is tuned)."""
+    get_spec(method)
+    return dict(D.KEY_HPARAMS.get(method, {}))
+
+
+def l2_space(method: str, lr: float) -> dict:
+    """Rate within a decade around ``lr`` and the weight decay of the method's kind."""
+    low, high = D.WEIGHT_DECAY[D.weight_decay_kind(method)]
+    return {"lr": (lr / D.HALF_DECADE, lr * D.HALF_DECADE, "log"), "weight_decay": (low, high, "log")}
+
+
+def rate_exponents(j: int, n: int) -> list[int]:
+    """``n`` exponents around ``j``: 1 -> [j]; 2 -> [j-1, j]; 3 -> [j-1, j, j+1]."""
+    return [j + k for k in range(-(n // 2), n - n // 2)]
+
+
+def split_setting(point: dict) -> tuple[dict, dict]:
+    """(optimizer hyperparameters, RunConfig fields) of a trial's setting."""
+    hp = {k: v for k, v in point.items() if k not in D.RUN_SETTINGS}
+    return hp, {k: v for k, v in point.items() if k in D.RUN_SETTINGS}
+
+
+def score(val_acc, val_loss) -> tuple[float, float]:
+    """Higher is better: hold-out accuracy, then lower loss; a missing value scores last."""
+    acc = -1.0 if val_acc is None or not np.isfinite(val_acc) else float(val_acc)
+    loss = -math.inf if val_loss is None or not np.isfinite(val_loss) else -float(val_loss)
+    return acc, loss
 
 
 def best_of(frame: pd.DataFrame) -> pd.Series:
@@ -68,16 +169,31 @@ def best_of(frame: pd.DataFrame) -> pd.Series:
     return last.sort_values(["score", "tiebreak"], ascending=False).iloc[0]
 
 
+def search_space(optimizer: str, scenario: str = "standard") -> dict:
+    """What the protocol tunes for ``optimizer`` (rate, key hyperparameters; weight decay under l2)."""
+    from ..constraints.scenarios import get_scenario
+    space = {"lr": get_spec(optimizer).search_space["lr"], **key_space(optimizer)}
+    if get_scenario(scenario).l2:
+        space["weight_decay"] = D.WEIGHT_DECAY[D.weight_decay_kind(optimizer)] + ("log",)
+    return space
+
+
+def tuning_configs(base: RunConfig, n: int) -> list[RunConfig]:
+    """A single-stage search for side experiments: ``n`` grid rates of ``base``'s optimizer on the
+    hold-out (the study's staged tuning is :func:`helpers.study.protocol.plan`)."""
+    return [dataclasses.replace(base, hparams={**base.hparams, "lr": lr_of(j)}, eval_split="val",
+                                tag=base.tag or "tune")
+            for j in grid_exponents(base.optimizer, n)]
+
+
 def tune(base: RunConfig, n: int, executor=None, root=None, progress: bool = True):
-    """Run the ``n`` candidates; return (table of their final rows, best hyperparameters)."""
-    import json
+    """Run :func:`tuning_configs`; return (table of their final rows, best hyperparameters)."""
+    from .experiment import records_of, run_all
     configs = tuning_configs(base, n)
     run_all(configs, executor, root, progress)
-    frame = load_records(root)
-    frame = frame[frame["run_id"].isin({c.run_id for c in configs})]
-    best = best_of(frame)
+    frame = records_of(configs, root)
     table = frame.sort_values("epoch").groupby("run_id").tail(1)
-    return table.reset_index(drop=True), json.loads(best["hparams"])
+    return table.reset_index(drop=True), json.loads(best_of(frame)["hparams"])
 
 
 def final_configs(base: RunConfig, hparams: dict, seeds) -> list[RunConfig]:

@@ -1,0 +1,190 @@
+"""The study, defined once: which runs, in which scenarios, tuned how, with which seeds, in what order.
+
+:data:`ROWS` is the study as a table; :data:`PROFILES` are its sizes; :data:`KEY_HPARAMS` and
+:data:`WEIGHT_DECAY` are the search spaces beyond the learning rate (whose range is the
+registry's ``search_space["lr"]``). Everything a row selects from results (the best of each
+family, the best ``top_k`` on the hold-out) is computed from the records by
+:mod:`helpers.study.protocol`, never written here. A change of the study is an edit of this
+module; the planner then asks for exactly the runs whose configuration changed (run ids hash
+the configuration and :data:`PROTOCOL_VERSION`).
+
+Tuning kinds (the same counts for every method):
+
+- ``grid``: ``grid_points`` learning rates half a decade apart (10^(j/2)), centred on the
+  method's range; a best rate on an edge is extended one point at a time, at most
+  ``grid_extension`` points, never past :data:`LR_LIMITS`; then ``qmc_trials`` quasi-random
+  trials (scrambled Halton, ``scipy.stats.qmc``) over the method's :data:`KEY_HPARAMS` at the
+  best rate. The choice is the best of all these trials.
+- ``l2``: ``l2_trials`` joint quasi-random trials over the rate (a decade around the ``base``
+  row's choice) and the weight decay (:data:`WEIGHT_DECAY`, by the method's kind); the other
+  hyperparameters as the base row chose them.
+- ``rates``: the base row's choice at ``sparse_rates`` rates half a decade apart around its rate.
+- ``none``: the row's fixed hyperparameters (the assignment's starter).
+
+Every tuning trial runs as long as a final run (``epochs``, same oracle budget per image) on the
+training images left after the ``val_size`` hold-out and is scored on that hold-out (accuracy,
+then loss; a diverged or failed trial scores last). Final runs train on all 60,000 images and
+are evaluated on the test set. Every run of a registered method has an oracle budget of
+``epochs`` x its training images (sample gradients + Hessian-vector products); the study's decay
+is planned over that budget. Basic SGD (batch 1) runs its registry cap ``max_epochs``.
+
+Seeds: ``seeds`` for every method of a row; ``top_seeds`` for the row's best ``top_k`` on the
+hold-out and the best of each family. Failed and diverged runs are results: they are counted
+and never planned again.
+
+Priority: runs go out lowest ``priority`` first (a stopped study holds the most valuable
+runs); a row's extra seeds for its best methods go out at ``top_priority``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+PROTOCOL_VERSION = 2  # bump only for a change that a run's configuration does not show
+SCALING = "standardize"
+LR_LIMITS = (1e-6, 10.0)
+HALF_DECADE = 10 ** 0.5
+QMC_SEED = 0
+
+# Scales: "log", "linear", "log1m" (log of 1 - x), "int" (linear, rounded), "pow2" (log, rounded
+# to a power of 2); a tuple of axes for a tuple-valued hyperparameter (betas). Batch sizes are
+# run settings, the rest optimizer hyperparameters.
+MOMENTUM = (0.8, 0.99, "log1m")
+BETAS = ((0.8, 0.95, "linear"), (0.99, 0.9999, "log1m"))
+SNAPSHOT_STEPS = (100, 1600, "pow2")  # steps between snapshots; batch 64 makes 782 steps per epoch
+KEY_HPARAMS = {
+    "heavy_ball": {"momentum": MOMENTUM},
+    "nesterov": {"momentum": MOMENTUM},
+    "adam": {"betas": BETAS},
+    "adamw": {"betas": BETAS},
+    "nadam": {"betas": BETAS},
+    "radam": {"betas": BETAS},
+    "sgd_schedulefree": {"momentum": MOMENTUM, "warmup_steps": (0, 500, "int")},
+    "adamw_schedulefree": {"betas": BETAS, "warmup_steps": (0, 500, "int")},
+    "lookahead_sgd": {"alpha": (0.5, 0.8, "linear"), "k": (5, 10, "int")},
+    "lookahead_adam": {"alpha": (0.5, 0.8, "linear"), "k": (5, 10, "int")},
+    "sgd_ema": {"momentum": MOMENTUM, "ema_decay": (0.99, 0.999, "log1m")},
+    "sgd_polyak": {"momentum": MOMENTUM},
+    "sgd_swa": {"momentum": MOMENTUM},
+    "svrg": {"snapshot_every": SNAPSHOT_STEPS},
+    "sarah": {"snapshot_every": SNAPSHOT_STEPS},
+    "sgd_growing_batch": {"batch_size": (8, 128, "pow2")},
+    "kfac": {"damping": (1e-3, 1e-1, "log"), "batch_size": (32, 512, "pow2")},
+    "shampoo": {"epsilon": (1e-8, 1e-4, "log"), "batch_size": (32, 512, "pow2")},
+    "adahessian": {"hessian_power": (0.5, 1.0, "linear"), "batch_size": (32, 512, "pow2")},
+    "newton_cg": {"damping": (0.1, 10.0, "log"), "batch_size": (128, 2048, "pow2")},
+    "lbfgs": {"history_size": (10, 50, "int"), "batch_size": (1024, 16384, "pow2")},
+    "lbfgs_full": {"history_size": (10, 50, "int")},
+}
+RUN_SETTINGS = ("batch_size", "batch_growth")  # keys of KEY_HPARAMS that are RunConfig fields
+
+# Weight decay ranges where each kind acts: coupled L2 is added to the gradient (SGD, Adam);
+# decoupled decay is multiplied by the rate (AdamW, schedule-free AdamW).
+WEIGHT_DECAY = {"coupled": (1e-6, 1e-2), "decoupled": (1e-3, 1.0)}
+DECOUPLED = ("adamw", "adamw_schedulefree")
+
+STARTER = dict(hparams={"lr": 1e-3}, batch_size=64, scaling="unit", schedule="constant", tag="starter")
+THINNER = ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the study. ``methods``: "all", "family_best:<row>" (the best of each family
+    in that row's hold-out ranking) or a tuple of names. ``base``: the row whose choice the
+    l2/rates tuning starts from. ``overrides``: RunConfig fields for every run of the row."""
+    name: str
+    scenario: str
+    methods: str | tuple = "all"
+    strategies: tuple = ("projection",)
+    tuning: str = "grid"
+    seeds: int = 3
+    top_seeds: int = 3
+    priority: int = 1
+    top_priority: int | None = None
+    base: str = "standard"
+    overrides: dict = field(default_factory=dict)
+
+
+ROWS = (
+    #   name              scenario    methods                  strategies                tuning   seeds top  priority (extra seeds)
+    Row("starter",        "standard", ("sgd",),                tuning="none",            seeds=5, top_seeds=5, priority=0, overrides=STARTER),
+    Row("standard",       "standard", "all",                   tuning="grid",            seeds=3, top_seeds=5, priority=1, top_priority=4),
+    Row("l2",             "l2",       "all",                   tuning="l2",              seeds=3, top_seeds=5, priority=2, top_priority=4),
+    Row("sparse60",       "sparse60", "all", ("projection",),  tuning="rates",           seeds=3, top_seeds=5, priority=3, top_priority=4),
+    Row("sparse60-pruned", "sparse60", "all", ("gradual", "finetune"), tuning="rates",   seeds=3, top_seeds=3, priority=5),
+    *(Row(s,               s,          "family_best:sparse60",  tuning="rates",           seeds=3, top_seeds=3, priority=6)
+      for s in THINNER),
+)
+FAMILIES_ORDER = ("sgd", "momentum", "noise_reduction", "second_order")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A size of the study. ``methods``/``rows`` None: all. ``max_seeds`` caps every row's seeds.
+    ``row_edits``: per row name, Row fields replaced in this profile (the cuts)."""
+    name: str
+    methods: tuple | None = None
+    rows: tuple | None = None
+    epochs: int = 10
+    train_fraction: float = 1.0
+    val_size: int = 10_000
+    evals_per_epoch: int = 2
+    grid_points: int = 7
+    grid_extension: int = 2
+    qmc_trials: int = 4
+    l2_trials: int = 8
+    sparse_rates: int = 3
+    top_k: int = 6
+    max_seeds: int | None = None
+    row_edits: dict = field(default_factory=dict)
+
+    def rows_in(self) -> tuple[Row, ...]:
+        rows = ROWS if self.rows is None else tuple(r for r in ROWS if r.name in self.rows)
+        return tuple(replace(r, **self.row_edits.get(r.name, {})) for r in rows)
+
+
+PROFILES = {
+    # the whole pipeline in about two minutes on 2 CPU cores (make test)
+    "ci": Profile("ci", methods=("sgd", "adam"), rows=("starter", "standard", "l2", "sparse60", "sparse60-pruned",
+                                                        "sparse10"),
+                  epochs=1, train_fraction=0.01, val_size=1_000, evals_per_epoch=1, grid_points=2,
+                  grid_extension=0, qmc_trials=1, l2_trials=1, sparse_rates=1, top_k=1, max_seeds=1),
+    # a smoke run of every method: minutes to tens of minutes on 2 CPU cores
+    "quick": Profile("quick", rows=("starter", "standard", "l2", "sparse60"), epochs=1, train_fraction=0.02,
+                     val_size=2_000, evals_per_epoch=1, grid_points=3, grid_extension=1, qmc_trials=2,
+                     l2_trials=2, sparse_rates=1, top_k=2, max_seeds=1),
+    "full": Profile("full"),
+}
+
+# If the full study's estimate exceeds its compute budget, cut in this order (issue 13, item 7).
+CUTS = (
+    ("gradual pruning and prune-then-fine-tune only for the best of each family",
+     dict(row_edits={"sparse60-pruned": {"methods": "family_best:sparse60"}})),
+    ("quasi-random trials down to 2", dict(qmc_trials=2)),
+    ("l2 trials down to 6", dict(l2_trials=6)),
+)
+
+
+def get_profile(profile: str | Profile, cuts: int = 0) -> Profile:
+    """A profile by name (or as given) with the first ``cuts`` of :data:`CUTS` applied."""
+    if isinstance(profile, str):
+        if profile not in PROFILES:
+            raise ValueError(f"unknown study profile {profile!r}; known profiles: {', '.join(PROFILES)}")
+        profile = PROFILES[profile]
+    if not 0 <= cuts <= len(CUTS):
+        raise ValueError(f"cuts must be in [0, {len(CUTS)}], got {cuts}")
+    for _, change in CUTS[:cuts]:
+        edits = {**profile.row_edits, **change.get("row_edits", {})}
+        profile = replace(profile, **{**change, "row_edits": edits})
+    return profile
+
+
+def weight_decay_kind(method: str) -> str:
+    return "decoupled" if method in DECOUPLED else "coupled"
+
+
+def main_scenarios(profile: str | Profile = "full") -> list[str]:
+    """The scenarios of a profile's rows, in table order (for the notebooks' sweep)."""
+    seen: dict[str, None] = {}
+    for row in get_profile(profile).rows_in():
+        seen.setdefault(row.scenario)
+    return list(seen)

@@ -1,0 +1,179 @@
+"""The planner on fake records: stages unblock in order, priorities hold, selections come from results."""
+import math
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from helpers.study import definition as D
+from helpers.study import protocol as P
+from helpers.study import tuning as T
+
+PEAK = {"sgd": -1, "adam": -6, "svrg": 1, "kfac": 12}  # best half-decade exponent of the rate
+PROFILE = replace(D.PROFILES["full"], name="test", methods=tuple(PEAK), train_fraction=0.01, val_size=1_000)
+
+
+def fake_outcome(config):
+    """Hold-out accuracy peaking at PEAK (log scale), a little from momentum/weight decay; sgd diverges from 1."""
+    j = 2 * math.log10(config.hparams["lr"])
+    if config.optimizer == "sgd" and config.hparams["lr"] >= 1:
+        return dict(status="diverged", val_acc=math.nan, val_loss=math.nan)
+    acc = 90 - (j - PEAK[config.optimizer]) ** 2 + 0.1 * config.hparams.get("momentum", 0)
+    acc -= 0.1 * abs(math.log10(config.hparams.get("weight_decay") or 1e-4) + 4)
+    acc += {"sgd": 0.0, "adam": 0.5, "svrg": -0.5, "kfac": 0.2}[config.optimizer]
+    return dict(status="finished", val_acc=acc, val_loss=(100 - acc) / 50)
+
+
+def simulate(profile=PROFILE, rows=None, max_rounds=30):
+    """Train every runnable run at once, round after round; return (round of each run, last plan)."""
+    frame = pd.DataFrame(columns=["run_id", "status", "val_acc", "val_loss", "epoch"])
+    first_round, history = {}, []
+    for round_ in range(max_rounds):
+        state = P.study_plan(frame, profile, rows=rows)
+        history.append(state)
+        if not state.runnable:
+            return first_round, state, history
+        new = []
+        for r in state.runnable:
+            first_round[r.config.run_id] = (round_, r)
+            new.append(dict(run_id=r.config.run_id, epoch=10.0, **fake_outcome(r.config)))
+        frame = pd.concat([frame, pd.DataFrame(new)], ignore_index=True)
+    raise AssertionError("the plan never finished")
+
+
+@pytest.fixture(scope="module")
+def finished():
+    return simulate()
+
+
+def test_every_run_waits_for_what_it_depends_on(finished):
+    rounds, state, _ = finished
+    by = {}
+    for rid, (rnd, r) in rounds.items():
+        by.setdefault((r.row, r.method, r.strategy, r.stage), []).append(rnd)
+    tuning = ("grid", "extension", "trials", "l2", "rates")
+
+    def last(row, method, strategy="projection"):
+        return max(max(v) for (r, m, s, st), v in by.items() if (r, m, s) == (row, method, strategy) and st in tuning)
+
+    for (row, method, strategy, stage), rnds in by.items():
+        if stage == "final":
+            assert min(rnds) > last(row, method, strategy)
+        if stage in ("l2", "rates"):
+            assert min(rnds) > last("standard", method)
+        if stage == "trials":
+            assert min(rnds) > max(by[(row, method, strategy, "grid")])
+        if stage == "seeds":
+            assert min(rnds) > max(last(row, m, s) for (r, m, s, st) in by if r == row and st in tuning)
+        if row in D.THINNER:
+            assert min(rnds) > max(last("sparse60", m) for m in PEAK)
+
+
+def test_tuned_rates_are_interior_or_at_their_declared_limit(finished):
+    _, state, _ = finished
+    assert state.edges[("standard", "sgd", "projection")] == "interior"
+    assert state.edges[("standard", "adam", "projection")] == "interior"
+    assert state.edges[("standard", "svrg", "projection")] == "interior"  # found by extending past the edge
+    assert state.edges[("standard", "kfac", "projection")] == "limit"
+    for (row, method, strategy), choice in state.choices.items():
+        if row == "standard":
+            j = T.exponent_of(choice.hparams["lr"])
+            assert j == min(PEAK[method], T.exponent_limits()[1]), (method, choice)
+
+
+def test_extensions_are_counted_and_never_past_two_points(finished):
+    rounds, _, _ = finished
+    extensions = {}
+    for _, r in rounds.values():
+        if r.stage == "extension":
+            extensions.setdefault(r.method, []).append(T.exponent_of(r.config.hparams["lr"]))
+    assert sorted(extensions["svrg"]) == [1, 2]
+    assert sorted(extensions["kfac"]) == [1, 2]
+    assert extensions["sgd"] == [0] and "adam" not in extensions
+
+
+def test_the_full_study_is_planned_with_the_declared_counts(finished):
+    rounds, state, _ = finished
+    assert not state.blocked
+    stages = pd.Series([(r.row, r.stage) for _, r in rounds.values()]).value_counts()
+    n = len(PEAK)
+    assert stages[("standard", "grid")] == 7 * n
+    assert stages[("standard", "trials")] == 4 * (n - 1)  # sgd has no key hyperparameter but its rate
+    assert stages[("l2", "l2")] == 8 * n
+    assert stages[("sparse60", "rates")] == 3 * n
+    assert stages[("sparse60-pruned", "rates")] == 3 * n * 2
+    assert stages[("standard", "final")] == 3 * n and stages[("starter", "fixed")] == 5
+    assert stages[("standard", "seeds")] == 2 * n  # top 6 of 4 methods: all get 5 seeds
+    for thin in D.THINNER:
+        assert stages[(thin, "final")] == 3 * n  # one method per family
+
+
+def test_diverged_runs_are_results_never_replanned(finished):
+    rounds, state, _ = finished
+    diverged = [rid for rid, (_, r) in rounds.items() if r.method == "sgd" and r.config.hparams["lr"] >= 1]
+    assert diverged
+    assert not {r.config.run_id for r in state.runnable} & set(diverged)
+
+
+def test_runnable_runs_come_most_valuable_first(finished):
+    _, _, history = finished
+    first = history[0].runnable
+    assert [r.stage for r in first[:5]] == ["fixed"] * 5
+    assert {r.stage for r in first[5:]} == {"grid"}
+    for state in history:
+        priorities = [r.priority for r in state.runnable]
+        assert priorities == sorted(priorities)
+    mixed = next(s for s in history if {"final", "l2"} <= {r.stage for r in s.runnable})
+    stages = [r.stage for r in mixed.runnable]
+    assert max(i for i, s in enumerate(stages) if s == "final" and mixed.runnable[i].row == "standard") < \
+        min(i for i, s in enumerate(stages) if s == "l2")
+
+
+def test_blocked_says_what_it_waits_for():
+    state = P.study_plan(pd.DataFrame(), PROFILE)
+    waits = {(b.row, b.stage): b for b in state.blocked}
+    assert "rate grid of adam" in next(b.waiting_for for b in state.blocked if b.row == "standard" and b.method == "adam")
+    assert "choice of adam in standard" in next(b.waiting_for for b in state.blocked
+                                                 if b.row == "l2" and b.method == "adam" and b.stage == "tuning")
+    assert waits[("sparse30", "members")].waiting_for == "the hold-out ranking of sparse60"
+    assert sum(b.runs for b in state.blocked if b.row == "l2" and b.stage == "tuning") == 8 * len(PEAK)
+
+
+def test_the_ci_profile_is_small():
+    state = P.study_plan(pd.DataFrame(), "ci")
+    total = len(state.runnable) + len(state.done) + sum(b.runs for b in state.blocked)
+    assert total <= 30
+    for r in state.runnable:
+        assert r.config.train_fraction <= 0.01 and r.config.epochs == 1
+    assert len(D.main_scenarios("ci")) >= 3
+
+
+def test_cuts_apply_in_the_declared_order():
+    full = P.study_plan(pd.DataFrame(), "full")
+    cut = P.study_plan(pd.DataFrame(), D.get_profile("full", cuts=3))
+    assert D.get_profile("full", 3).qmc_trials == 2 and D.get_profile("full", 3).l2_trials == 6
+    assert D.get_profile("full", 1).qmc_trials == 4
+    pruned = lambda s: sum(b.runs for b in s.blocked if b.row == "sparse60-pruned")  # noqa: E731
+    assert pruned(cut) < pruned(full)
+    with pytest.raises(ValueError, match="cuts must be in"):
+        D.get_profile("full", 4)
+
+
+def test_budget_and_schedule_follow_the_definition():
+    tune = P.study_config("svrg", "standard", "val", D.PROFILES["full"], {"lr": 0.01})
+    final = P.study_config("svrg", "standard", "test", D.PROFILES["full"], {"lr": 0.01})
+    assert (tune.grad_budget, final.grad_budget) == (500_000, 600_000)
+    assert tune.epochs == final.epochs == 10 and tune.eval_split == "val" and tune.val_size == 10_000
+    assert tune.schedule == "cosine"
+    basic = P.study_config("sgd_basic", "standard", "test", D.PROFILES["full"], {"lr": 0.01})
+    assert basic.epochs == 1 and basic.grad_budget == 60_000
+
+
+def test_run_family_reads_a_notebook_profile():
+    p, seeds = P.profile_from(dict(epochs=1, train_fraction=0.02, seeds=[0, 1], tune_budget=2, tune_epochs=1,
+                                   evals_per_epoch=1))
+    assert (p.epochs, p.grid_points, p.qmc_trials, p.l2_trials, seeds) == (1, 2, 2, 2, (0, 1))
+    full, _ = P.profile_from(P.PROFILES["full"])
+    assert (full.grid_points, full.qmc_trials, full.l2_trials) == (7, 4, 8)
+    with pytest.raises(ValueError, match="unknown profile setting"):
+        P.profile_from({"epoch": 3})
