@@ -249,6 +249,17 @@ def test_every_registered_optimizer_stays_within_the_budget_after_every_step(opt
         seen.append((self.strategy, step, nonzero))
 
     monkeypatch.setattr(SparsityHook, "after_step", checked)
+    from helpers.engine.stacked_model import N_CONSTRAINED
+    from helpers.engine.stacked_sparsity import StackedSparsity
+    stacked = StackedSparsity.after_step
+
+    def checked_rows(self, step, p, state):  # methods with a stacked rule prune rows of one tensor
+        stacked(self, step, p, state)
+        nonzero = int(torch.count_nonzero(p[:, :N_CONSTRAINED], dim=1).max())
+        assert nonzero <= self.schedule.allowed(step + 1), (self.strategy, step, nonzero)
+        seen.append((self.strategy, step, nonzero))
+
+    monkeypatch.setattr(StackedSparsity, "after_step", checked_rows)
     scenarios = [("sparse10", s) for s in STRATEGIES] + ([("thin30", "projection")] if optimizer == "sgd" else [])
     for scenario, strategy in scenarios:
         config = RunConfig(optimizer=optimizer, scenario=scenario, sparsity_strategy=strategy,

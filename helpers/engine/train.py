@@ -1,19 +1,34 @@
-"""The training loop: one configuration in, tidy per-evaluation records out.
+"""The training loop: configurations in, tidy per-evaluation records out (one loop for every K).
 
-A record row holds: epoch (fractional when ``evals_per_epoch`` > 1), step, train_loss (mean
-of the batch losses since the last row), the evaluated split's loss (mean cross-entropy
-per sample), the starter's "Average loss" (sum of batch-64 mean losses / N, about
-loss / 64), accuracy in percent, cumulative training wall seconds (evaluation excluded),
-cumulative sample-gradient evaluations (``grad_evals``; full-gradient passes counted as N),
+A record row holds: epoch (fractional when ``evals_per_epoch`` > 1 or when the budget stops a
+run mid-epoch), step, train_loss (mean of the batch losses since the last row), the evaluated
+split's loss (mean cross-entropy per sample), the starter's "Average loss" (sum of batch-64
+mean losses / N, about loss / 64), accuracy in percent, cumulative training wall seconds
+(evaluation excluded; with K models each model's share, elapsed / K), cumulative
+sample-gradient evaluations (``grad_evals``; full-gradient passes counted as N),
 Hessian-vector products in sample units (``hvp_evals``), their sum ``oracle_evals``, the
-learning rate, the fc1+fc2 density and the diverged flag.
+learning rate, the fc1+fc2 density of the evaluated weights and the diverged flag.
+
+:func:`run` trains K >= 1 configurations that share steps (same optimizer rule, scenario,
+schedule, batch sizes, budget, data; they differ in seed and hyperparameters): methods with a
+stacked rule (``OptimizerSpec.rule``) as K rows of one tensor
+(:class:`~helpers.engine.steppers.StackedStepper`), the others (they call the model
+themselves: L-BFGS, Newton-CG, K-FAC, ...) as one module (K = 1,
+:class:`~helpers.engine.steppers.ModuleStepper`). Batch selection, the schedule, the budget,
+pruning, evaluation and records are this one loop's. Each model k is seeded exactly as a run
+alone: ``seed_everything(seed_k)``, then ``LeNet5()``, then its batch order from that generator.
+
+Oracle budget (``grad_budget``): a step (or an epoch start's full pass) whose oracle calls
+would pass the budget is not taken; the run stops there and records what it spent, so no
+record exceeds the budget. Schedule progress is max(oracle calls spent / budget, step /
+planned steps) with a budget (the decay ends exactly when the budget is spent, or when the
+epochs end if they come first), else step / planned steps.
 """
 from __future__ import annotations
 
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -22,188 +37,184 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from ..problem.data import FashionMNIST, Split, batch_indices
-from ..problem.model import LeNet5, density
+from ..problem.model import LeNet5
 from ..optimizers import get_spec
 from ..runtime import seed_everything
-from ..constraints.scenarios import get_scenario
 from .schedules import lr_factor
+from .stacked_model import EVAL_CHUNK, STARTER_BATCH, per_model_loss, starter_loss
+from .steppers import BudgetSpent, ModuleStepper, StackedStepper, full_gradient_closure, make_closure  # noqa: F401
 
-STARTER_BATCH = 64
-EVAL_CHUNK = 2_000
 RECORD_COLUMNS = ["epoch", "step", "train_loss", "test_loss", "test_starter_loss", "test_acc",
                   "val_loss", "val_acc", "wall_s", "grad_evals", "hvp_evals", "oracle_evals",
                   "lr", "density", "diverged"]
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split) -> dict:
-    """Mean cross-entropy per sample, the starter's batch-64 "Average loss", accuracy (%)."""
+def evaluate(model: torch.nn.Module, split: Split, per_sample: bool = False) -> dict:
+    """Mean cross-entropy per sample, the starter's batch-64 "Average loss", accuracy (%);
+    with ``per_sample`` also ``{"pred": uint8[n], "loss": float32[n]}`` under ``"predictions"``."""
     was_training = model.training
     model.eval()
-    losses, correct = [], 0
+    losses, preds = [], []
     for start in range(0, len(split), EVAL_CHUNK):
         logits = model(split.x[start:start + EVAL_CHUNK])
-        target = split.y[start:start + EVAL_CHUNK]
-        losses.append(F.cross_entropy(logits, target, reduction="none"))
-        correct += int((logits.argmax(1) == target).sum())
+        losses.append(F.cross_entropy(logits, split.y[start:start + EVAL_CHUNK], reduction="none"))
+        preds.append(logits.argmax(1))
     model.train(was_training)
-    per_sample = torch.cat(losses).double()
-    starter = sum(chunk.mean() for chunk in per_sample.split(STARTER_BATCH)) / len(split)
-    return {"loss": float(per_sample.mean()), "starter_loss": float(starter),
-            "acc": 100.0 * correct / len(split)}
+    per, pred = torch.cat(losses).double(), torch.cat(preds)
+    out = {"loss": float(per.mean()), "starter_loss": float(starter_loss(per)),
+           "acc": 100.0 * int((pred == split.y).sum()) / len(split)}
+    if per_sample:
+        out["predictions"] = {"pred": pred.to(torch.uint8).cpu().numpy(), "loss": per.float().cpu().numpy()}
+    return out
 
 
 @dataclass
 class RunResult:
+    """``predictions``: the final evaluation's per-sample test predictions and losses
+    (``{"pred": uint8[n_test], "loss": float32[n_test]}``) for eval_split="test" runs that did
+    not diverge, else None."""
     config: RunConfig
     records: list[dict]
     model: torch.nn.Module
     diverged: bool
-
-
-def make_closure(model, x, y, counter: dict, weight: float = 1.0):
-    """closure(create_graph=False): zero grads, loss on (x, y), backward; counts sample gradients."""
-    def closure(create_graph: bool = False):
-        model.zero_grad(set_to_none=False)
-        loss = F.cross_entropy(model(x), y) * weight
-        loss.backward(create_graph=create_graph)
-        counter["grad"] += len(y)
-        return loss
-    closure.batch_size = len(y)
-    return closure
-
-
-def full_gradient_closure(model, split: Split, counter: dict, chunk: int = 10_000):
-    """A closure evaluating the mean gradient over the whole split (chunked; counts N)."""
-    def closure(create_graph: bool = False):
-        model.zero_grad(set_to_none=False)
-        total = 0.0
-        for start in range(0, len(split), chunk):
-            x, y = split.x[start:start + chunk], split.y[start:start + chunk]
-            loss = F.cross_entropy(model(x), y, reduction="sum") / len(split)
-            loss.backward()
-            total += float(loss.detach())
-        counter["grad"] += len(split)
-        return torch.tensor(total)
-    return closure
+    predictions: dict | None = None
 
 
 def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
           model: torch.nn.Module | None = None) -> RunResult:
-    """Train LeNet-5 as ``config`` says on ``data``; return the records and the model.
+    """Train LeNet-5 as ``config`` says on ``data``; return the records and the model (:func:`run`, K = 1).
 
-    Same seed, same machine -> same records (wall time aside). A non-finite loss stops
-    the run and marks its last record ``diverged`` instead of raising.
+    Same seed, same machine -> same records (wall time aside). A non-finite loss stops the run
+    and marks its last record ``diverged`` instead of raising. ``model``: start from these
+    weights (they are trained in place).
     """
-    spec = get_spec(config.optimizer)
-    scenario = get_scenario(config.scenario)
-    generator = seed_everything(config.seed)
-    device = data.device
-    model = (model or LeNet5()).to(device)
-    train_split = data.train
-    eval_split = data.test if config.eval_split == "test" else data.val
+    return run([config], data, progress, models=None if model is None else [model])[0]
+
+
+def run(configs, data: FashionMNIST, progress: bool = True, models=None, observer=None,
+        loss_fn=per_model_loss) -> list[RunResult]:
+    """Train the configurations together (see the module docstring); one result per configuration.
+
+    ``observer(step, stepper)`` (optional) is called after every step (the tests compare runs
+    step by step through it). The caller checks that the configurations can share a run
+    (:func:`helpers.engine.batched.why_not_batch`).
+    """
+    configs = list(configs)
+    first = configs[0]
+    spec = get_spec(first.optimizer)
+    if spec.rule is None and len(configs) > 1:
+        raise ValueError(f"optimizer {first.optimizer!r} has no stacked rule: it trains one model at a time")
+    eval_split = data.test if first.eval_split == "test" else data.val
     if eval_split is None:
         raise ValueError("eval_split='val' needs data loaded with val_size > 0")
-    n = len(train_split)
-    sizes = config.epoch_batch_sizes(n)
-    steps = [math.ceil(n / b) for b in sizes]
-    total_steps = sum(steps)
-    optimizer = spec.build(model, **config.effective_hparams)
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])
-    hook = scenario.hook(model, optimizer, total_steps, config.sparsity_strategy)
-    if hook is not None:
-        hook.after_step(-1)
-    counter = {"grad": 0}
-    fixed = batch_indices(n, sizes[0], generator) if "fixed_batches" in spec.needs else None
+    device = data.device
+    n = len(data.train)
+    sizes = first.epoch_batch_sizes(n)
+    total_steps = sum(math.ceil(n / b) for b in sizes)
+    generators, nets = [], []
+    for i, c in enumerate(configs):
+        generators.append(seed_everything(c.seed))
+        nets.append(models[i] if models is not None else LeNet5())
+    if spec.rule is not None:
+        stepper = StackedStepper(configs, nets, data, spec, total_steps, loss_fn)
+    else:
+        stepper = ModuleStepper(first, nets[0], data, spec, total_steps)
+    stepper.begin()
+    fixed = ([batch_indices(n, sizes[0], g) for g in generators] if "fixed_batches" in spec.needs else None)
+    budget = first.grad_budget
+    k = len(configs)
+    per_sample = first.eval_split == "test"
+    records: list[list[dict]] = [[] for _ in configs]
+    alive, predictions = [True] * k, [None] * k
+    step, wall, stop = 0, 0.0, False
+    loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
+    loss_count = 0
+    bar = tqdm(total=total_steps, desc=configs[0].run_id if k == 1 else f"{k} models", file=sys.stderr,
+               disable=not progress, leave=False, mininterval=1.0)
 
-    records, wall, step, diverged = [], 0.0, 0, False
-    loss_sum, loss_count = torch.zeros((), device=device, dtype=torch.float64), 0
-    bar = tqdm(total=total_steps, desc=config.run_id, file=sys.stderr, disable=not progress,
-               leave=False, mininterval=1.0)
-    model.train()
-    for epoch in range(config.epochs):
+    def record(epoch_value: float) -> None:
+        nonlocal wall, t0, loss_count
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall += time.perf_counter() - t0
+        train_loss = (loss_sum / max(loss_count, 1)).tolist()
+        finite = stepper.finite()
+        live = [i for i in range(k) if alive[i]]
+        healthy = [i for i in live if math.isfinite(train_loss[i]) and finite[i]]
+        metrics = stepper.evaluate(healthy, eval_split, per_sample)
+        grad, hvp = stepper.counts()
+        for i in live:
+            diverged = i not in metrics
+            row = {"epoch": round(epoch_value, 6), "step": step, "train_loss": train_loss[i],
+                   "test_loss": math.nan, "test_starter_loss": math.nan, "test_acc": math.nan,
+                   "val_loss": math.nan, "val_acc": math.nan, "wall_s": wall / k, "grad_evals": grad,
+                   "hvp_evals": hvp, "oracle_evals": grad + hvp, "lr": stepper.lr(i),
+                   "density": stepper.density(i) if diverged else metrics[i]["density"],
+                   "diverged": diverged}
+            if diverged:
+                alive[i] = False
+                predictions[i] = None
+                stepper.kill(i)
+            elif first.eval_split == "test":
+                got = metrics[i]
+                row.update(test_loss=got["loss"], test_starter_loss=got["starter_loss"], test_acc=got["acc"])
+                predictions[i] = got.get("predictions")
+            else:
+                row.update(val_loss=metrics[i]["loss"], val_acc=metrics[i]["acc"])
+            records[i].append(row)
+        loss_sum.zero_()
+        loss_count = 0
         t0 = time.perf_counter()
-        if hasattr(optimizer, "on_epoch_start"):
-            optimizer.on_epoch_start(full_gradient_closure(model, train_split, counter))
+
+    for epoch in range(first.epochs):
+        t0 = time.perf_counter()
+        if budget is not None and sum(stepper.counts()) + stepper.epoch_cost(n) > budget:
+            break
+        try:
+            stepper.on_epoch_start()
+        except BudgetSpent:
+            break
         if fixed is not None:
-            order = torch.randperm(len(fixed), generator=generator)
-            batches = [(int(i), fixed[i]) for i in order]
+            orders = [[(int(j), f[j]) for j in torch.randperm(len(f), generator=g)]
+                      for f, g in zip(fixed, generators)]
         else:
-            batches = list(enumerate(batch_indices(n, sizes[epoch], generator)))
-        eval_points = _eval_points(len(batches), config.evals_per_epoch)
-        for position, (batch_id, index) in enumerate(batches):
-            index = index.to(device)
-            x, y = train_split.x[index], train_split.y[index]
-            t = step / total_steps
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * lr_factor(config.schedule, t, **config.schedule_params)
-            if hasattr(optimizer, "on_batch"):
-                optimizer.on_batch(batch_id, len(batches))
-            if config.grad_budget is not None and hasattr(optimizer, "limit_evaluations"):
-                optimizer.limit_evaluations(_left(config, counter, optimizer) // len(index))
-            loss = optimizer.step(make_closure(model, x, y, counter))
-            if hook is not None:
-                hook.after_step(step)
-            step += 1
-            loss_sum += loss.detach().double()
-            loss_count += 1
-            bar.update(1)
-            last_in_epoch = position == len(batches) - 1
-            if position + 1 in eval_points or last_in_epoch:
-                wall += time.perf_counter() - t0
-                train_loss = float(loss_sum) / max(loss_count, 1)
-                diverged = not math.isfinite(train_loss) or not _finite(model)
-                records.append(_record(model, optimizer, eval_split, config.eval_split,
-                                       epoch + (position + 1) / len(batches), step, train_loss,
-                                       wall, counter, diverged))
-                loss_sum.zero_()
-                loss_count = 0
-                t0 = time.perf_counter()
-                if diverged or _spent(config, counter, optimizer):
-                    break
-        if diverged or _spent(config, counter, optimizer):
+            orders = [list(enumerate(batch_indices(n, sizes[epoch], g))) for g in generators]
+        n_batches = len(orders[0])
+        eval_points = _eval_points(n_batches, first.evals_per_epoch)
+        for position in range(n_batches):
+            ids = [o[position][0] for o in orders]
+            index = torch.stack([o[position][1] for o in orders]).to(device)
+            spent = sum(stepper.counts())
+            if budget is not None and spent + stepper.step_cost(index.shape[1], n) > budget:
+                stop = True
+            else:
+                t = step / total_steps if budget is None else max(step / total_steps, spent / budget)
+                factor = lr_factor(first.schedule, t, **first.schedule_params)
+                try:
+                    losses = stepper.step(data.train.x[index], data.train.y[index], factor, ids, n_batches)
+                except BudgetSpent:
+                    stop = True
+                else:
+                    stepper.after_step(step)
+                    step += 1
+                    loss_sum += losses.detach().double()
+                    loss_count += 1
+                    bar.update(1)
+                    if observer is not None:
+                        observer(step, stepper)
+            done = position + (0 if stop else 1)
+            if (stop and loss_count) or (not stop and (done in eval_points or done == n_batches)):
+                record(epoch + done / n_batches)
+            if stop or not any(alive):
+                break
+        if stop or not any(alive):
             break
     bar.close()
-    return RunResult(config, records, model, diverged)
-
-
-def _left(config: RunConfig, counter: dict, optimizer) -> int:
-    """Oracle calls (sample gradients + HVPs) left of ``grad_budget`` (which must be set)."""
-    extra = getattr(optimizer, "oracle_counts", {}) or {}
-    return config.grad_budget - counter["grad"] - int(extra.get("grad", 0)) - int(extra.get("hvp", 0))
-
-
-def _spent(config: RunConfig, counter: dict, optimizer) -> bool:
-    """True once the run's oracle calls reach ``grad_budget``. Checked at evaluation points, so a
-    run may pass the budget by what it spends until the next one."""
-    return config.grad_budget is not None and _left(config, counter, optimizer) <= 0
+    return [RunResult(c, records[i], stepper.model(i, models[i] if models is not None else None),
+                      not alive[i], predictions[i] if alive[i] else None)
+            for i, c in enumerate(configs)]
 
 
 def _eval_points(steps_per_epoch: int, per_epoch: int) -> set[int]:
     return {round(steps_per_epoch * k / per_epoch) for k in range(1, per_epoch + 1)}
-
-
-def _finite(model) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def _record(model, optimizer, split, split_name, epoch, step, train_loss, wall, counter, diverged) -> dict:
-    extra = getattr(optimizer, "oracle_counts", {}) or {}
-    hvp = int(extra.get("hvp", 0))
-    grad = counter["grad"] + int(extra.get("grad", 0))
-    row = {"epoch": round(epoch, 6), "step": step, "train_loss": train_loss,
-           "test_loss": math.nan, "test_starter_loss": math.nan, "test_acc": math.nan,
-           "val_loss": math.nan, "val_acc": math.nan, "wall_s": wall, "grad_evals": grad,
-           "hvp_evals": hvp, "oracle_evals": grad + hvp,
-           "lr": optimizer.param_groups[0]["lr"], "density": density(model), "diverged": diverged}
-    if not diverged:
-        with getattr(optimizer, "evaluation_weights", nullcontext)():
-            metrics = evaluate(model, split)
-            row["density"] = density(model)  # of the weights evaluated
-        if split_name == "test":
-            row.update(test_loss=metrics["loss"], test_starter_loss=metrics["starter_loss"],
-                       test_acc=metrics["acc"])
-        else:
-            row.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
-    return row

@@ -28,9 +28,10 @@ declare them in ``needs``, every call is counted per model:
   ``w`` ``[K, N]`` (N sample gradients each; SVRG/SARAH snapshots at epoch start).
 - ``"batch_gradient"``: ``oracle.batch_gradient(w)``, the current batch's mean gradient at
   other weights ``w`` (batch-size sample gradients each; SVRG/SARAH corrections).
-- ``"fixed_batches"``: the batch composition is fixed for the run and reshuffled in order
-  only; ``oracle.batch_id`` / ``oracle.n_batches`` / ``oracle.batch_size`` name this
-  step's batch (SAGA's table).
+- ``"fixed_batches"``: each model's batch composition is fixed for the run and only their
+  order is reshuffled per epoch; ``oracle.batch_ids`` (K ints, one per model: each model
+  has its own partition), ``oracle.n_batches`` and ``oracle.batch_size`` name this step's
+  batches (SAGA's table).
 Gradients from the oracle exclude weight decay, like ``g``.
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ import torch
 
 class Oracle(Protocol):
     """What the engine offers a rule during ``step`` and ``on_epoch_start`` (see module doc)."""
-    batch_id: int | None
+    batch_ids: list[int] | None
     n_batches: int | None
     batch_size: int | None
 
