@@ -169,3 +169,66 @@ def test_performance_profile_keys_on_method_and_strategy():
     assert len(rho) == 3
     assert rho["shampoo", "projection", 1.0] == 0.0
     assert rho["shampoo", "gradual", 1.0] == 0.5 and rho["adam", "projection", 1.0] == 0.5
+
+
+def _curve_frame(finals: dict[str, float], epochs=(1.0, 2.0, 3.0, 4.0), seeds=(0, 1)):
+    """Accuracy curves rising linearly to each method's final value, for a few seeds."""
+    rows = []
+    for method, final in finals.items():
+        for seed in seeds:
+            for e in epochs:
+                acc = final - (epochs[-1] - e) * 0.5 + 0.05 * seed
+                rows.append(dict(run_id=f"{method}-{seed}", method=method, optimizer=method.split()[0], seed=seed,
+                                 epoch=e, test_acc=acc, test_loss=0.3 + 0.01 * (epochs[-1] - e),
+                                 train_loss=0.2, oracle_evals=60_000 * e))
+    return pd.DataFrame(rows)
+
+
+def test_one_style_per_member_and_one_hue_per_family_in_every_figure():
+    from helpers.evidence import plots as P
+    from matplotlib.colors import rgb_to_hsv
+    members = names()
+    looks = {m: P.style_for(m) for m in members}
+    assert P.style_for("adam") == looks["adam"]  # the same mapping on every call
+    for family in {get_spec(m).family for m in members}:
+        mine = [m for m in members if get_spec(m).family == family]
+        assert len({(looks[m]["marker"], looks[m]["linestyle"], looks[m]["color"]) for m in mine}) == len(mine)
+        hues = {round(float(rgb_to_hsv(looks[m]["color"])[0]), 2) for m in mine}
+        assert len(hues) == 1, f"{family}: members in several hues {hues}"
+    family_hues = {round(float(rgb_to_hsv(P.FAMILY_COLORS[f])[0]), 2) for f in ("sgd", "momentum",
+                                                                                  "noise_reduction", "second_order")}
+    assert len(family_hues) == 4
+    tagged = P.styles(["nesterov", "nesterov+onecycle [tuned]"])
+    assert tagged["nesterov"] != tagged["nesterov+onecycle [tuned]"]
+
+
+def test_every_registered_method_has_a_panel_of_at_most_six():
+    from helpers.evidence import plots as P
+    placed = [m for members in P.PANELS.values() for m in members]
+    assert sorted(placed) == sorted(names()) and len(placed) == len(set(placed))
+    assert max(len(members) for members in P.PANELS.values()) <= P.MAX_LINES
+    assert set(P.PANELS["momentum, SGD-type"]) & {"adam", "adamw", "nadam", "radam"} == set()
+
+
+def test_cost_ticks_in_thousands():
+    from helpers.evidence.plots import thousands
+    assert [thousands(v) for v in (0, 500, 120_000, 600_000, 1_500_000)] == ["0", "500", "120k", "600k", "1.5M"]
+
+
+def test_y_range_on_the_informative_band_with_collapses_in_an_inset():
+    import matplotlib
+    matplotlib.use("Agg")
+    from helpers.evidence import plots as P
+    frame = _curve_frame({"adam": 90.0, "nadam": 89.5, "gd": 10.0})
+    points = P.line_points(frame, "test_acc")
+    (low, high), collapsed = P.informative_band(points, "test_acc")
+    assert collapsed == ["gd"]
+    assert 88 < low < 88.5 and 90 < high < 90.5  # second halves of the lines ending at 89.5-90.05, not 10-90
+    ax = P.curves(frame, y="test_acc", target=89.38)
+    assert ax.get_ylim() == pytest.approx((low, high))
+    assert len(ax.child_axes) == 1  # the inset with the full range
+    assert not P.legend_inside_data(ax)
+    fig = P.family_grid(_curve_frame({m: 90.0 - i * 0.1 for i, m in enumerate(names())}))
+    per_panel = [len(ax.get_lines()) for ax in fig.axes if ax.get_legend() is not None]
+    assert len(per_panel) == len(P.PANELS) and max(per_panel) <= P.MAX_LINES + 1  # + the target line
+    matplotlib.pyplot.close("all")

@@ -1,84 +1,374 @@
-"""Figures shared by the notebooks and the summary: curves with a band over seeds."""
+"""Figures shared by the family notebooks, the summary and the report.
+
+One visual mapping everywhere (:func:`style_for`): a colour-blind-safe hue per optimizer family
+(seaborn's "colorblind" palette) and, within a family, one shade, marker and line style per member, fixed
+by the registry order, so a method looks the same in every figure. Panels hold at most about six
+lines (:data:`PANELS`: families, with momentum split into SGD-type and Adam-type); legends sit
+outside the data; cost axes count in k / M; y ranges cover the informative band, and a curve that
+collapses out of it is shown in a small inset with the full range.
+"""
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-X_LABELS = {"epoch": "epoch", "grad_evals": "sample-gradient evaluations",
-            "oracle_evals": "oracle calls (gradients + Hessian-vector products, samples)",
+X_LABELS = {"epoch": "epoch", "grad_evals": "sample gradients",
+            "oracle_evals": "oracle calls (sample gradients + Hessian-vector products)",
             "wall_s": "training wall time (s)"}
 Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss (mean cross-entropy)",
             "val_acc": "validation accuracy (%)", "val_loss": "validation loss",
             "train_loss": "training loss (mean over batches)"}
+PANELS = {
+    "SGD: basic, mini-batch, full batch": ("sgd_basic", "sgd", "gd"),
+    "momentum, SGD-type": ("heavy_ball", "nesterov", "lookahead_sgd", "sgd_schedulefree"),
+    "momentum, Adam-type": ("adam", "adamw", "nadam", "radam", "lookahead_adam", "adamw_schedulefree"),
+    "noise reduction: variance-reduced gradients": ("svrg", "sarah", "saga", "sgd_growing_batch"),
+    "noise reduction: iterate averaging": ("sgd_polyak", "sgd_ema", "sgd_swa"),
+    "second order": ("adahessian", "kfac", "shampoo", "newton_cg", "lbfgs", "lbfgs_full"),
+}
+_PALETTE = sns.color_palette("colorblind")
+FAMILY_COLORS = {"sgd": _PALETTE[4], "momentum": _PALETTE[0], "noise_reduction": _PALETTE[2],
+                 "second_order": _PALETTE[3], None: _PALETTE[7]}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+MAX_LINES = 6
+COLLAPSE_POINTS = 8.0
+COLLAPSE_FACTOR = 2.0
+COLLAPSE_NATS = 0.25
 
 
-def curves(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str = "optimizer",
-           ax=None, title: str | None = None, logx: bool = False, target: float | None = None):
-    """Mean over seeds with a +-1 std band, one line per ``hue``.
+def family_of(optimizer: str) -> str | None:
+    from ..optimizers import registry
+    spec = registry().get(optimizer)
+    return spec.family if spec else None
+
+
+def _members(family: str | None) -> list[str]:
+    """The family's members in a fixed order: :data:`PANELS` order, then the rest of the registry."""
+    from ..optimizers import registry
+    ordered = [m for panel in PANELS.values() for m in panel if family_of(m) == family]
+    return ordered + sorted(n for n, s in registry().items() if s.family == family and n not in ordered)
+
+
+def base_optimizer(label: str) -> str:
+    """The registry name a method label starts with (``"nesterov+onecycle [tuned]"`` -> ``"nesterov"``)."""
+    return str(label).split(" ")[0].split("+")[0]
+
+
+def style_for(label: str, variant: int = 0) -> dict:
+    """Line properties of a method label: its family's colour, its member's marker and line style.
+    A label that is not the bare optimizer name (a tagged recipe, another schedule or batch size)
+    keeps the colour and marker, drawn hollow and dotted; ``variant`` shifts its marker so several
+    variants of one optimizer differ. Labels outside the registry are grey."""
+    optimizer = base_optimizer(label)
+    family = family_of(optimizer)
+    members = _members(family) if family else []
+    index = members.index(optimizer) if optimizer in members else 0
+    style = {"color": _shade(FAMILY_COLORS.get(family, FAMILY_COLORS[None]), index, len(members)),
+             "marker": MARKERS[(index + variant) % len(MARKERS)],
+             "linestyle": LINESTYLES[index % len(LINESTYLES)], "markersize": 4}
+    if str(label) != optimizer:
+        style.update(linestyle=":", markerfacecolor="white")
+    return style
+
+
+def _shade(color, index: int, count: int):
+    """Member ``index`` of ``count`` in one hue: from a darker to a lighter shade of ``color``."""
+    if count <= 1:
+        return tuple(color)
+    dark = tuple(0.55 * c for c in color)
+    light = tuple(c + 0.45 * (1 - c) for c in color)
+    return tuple(sns.blend_palette([dark, color, light], count)[index])
+
+
+def styles(labels) -> dict[str, dict]:
+    """:func:`style_for` for each label, variants of one optimizer numbered in sorted order; labels
+    outside the registry get other colours of the colour-blind palette."""
+    out, seen = {}, {}
+    unknown = [label for label in sorted(set(map(str, labels))) if family_of(base_optimizer(label)) is None]
+    for label in sorted(set(map(str, labels))):
+        if label in unknown:
+            i = unknown.index(label)
+            out[label] = {"color": _PALETTE[(i + 5) % len(_PALETTE)], "marker": MARKERS[i % len(MARKERS)],
+                          "linestyle": LINESTYLES[i % len(LINESTYLES)], "markersize": 4}
+            continue
+        optimizer = base_optimizer(label)
+        variant = seen.get(optimizer, 0) if label != optimizer else 0
+        if label != optimizer:
+            seen[optimizer] = variant + 1
+        out[label] = style_for(label, variant + (label != optimizer))
+    return out
+
+
+def thousands(value, _pos=None) -> str:
+    """Tick label in k / M units: 120000 -> "120k", 1500000 -> "1.5M"."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def format_x(ax, x: str) -> None:
+    ax.set_xlabel(X_LABELS.get(x, x))
+    if x == "epoch":
+        ax.xaxis.set_major_locator(plt.MaxNLocator(6, integer=True))
+    if x in ("grad_evals", "oracle_evals"):
+        ax.xaxis.set_major_formatter(FuncFormatter(thousands))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+
+
+def line_points(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "method") -> pd.DataFrame:
+    """Per ``hue`` value and evaluation point (epoch): mean of ``x``, mean and std of ``y`` over seeds."""
+    data = frame[frame[y].notna() & np.isfinite(frame[y])]
+    return data.groupby([hue, "epoch"]).agg(x=(x, "mean"), mean=(y, "mean"), std=(y, "std")).reset_index()
+
+
+def informative_band(points: pd.DataFrame, y: str, hue: str = "method") -> tuple[tuple[float, float], list]:
+    """The y range where the lines end, and the lines that leave it (collapses, divergences).
+
+    A line collapses when its last mean lies more than :data:`COLLAPSE_POINTS` below the best
+    line's (accuracy), or both :data:`COLLAPSE_FACTOR` times and :data:`COLLAPSE_NATS` above the
+    best line's (loss). The band spans
+    the other lines over the second half of their runs (accuracy: up to their highest point),
+    padded by a tenth of its height."""
+    if points.empty:
+        return (0.0, 1.0), []
+    last = points.sort_values("epoch").groupby(hue).tail(1).set_index(hue)["mean"]
+    is_acc = y.endswith("acc")
+    collapsed = last[(last < last.max() - COLLAPSE_POINTS) if is_acc else
+                     ((last > COLLAPSE_FACTOR * last.min()) & (last > last.min() + COLLAPSE_NATS))].index.tolist()
+    kept = points[~points[hue].isin(collapsed)]
+    late = kept[kept["epoch"] >= kept.groupby(hue)["epoch"].transform("max") / 2]
+    low, high = late["mean"].min(), late["mean"].max()
+    if is_acc:
+        high = max(high, kept["mean"].max())
+    else:
+        low = min(low, kept["mean"].min())
+    pad = max((high - low) / 10, 0.05 if is_acc else 0.002)
+    return (low - pad, high + pad), collapsed
+
+
+def curves(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str = "method",
+           ax=None, title: str | None = None, logx: bool = False, target: float | None = None,
+           legend: str | None = "outside", band: bool = True, inset: bool = True):
+    """Mean over seeds with a +-1 std band, one line per ``hue`` value, in the shared style.
 
     Points are matched across seeds by epoch (the evaluation points), so ``x`` may be a cost that
-    differs between seeds (wall time): it is averaged over seeds at each evaluation point.
+    differs between seeds (wall time): it is averaged over seeds at each evaluation point. The y
+    axis covers :func:`informative_band`; lines leaving it appear in an inset with the full range.
+    ``legend``: "outside" (right of the axes), "below", "inside" or None.
     """
     ax = ax or plt.subplots(figsize=(6, 4))[1]
-    data = frame[frame[y].notna()]
-    points = data.groupby([hue, "epoch"]).agg(x=(x, "mean"), mean=(y, "mean"), std=(y, "std")).reset_index()
-    palette = sns.color_palette(n_colors=max(points[hue].nunique(), 1))
-    for color, (label, line) in zip(palette, points.groupby(hue, sort=True)):
+    points = line_points(frame, y, x, hue)
+    look = styles(points[hue].unique())
+    (low, high), collapsed = informative_band(points, y, hue)
+    for label, line in points.groupby(hue, sort=True):
         line = line.sort_values("x")
-        ax.plot(line["x"], line["mean"], marker="o", markersize=3, color=color, label=label)
-        band = line["std"].fillna(0.0)
-        ax.fill_between(line["x"], line["mean"] - band, line["mean"] + band, color=color, alpha=0.2, linewidth=0)
-    ax.set_xlabel(X_LABELS.get(x, x))
+        style = look[str(label)]
+        ax.plot(line["x"], line["mean"], label=label, linewidth=1.3, markevery=max(1, len(line) // 10), **style)
+        if band and label not in collapsed:
+            spread = line["std"].fillna(0.0)
+            ax.fill_between(line["x"], line["mean"] - spread, line["mean"] + spread, color=style["color"],
+                            alpha=0.12, linewidth=0)
+    if len(points) and band:
+        ax.set_ylim(low, high)
+    if target is not None and (not len(points) or low <= target <= high):
+        ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label=f"{target}%")
+    format_x(ax, x)
     ax.set_ylabel(Y_LABELS.get(y, y))
     if logx:
         ax.set_xscale("log")
-    if target is not None:
-        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"{target}%")
     if title:
-        ax.set_title(title)
-    ax.legend(title=hue, fontsize=7)
+        ax.set_title(title, fontsize="medium")
+    if collapsed and inset:
+        _inset(ax, points, collapsed, look, hue, y)
+    _legend(ax, legend)
     return ax
 
 
-def curve_grid(frame: pd.DataFrame, y: str = "test_acc", hue: str = "optimizer",
-               xs=("epoch", "grad_evals", "wall_s"), target: float | None = None, suptitle=None):
-    """The same metric against epochs, gradient evaluations and wall time, side by side."""
-    fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 3.8), sharey=True)
-    for i, (x, ax) in enumerate(zip(xs, axes)):
-        curves(frame, y=y, x=x, hue=hue, ax=ax, target=target)
+def _inset(ax, points, collapsed, look, hue, y):
+    """A small full-range view of the lines that leave the band, in the corner the curves leave free."""
+    corner = [0.58, 0.08, 0.38, 0.32] if y.endswith("acc") else [0.58, 0.6, 0.38, 0.32]
+    sub = ax.inset_axes(corner)
+    for label, line in points.groupby(hue, sort=True):
+        line = line.sort_values("x")
+        style = look[str(label)]
+        alpha = 1.0 if label in collapsed else 0.35
+        sub.plot(line["x"], line["mean"], linewidth=0.9, alpha=alpha,
+                 **{**style, "markersize": 2})
+    if not y.endswith("acc") and points["mean"].max() > 20 * points["mean"].min():
+        sub.set_yscale("log")
+    sub.set_title("full range", fontsize=6)
+    sub.tick_params(labelsize=6)
+    sub.xaxis.set_major_formatter(FuncFormatter(thousands))
+    sub.xaxis.set_major_locator(plt.MaxNLocator(3))
+
+
+def _legend(ax, where):
+    if where is None:
+        if ax.get_legend():
+            ax.get_legend().remove()
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if where == "outside":
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    elif where == "below":
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, frameon=False,
+                  ncol=min(3, len(labels)))
+    else:
+        ax.legend(handles, labels, fontsize=7)
+
+
+def curve_grid(frame: pd.DataFrame, y: str = "test_acc", hue: str = "method",
+               xs=("epoch", "oracle_evals"), target: float | None = None, suptitle=None):
+    """The same metric against epochs and oracle calls (or any ``xs``), one legend right of the row."""
+    hue = hue if hue in frame else "optimizer"
+    fig, axes = plt.subplots(1, len(xs), figsize=(4.2 * len(xs) + 1.8, 3.4), sharey=True, squeeze=False)
+    for i, (x, ax) in enumerate(zip(xs, axes[0])):
+        curves(frame, y=y, x=x, hue=hue, ax=ax, target=target, legend="outside" if i == len(xs) - 1 else None)
         if i:
-            legend = ax.get_legend()
-            if legend is not None:
-                legend.remove()
+            ax.set_ylabel("")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
 
+def metric_row(frame: pd.DataFrame, ys=("train_loss", "test_loss", "test_acc"), x: str = "epoch",
+               hue: str = "method", target: float | None = None, suptitle=None):
+    """Training loss, test loss and test accuracy side by side against ``x``; one legend right."""
+    hue = hue if hue in frame else "optimizer"
+    ys = [y for y in ys if y in frame and frame[y].notna().any()]
+    fig, axes = plt.subplots(1, len(ys), figsize=(3.6 * len(ys) + 1.8, 3.2), squeeze=False)
+    for i, (y, ax) in enumerate(zip(ys, axes[0])):
+        curves(frame, y=y, x=x, hue=hue, ax=ax, target=target if y.endswith("acc") else None,
+               legend="outside" if i == len(ys) - 1 else None)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def panel_of(optimizer: str) -> str:
+    for name, members in PANELS.items():
+        if optimizer in members:
+            return name
+    return str(family_of(optimizer))
+
+
+def family_grid(frame: pd.DataFrame, ys=("train_loss", "test_loss", "test_acc"), x: str = "epoch",
+                hue: str = "method", target: float | None = None, panels=None, max_lines: int = MAX_LINES):
+    """One row per panel of :data:`PANELS` present in ``frame`` (at most ``max_lines`` lines each, the
+    best by final mean of the last of ``ys`` kept), one column per metric; a legend right of each row."""
+    hue = hue if hue in frame else "optimizer"
+    frame = frame.assign(_panel=[panel_of(base_optimizer(m)) for m in frame[hue]])
+    names = [p for p in (panels or [*PANELS, *sorted(set(frame["_panel"]) - set(PANELS))])
+             if (frame["_panel"] == p).any()]
+    ys = [y for y in ys if y in frame and frame[y].notna().any()]
+    fig, axes = plt.subplots(len(names), len(ys), figsize=(3.4 * len(ys) + 2.2, 2.7 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        part = _top_lines(frame[frame["_panel"] == name], ys[-1], hue, max_lines)
+        for i, (y, ax) in enumerate(zip(ys, row)):
+            curves(part, y=y, x=x, hue=hue, ax=ax, target=target if y.endswith("acc") else None,
+                   legend="outside" if i == len(ys) - 1 else None)
+            if i == 0:
+                ax.set_title(name, loc="left", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def _top_lines(frame: pd.DataFrame, y: str, hue: str, limit: int) -> pd.DataFrame:
+    last = frame.sort_values("epoch").groupby([hue, "run_id"]).tail(1).groupby(hue)[y].mean()
+    keep = (last.sort_values(ascending=y.endswith("loss")).index[:limit]
+            if frame[hue].nunique() > limit else last.index)
+    return frame[frame[hue].isin(keep)]
+
+
 def density_plot(density: pd.DataFrame, ax=None):
-    """Test accuracy (mean over seeds) against the fc1+fc2 density, one line per method/strategy
-    (``density`` as from :func:`helpers.evidence.analysis.accuracy_vs_density`)."""
-    ax = ax or plt.subplots(figsize=(5, 3))[1]
-    data = density.assign(label=density["method"] + " / " + density["sparsity_strategy"])
-    sns.lineplot(data=data, x="density", y="test_acc_mean", hue="label", marker="o", ax=ax)
-    ax.set_xscale("log")
-    ticks = sorted(data["density"].unique())
+    """Test accuracy (mean +- std over seeds) against the fc1+fc2 density, one line per method and
+    strategy (``density`` as from :func:`helpers.evidence.analysis.accuracy_vs_density`): colour and
+    marker by method, line style by strategy, legend outside. The y axis covers the points within
+    :data:`COLLAPSE_POINTS` of the best at their density; an inset shows the full range when some
+    points fall below."""
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    strategies = sorted(density["sparsity_strategy"].unique())
+    lines = list(density.groupby(["method", "sparsity_strategy"]))
+    look = styles(density["method"].unique())
+
+    def draw(target, small=False):
+        for (method, strategy), line in lines:
+            style = {**look[str(method)], "linestyle": LINESTYLES[strategies.index(strategy) % len(LINESTYLES)]}
+            line = line.sort_values("density")
+            if small:
+                target.plot(line["density"], line["test_acc_mean"], linewidth=0.8, **{**style, "markersize": 2})
+            else:
+                target.errorbar(line["density"], line["test_acc_mean"], yerr=line["test_acc_std"].fillna(0),
+                                capsize=2, label=f"{method} / {strategy}", linewidth=1.2, **style)
+        target.set_xscale("log")
+        target.minorticks_off()
+
+    draw(ax)
+    ticks = sorted(density["density"].unique())
     ax.set_xticks(ticks, [f"{100 * t:g}%" for t in ticks])
-    ax.minorticks_off()
+    best = density.groupby("density")["test_acc_mean"].transform("max")
+    kept = density[density["test_acc_mean"] >= best - COLLAPSE_POINTS]
+    if len(kept) < len(density):
+        low = (kept["test_acc_mean"] - kept["test_acc_std"].fillna(0)).min()
+        high = (kept["test_acc_mean"] + kept["test_acc_std"].fillna(0)).max()
+        pad = max((high - low) / 10, 0.1)
+        ax.set_ylim(low - pad, high + pad)
+        sub = ax.inset_axes([0.62, 0.08, 0.34, 0.38])
+        draw(sub, small=True)
+        sub.set_xticks(ticks, [f"{100 * t:g}" for t in ticks])
+        sub.set_title("full range", fontsize=6)
+        sub.tick_params(labelsize=6)
     ax.set_xlabel("fc1+fc2 density (share of weights nonzero)")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=6)
+    _legend(ax, "outside")
     return ax
 
 
-def profile_plot(profile: pd.DataFrame, ax=None):
-    """A Dolan-More performance profile (``profile`` from :func:`helpers.evidence.analysis.performance_profile`)."""
-    ax = ax or plt.subplots(figsize=(5, 3))[1]
-    sns.lineplot(data=profile, x="tau", y="rho", hue="method", drawstyle="steps-post", ax=ax)
+def profile_plot(profile: pd.DataFrame, ax=None, max_lines: int = 8):
+    """A Dolan-More performance profile (``profile`` from :func:`helpers.evidence.analysis.performance_profile`):
+    the ``max_lines`` solvers with the largest area under rho, legend outside."""
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    profile = profile.assign(label=[m if s in ("projection", None) or pd.isna(s) else f"{m} / {s}"
+                                    for m, s in zip(profile["method"], profile.get("sparsity_strategy",
+                                                                                   [None] * len(profile)))])
+    area = profile.groupby("label")["rho"].mean().sort_values(ascending=False)
+    look = styles(area.index)
+    for label in area.index[:max_lines]:
+        line = profile[profile["label"] == label].sort_values("tau")
+        ax.step(line["tau"], line["rho"], where="post", label=label, linewidth=1.3,
+                **{k: v for k, v in look[label].items() if k not in ("marker", "markersize")})
     ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.02, 1.02)
+    settled = profile.groupby("label")["rho"].transform("max")
+    reached = profile.loc[profile["rho"] >= settled, ["label", "tau"]].groupby("label")["tau"].min()
+    if len(reached):
+        ax.set_xlim(1, max(2.0, 2 * reached.max()))
+    ax.xaxis.set_major_locator(LogLocator(base=2, subs=(1.0, 1.5)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(r"$\tau$ (cost relative to the best method)")
     ax.set_ylabel(r"share of problems solved, $\rho(\tau)$")
-    ax.legend(fontsize=6, ncol=2)
+    _legend(ax, "outside")
     return ax
+
+
+def legend_inside_data(ax) -> bool:
+    """True when the axes' legend box overlaps its plotting area (a check for tests)."""
+    legend = ax.get_legend()
+    if legend is None:
+        return False
+    ax.figure.canvas.draw()
+    box, area = legend.get_window_extent(), ax.get_window_extent()
+    return box.overlaps(area) and not math.isclose(box.x0, area.x1)
