@@ -66,10 +66,12 @@ def oracle_budget(method: str, profile: Profile, split: str) -> int:
 def study_config(method: str, scenario: str, split: str, profile: Profile, hparams: dict, seed: int = 0,
                  strategy: str = "projection", **settings) -> RunConfig:
     """A study run of ``method``: tuning (``split`` "val") or final ("test"), oracle budget of
-    the run's epochs x its training images, the study's schedule; ``settings`` override."""
-    epochs = epochs_of(method, profile)
+    the run's epochs x its training images, the study's schedule; ``settings`` override (an
+    ``epochs`` setting sets the budget too)."""
+    settings = dict(settings)
+    epochs = settings.pop("epochs", epochs_of(method, profile))
     config = dict(optimizer=method, scenario=scenario, sparsity_strategy=strategy, epochs=epochs,
-                  grad_budget=oracle_budget(method, profile, split), schedule=schedule_for(method), seed=seed,
+                  grad_budget=epochs * n_train(profile, split), schedule=schedule_for(method), seed=seed,
                   scaling=D.SCALING, train_fraction=profile.train_fraction, eval_split=split,
                   evals_per_epoch=profile.evals_per_epoch, tag="tune" if split == "val" else "")
     if split == "val":
@@ -571,7 +573,7 @@ def definition_table(profile: str | Profile = "full") -> pd.DataFrame:
                         seeds=min(row.seeds, cap),
                         top_seeds=(f"{min(row.top_seeds, cap)} (top {p.top_k} + family best, priority "
                                    f"{row.top_priority})" if min(row.top_seeds, cap) > min(row.seeds, cap) else "-"),
-                        overrides=json.dumps(row.overrides) if row.overrides else ""))
+                        overrides=" ".join(f"{k}={v}" for k, v in row.overrides.items())))
     return pd.DataFrame(out)
 
 
@@ -611,29 +613,38 @@ def counts(state: Plan) -> pd.DataFrame:
 def cost_table(path=COSTS_FILE, fallback_root=None) -> tuple[dict, str]:
     """(method -> seconds per 60,000 oracle calls on one process, where the numbers come from).
 
-    From ``path`` (the timing pass's file: method, seconds_per_epoch) where filled in; else the
-    median over finished full-data runs under ``fallback_root`` (measured while several runs
-    shared the machine, so only a rough guide)."""
-    source = {}
+    From ``path`` (the timing pass's file: method, seconds_per_epoch, batched_seconds_per_epoch
+    per model when the engine trains several at once) where filled in, the batched figure first;
+    else the median over finished full-data runs under ``fallback_root`` (default: outputs/runs,
+    else the archived v1 runs; measured while several runs shared the machine: a rough guide)."""
     path = Path(path)
     if path.is_file():
-        table = pd.read_csv(path).dropna(subset=["seconds_per_epoch"])
-        source = dict(zip(table["method"], table["seconds_per_epoch"].astype(float)))
-    if source:
-        return source, f"timing pass ({path})"
+        table = pd.read_csv(path)
+        single = table.get("seconds_per_epoch", pd.Series(dtype=float))
+        batched = table.get("batched_seconds_per_epoch", pd.Series(dtype=float))
+        seconds = batched.fillna(single) if len(batched) else single
+        source = {m: float(v) for m, v in zip(table["method"], seconds) if pd.notna(v)}
+        if source:
+            return source, f"timing pass ({path})"
+    from .records import ARCHIVE_DIR
+    roots = [runs_dir(fallback_root)] if fallback_root is not None else [runs_dir(None), ARCHIVE_DIR / "v1" / "runs"]
+    for root in roots:
+        rates = _rates_from(root)
+        if rates:
+            return rates, f"median of the finished runs under {root} (concurrent runs: a rough guide)"
+    return {}, "no cost table"
+
+
+def _rates_from(root: Path) -> dict[str, float]:
     rates: dict[str, list[float]] = {}
-    root = runs_dir(fallback_root)
-    for meta_path in root.glob("*/meta.json"):
+    for meta_path in Path(root).glob("*/meta.json"):
         meta = read_meta_file(meta_path)
         final = meta.get("final") or {}
         cfg = meta.get("config", {})
         oracle = final.get("oracle_evals") or final.get("grad_evals")
         if meta.get("status") == "finished" and cfg.get("train_fraction") == 1.0 and oracle and final.get("wall_s"):
             rates.setdefault(cfg["optimizer"], []).append(final["wall_s"] / (oracle / ORACLE_EPOCH))
-    if rates:
-        return ({m: float(pd.Series(v).median()) for m, v in rates.items()},
-                f"median of the finished runs under {root} (concurrent runs: a rough guide)")
-    return {}, "no cost table"
+    return {m: float(pd.Series(v).median()) for m, v in rates.items()}
 
 
 def estimate(state: Plan, costs: dict) -> pd.DataFrame:
@@ -683,8 +694,11 @@ def _plan_command(args) -> int:
         for cut, (what, _) in enumerate(D.CUTS[:args.cuts], 1):
             print(f"cut {cut}: {what}")
         hours = cost["seconds"].sum() / 3600
-        print(f"cost of what is left: {hours:.1f} h on one process, {hours / max(args.jobs or 2, 1):.1f} h "
-              f"with {args.jobs or 2} (seconds per 60,000 oracle calls: {source})")
+        if costs:
+            print(f"cost of what is left: {hours:.1f} h on one process, {hours / max(args.jobs or 2, 1):.1f} h "
+                  f"with {args.jobs or 2} (seconds per 60,000 oracle calls: {source})")
+        else:
+            print(f"cost of what is left: unknown ({source}; fill {args.costs})")
         edges = {k: v for k, v in state.edges.items() if v in ("spent", "limit")}
         for (row, method, strategy), status in sorted(edges.items()):
             print(f"rate on the grid's edge after tuning: {method} in {row} ({status})")
