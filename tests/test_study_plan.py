@@ -217,3 +217,13 @@ def test_the_commands_print_the_definition_and_the_plan(tmp_path, capsys):
     assert "done 0, runnable now 5, blocked 23" in out
     assert P.main(["archive", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
     assert "would move 0 run(s) of protocol v1" in capsys.readouterr().out
+
+
+def test_failed_runs_count_as_results_unless_retried():
+    state = P.study_plan(pd.DataFrame(), PROFILE)
+    first = state.runnable[0].config.run_id
+    frame = pd.DataFrame([dict(run_id=first, status="failed", epoch=math.nan)])
+    after = P.study_plan(frame, PROFILE)
+    assert first not in {r.config.run_id for r in after.runnable}
+    assert [r.config.run_id for r in after.failed] == [first]
+    assert first in {r.config.run_id for r in P.study_plan(frame, PROFILE, retry_failed=True).runnable}

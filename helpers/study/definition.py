@@ -178,6 +178,18 @@ def get_profile(profile: str | Profile, cuts: int = 0) -> Profile:
     return profile
 
 
+def strategy_settings() -> dict[str, str]:
+    """The sparsity strategies' own schedules (helpers.constraints.sparsity), as the study runs them."""
+    from ..constraints import sparsity as S
+    return {
+        "projection": "projection onto the budget after every step (iterative hard thresholding)",
+        "gradual": (f"magnitude pruning from {S.GRADUAL_START:.0%} to {S.GRADUAL_END:.0%} of the steps, "
+                    f"cubic density schedule, {S.GRADUAL_EVENTS} events (Zhu & Gupta 2017)"),
+        "finetune": (f"dense for {S.FINETUNE_DENSE_SHARE:.0%} of the steps, one magnitude pruning to the "
+                     f"budget, then training with that fixed mask"),
+    }
+
+
 def weight_decay_kind(method: str) -> str:
     return "decoupled" if method in DECOUPLED else "coupled"
 

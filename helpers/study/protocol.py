@@ -168,6 +168,7 @@ class Plan:
     runnable: list[Planned] = field(default_factory=list)
     done: list[Planned] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
+    failed: list[Planned] = field(default_factory=list)  # done, but as a failure (an exception)
     choices: dict = field(default_factory=dict)
     edges: dict = field(default_factory=dict)  # (row, method, strategy) -> T.edge_status of the rate
 
@@ -217,6 +218,8 @@ class _Planner:
             self._tuning_seen[key] = self._tuning_seen.get(key, 0) + 1
         outcome = self.found.get(rid)
         if outcome is not None and (outcome.status in DONE or (outcome.status == "failed" and not self.retry)):
+            if rid not in self._done and outcome.status == "failed":
+                self.plan.failed.append(planned)
             self._done.setdefault(rid, planned)
             return outcome
         if rid not in self._runnable or priority < self._runnable[rid].priority:
@@ -675,6 +678,9 @@ def _plan_command(args) -> int:
             print(definition_table(profile).to_string(index=False))
             print()
             print(methods_table(profile).to_string(index=False))
+            print()
+            for strategy, text in D.strategy_settings().items():
+                print(f"{strategy}: {text}")
         return 0
     if not args.dry_run:
         from .executors import make_executor
@@ -702,6 +708,8 @@ def _plan_command(args) -> int:
         edges = {k: v for k, v in state.edges.items() if v in ("spent", "limit")}
         for (row, method, strategy), status in sorted(edges.items()):
             print(f"rate on the grid's edge after tuning: {method} in {row} ({status})")
+        for r in state.failed:
+            print(f"failed (counted as a result; --retry-failed plans it again): {r.config.run_id}")
     return 0
 
 
