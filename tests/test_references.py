@@ -215,3 +215,32 @@ def test_averages_of_projected_iterates_match_torch_swa_utils(name):
     was_kept = supports.cummax(0).values
     returned = supports[2:] & ~supports[1:-1] & was_kept[:-2]
     assert returned.any()  # weights left the support and came back
+
+
+@pytest.mark.parametrize("name", ["lookahead_sgd", "lookahead_adam"])
+def test_lookahead_rules_match_lookahead_around_torch_optim(name):
+    """The registry's stacked Lookahead rules (three models, their own k, alpha and lr) against
+    the generic Lookahead wrapper around torch.optim.SGD (Nesterov) / torch.optim.Adam."""
+    from helpers.optimizers import get_spec
+    from helpers.optimizers.stacked import lr_column
+    spec = get_spec(name)
+    hparams = [dict(spec.defaults, lr=0.05, k=2, alpha=0.5), dict(spec.defaults, lr=0.02, k=3, alpha=0.8),
+               dict(spec.defaults, lr=0.1, k=5, alpha=0.3, weight_decay=0.01)]
+    batches = _problem()
+    models = [_twins()[0] for _ in hparams]
+    refs = [spec.build(m, **h) for m, h in zip(models, hparams)]
+    p = torch.cat([_vector(m).view(1, -1) for m in models])
+    rule = spec.rule(hparams, p)
+    rule.start(p)
+    for t in range(12):
+        xb, yb = batches[t % len(batches)]
+        g = []
+        for m, ref in zip(models, refs):
+            closure = _closure(m, xb, yb)
+            closure()
+            g.append(torch.cat([q.grad.reshape(-1) for q in m.parameters()]))
+            ref.step(closure)
+        rule.step(p, torch.stack(g), lr_column([h["lr"] for h in hparams], p))
+        for i, (m, ref) in enumerate(zip(models, refs)):
+            torch.testing.assert_close(p[i], _vector(m), **TOL, msg=f"model {i} step {t}")
+            torch.testing.assert_close(rule.evaluation_weights(p)[i], _ours_x(ref, m), **TOL)

@@ -13,9 +13,10 @@ equal).
 
 Lazy start (no extra pass): N and m are those of the batches seen so far, so the first visit of
 batch j is a plain SGD step (v = g_j(w)) that fills its entry; once every batch has been seen
-this is exactly SAGA. The engine (spec ``needs={"fixed_batches"}``) calls
-``on_batch(j, n_batches)`` before every step; outside it, do the same. One closure call (one
-mini-batch gradient) per step.
+this is exactly SAGA. :class:`SAGARule` is the stacked rule (one table per model, service
+``fixed_batches``: the engine names each model's batch); :class:`SAGA` its torch.optim wrapper
+(call ``on_batch(j, n_batches)`` before every step, as the engine does). One mini-batch gradient
+per step.
 
 The sparse scenario's state masking leaves the table and its running sum alone (they stay
 consistent; the table's entries are gradients at past points).
@@ -29,79 +30,105 @@ from __future__ import annotations
 import torch
 
 from .registry import OptimizerSpec
+from .rule_optimizer import RuleOptimizer
+from .stacked import StackedRule
 from .svrg import check_lr, check_nonnegative
 
 
-class SAGA(torch.optim.Optimizer):
-    """Mini-batch SAGA with a table of per-batch gradients; see the module docstring."""
+class SAGARule(StackedRule):
+    """SAGA over K models, each with its own table ``[K, n_batches, N]``; see the module docstring."""
+    hyperparameters = {"lr": 0.05, "weight_decay": 0.0}
+    needs = frozenset({"fixed_batches"})
+    unmasked_state = ("table_sum",)  # kept consistent with the table: table_sum = sum_j n_j table[j]
 
-    unmasked_state = ("table", "table_sum")  # kept consistent: table_sum = sum_j n_j table[j]
+    def __init__(self, hparams, p):
+        super().__init__(hparams, p)
+        self.wd, self.decay = self.weight_decay, self.any("weight_decay")
+        self.total = self.add_state("table_sum", p)
+        self.table = self.seen = self.sizes = None
+
+    @classmethod
+    def check(cls, h):
+        check_lr(h["lr"])
+        check_nonnegative("weight_decay", h["weight_decay"])
+
+    def _allocate(self, p, n_batches) -> None:
+        if not isinstance(n_batches, int) or n_batches < 1:
+            raise ValueError(f"Invalid n_batches value: {n_batches!r}")
+        self.table = torch.zeros((self.k, n_batches, p.shape[1]), dtype=p.dtype, device=p.device)
+        self.seen = torch.zeros((self.k, n_batches), dtype=torch.bool, device=p.device)
+        self.sizes = torch.zeros((self.k, n_batches), dtype=torch.float64, device=p.device)
+
+    def _batch_ids(self, oracle) -> torch.Tensor:
+        ids = getattr(oracle, "batch_ids", None)
+        if ids is None:
+            raise RuntimeError("SAGA needs the batch id of every step (on_batch(batch_id, n_batches); "
+                               "its spec asks the engine for fixed batches)")
+        ids = torch.as_tensor(ids, device=self.device).reshape(-1)
+        if self.table is None:
+            self._allocate(self.total, oracle.n_batches)
+        elif oracle.n_batches != self.table.shape[1]:
+            raise ValueError(f"SAGA's table has {self.table.shape[1]} batches, got n_batches="
+                             f"{oracle.n_batches}: the batch partition must stay fixed")
+        if not bool(((ids >= 0) & (ids < self.table.shape[1])).all()):
+            raise ValueError(f"Invalid batch_id {ids.tolist()!r} for {self.table.shape[1]} batches")
+        return ids
+
+    def step(self, p, g, lr, oracle=None):
+        ids = self._batch_ids(oracle)
+        rows = torch.arange(self.k, device=self.device)
+        n_j = float(oracle.batch_size or 1)
+        first = ~self.seen[rows, ids]
+        self.seen[rows, ids] = True
+        self.sizes[rows, ids] = n_j
+        seen_size = self.sizes.sum(1, keepdim=True)
+        scale = (self.seen.sum(1, keepdim=True).double() * n_j / seen_size).to(p.dtype)
+        diff = g - self.table[rows, ids]
+        v = torch.where(first.view(-1, 1), g, diff * scale + self.total / seen_size.to(p.dtype))
+        self.total.add_(diff * n_j)
+        self.table[rows, ids] = g
+        if self.decay:
+            v = v + self.wd * p
+        p.sub_(lr.to(p.dtype) * v)
+        self.steps += 1
+
+    @torch.no_grad()
+    def reset(self, i):
+        super().reset(i)
+        if self.table is not None:
+            self.table[i].zero_()
+            self.seen[i] = False
+            self.sizes[i] = 0.0
+
+
+class SAGA(RuleOptimizer):
+    """Mini-batch SAGA (torch.optim wrapper of :class:`SAGARule`): ``lr``, ``weight_decay``."""
+    rule_class = SAGARule
 
     def __init__(self, params, lr: float = 0.05, weight_decay: float = 0.0):
-        check_lr(lr)
-        check_nonnegative("weight_decay", weight_decay)
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
-        self.n_batches = None
-        self.seen = None
-        self.sizes = None
-        self._batch = None
-
-    def _params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
 
     def on_batch(self, batch_id: int, n_batches: int) -> None:
-        """Engine hook: batch ``batch_id`` of the fixed partition into ``n_batches`` comes next."""
-        if self.n_batches is None:
-            if not isinstance(n_batches, int) or n_batches < 1:
-                raise ValueError(f"Invalid n_batches value: {n_batches!r}")
-            self.n_batches = n_batches
-            self.seen = torch.zeros(n_batches, dtype=torch.bool)
-            self.sizes = torch.zeros(n_batches, dtype=torch.float64)
-            for p in self._params():
-                self.state[p]["table"] = torch.zeros((n_batches, *p.shape), dtype=p.dtype, device=p.device)
-                self.state[p]["table_sum"] = torch.zeros_like(p)
-        elif n_batches != self.n_batches:
-            raise ValueError(f"SAGA's table has {self.n_batches} batches, got n_batches={n_batches}: "
+        rule = self._rule()
+        if rule.table is not None and n_batches != rule.table.shape[1]:
+            raise ValueError(f"SAGA's table has {rule.table.shape[1]} batches, got n_batches={n_batches}: "
                              "the batch partition must stay fixed")
-        if not 0 <= batch_id < self.n_batches:
-            raise ValueError(f"Invalid batch_id {batch_id!r} for {self.n_batches} batches")
-        self._batch = batch_id
+        super().on_batch(batch_id, n_batches)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        if "table" not in self.state[self._params()[0]]:
+            offset = 0
+            for p in self._params():
+                self.state[p]["table"] = self.rule.table[0, :, offset:offset + p.numel()].view(-1, *p.shape)
+                offset += p.numel()
+        return loss
 
     @property
     def table_bytes(self) -> int:
-        return sum(s["table"].numel() * s["table"].element_size() for s in self.state.values() if "table" in s)
-
-    @torch.no_grad()
-    def step(self, closure):
-        if closure is None:
-            raise ValueError("SAGA needs a closure that evaluates the mini-batch loss and gradient")
-        if self._batch is None:
-            raise RuntimeError("SAGA needs on_batch(batch_id, n_batches) before each step "
-                               "(its spec asks the engine for fixed batches)")
-        j, self._batch = self._batch, None
-        with torch.enable_grad():
-            loss = closure()
-        first_visit = not bool(self.seen[j])
-        self.seen[j] = True
-        self.sizes[j] = float(getattr(closure, "batch_size", 1))
-        seen_size = float(self.sizes.sum())
-        n_j = float(self.sizes[j])
-        scale = int(self.seen.sum()) * n_j / seen_size
-        for group in self.param_groups:
-            for p in group["params"]:
-                state = self.state[p]
-                g = p.grad.detach() if p.grad is not None else torch.zeros_like(p)
-                table, total = state["table"], state["table_sum"]
-                if first_visit:
-                    v = g.clone()
-                else:
-                    v = (g - table[j]).mul_(scale).add_(total, alpha=1.0 / seen_size)
-                total.add_(g - table[j], alpha=n_j)
-                table[j].copy_(g)
-                if group["weight_decay"]:
-                    v.add_(p, alpha=group["weight_decay"])
-                p.add_(v, alpha=-group["lr"])
-        return loss
+        table = self.rule.table if self.rule is not None else None
+        return 0 if table is None else table.numel() * table.element_size()
 
 
 def _saga(model, **hp):
@@ -112,5 +139,5 @@ SPECS = [
     OptimizerSpec("saga", "noise_reduction", _saga, {"lr": 0.05, "weight_decay": 0.0},
                   {"lr": (1e-3, 0.5, "log")},
                   "mini-batch SAGA (Defazio et al. 2014): v = g_j(w) - table[j] + mean(table)",
-                  needs=frozenset({"fixed_batches"}), version=2),
+                  needs=frozenset({"fixed_batches"}), version=2, rule=SAGARule),
 ]

@@ -5,82 +5,63 @@ w_1 = w_0 - lr v_0. Inner loop, t >= 1, with mini-batch B_t:
 
     v_t = g_B(w_t) - g_B(w_{t-1}) + v_{t-1},    w_{t+1} = w_t - lr (v_t + weight_decay w_t)
 
-(optional heavy-ball momentum on the update direction). The estimator is biased given the
-past (E[v_t | past] = grad f(w_t) + (v_{t-1} - grad f(w_{t-1}))) but unbiased in total
-expectation; its error accumulates over the inner loop and is reset by each snapshot. The
-L2 term is deterministic, so adding it to v_t equals running the recursion on the
-regularised objective.
+(optional heavy-ball momentum on the update direction, its buffer kept across restarts). The
+estimator is biased given the past (E[v_t | past] = grad f(w_t) + (v_{t-1} - grad f(w_{t-1})))
+but unbiased in total expectation; its error accumulates over the inner loop and is reset by
+each snapshot. The L2 term is deterministic, so adding it to v_t equals running the recursion
+on the regularised objective.
 
-With the training engine the first step after each snapshot is the full-gradient step: it
-uses no mini-batch and returns the full-data loss. Snapshots follow SVRG's rules
-(each epoch start, or every ``snapshot_every`` steps; see :mod:`.svrg`).
+The first step after each snapshot is the full-gradient step: it uses no mini-batch
+(``uses_gradient`` is False; the wrapper then calls no closure and returns the full-data loss).
+Snapshots follow SVRG's rules (each epoch start, or every ``snapshot_every`` steps; see
+:mod:`.svrg`). :class:`SARAHRule` is the stacked rule, :class:`SARAH` its torch.optim wrapper.
 """
 from __future__ import annotations
 
-import torch
-
 from .registry import OptimizerSpec
-from .svrg import SnapshotMixin, grads_of
-from .swap import weights_swapped
+from .svrg import SnapshotOptimizer, SnapshotRule
 
 
-class SARAH(SnapshotMixin, torch.optim.Optimizer):
-    """SARAH with mini-batches; see the module docstring for the update rule.
+class SARAHRule(SnapshotRule):
+    """SARAH over K models; see the module docstring."""
+    unmasked_state = ("v", "previous")  # the recursion's state, kept whole under sparsity projections
 
-    Args: ``lr``; ``momentum`` (heavy ball on the direction, 0 = none); ``weight_decay``;
-    ``snapshot_every`` (0 = restart at each engine epoch start, m > 0 = every m steps).
-    """
+    def __init__(self, hparams, p):
+        super().__init__(hparams, p)
+        self.v = self.add_state("v", p)
+        self.previous = self.add_state("previous", p, copy=True)
+        self.fresh = False
 
-    unmasked_state = ("v", "previous")  # estimator state, kept whole under sparsity projections
+    def take_snapshot(self, p, full_gradient):
+        self.v.copy_(full_gradient)
+        self.fresh = True
 
-    def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
-                 snapshot_every: int = 0):
-        self._init_snapshots(params, lr, momentum, weight_decay, snapshot_every)
-        self._fresh = False
-        self._full_loss = None
+    @property
+    def uses_gradient(self) -> bool:
+        """Whether the next step reads the batch gradient (not the step right after a snapshot)."""
+        return not (self.fresh or self.step_due())
 
-    def _take_snapshot(self, params, full_grads, loss) -> None:
-        for p, g in zip(params, full_grads):
-            state = self.state[p]
-            state["v"] = g
-            state["previous"] = p.detach().clone()
-        self._fresh = True
-        self._full_loss = loss
+    def estimate(self, p, g, oracle):
+        """v_t = g_B(w_t) - g_B(w_{t-1}) + v_{t-1}."""
+        return g - oracle.batch_gradient(self.previous) + self.v
 
-    @torch.no_grad()
-    def estimate(self, closure) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(batch loss at w_t, v_t = g_B(w_t) - g_B(w_{t-1}) + v_{t-1}) without stepping."""
-        params = self._params()
-        with weights_swapped(params, [self.state[p]["previous"] for p in params]):
-            with torch.enable_grad():
-                closure()
-            at_previous = grads_of(params)
-        with torch.enable_grad():
-            loss = closure()
-        v = [g - gp + self.state[p]["v"] for p, g, gp in zip(params, grads_of(params), at_previous)]
-        return loss, v
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        self._maybe_snapshot()
-        params = self._params()
-        if self._fresh:
-            v = [self.state[p]["v"] for p in params]
-            loss = torch.as_tensor(self._full_loss).detach().to(params[0].device)
-            self._fresh = False
+    def step(self, p, g, lr, oracle=None):
+        if self.step_due():
+            self.snapshot(p, oracle)
+        if self.fresh:
+            self.fresh = False
         else:
-            if closure is None:
-                raise ValueError("SARAH needs a closure that evaluates the mini-batch loss and gradient")
-            loss, v = self.estimate(closure)
-        estimates = dict(zip(map(id, params), v))
-        for group in self.param_groups:
-            for p in group["params"]:
-                state = self.state[p]
-                state["v"] = estimates[id(p)]
-                state["previous"].copy_(p)
-                self._apply(p, state["v"].clone(), group)
-        self._steps_since_snapshot += 1
-        return loss
+            self.v.copy_(self.estimate(p, g, oracle))
+        self.previous.copy_(p)
+        self.move(p, self.v, lr)
+
+    def step_cost(self, batch_size, n):
+        return n if self.step_due() else 0 if self.fresh else 2 * batch_size
+
+
+class SARAH(SnapshotOptimizer):
+    """SARAH with mini-batches (torch.optim wrapper of :class:`SARAHRule`)."""
+    rule_class = SARAHRule
 
 
 def _sarah(model, **hp):
@@ -91,5 +72,6 @@ SPECS = [
     OptimizerSpec("sarah", "noise_reduction", _sarah,
                   {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0, "snapshot_every": 0},
                   {"lr": (1e-3, 0.5, "log")},
-                  "SARAH (Nguyen et al. 2017): v_t = g_B(w_t) - g_B(w_{t-1}) + v_{t-1}, restart per epoch"),
+                  "SARAH (Nguyen et al. 2017): v_t = g_B(w_t) - g_B(w_{t-1}) + v_{t-1}, restart per epoch",
+                  rule=SARAHRule),
 ]

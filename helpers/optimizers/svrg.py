@@ -9,17 +9,18 @@ g_B is the gradient of the same mini-batch B at the current weights and at the s
 E_B[v] = grad f(w) exactly, and the variance shrinks as w approaches w~. Each step costs
 two mini-batch gradients; each snapshot one full pass (the engine counts both).
 
-Snapshots (option I of the paper, w~ = the current iterate): at every engine
-``on_epoch_start(full_closure)``, or, with ``snapshot_every = m > 0``, every m steps
-(the full-gradient closure of the running epoch is kept and re-evaluated). Outside the
-engine call :meth:`snapshot` with a full-gradient closure.
+Snapshots (option I of the paper, w~ = the current iterate): at every epoch start, or, with
+``snapshot_every = m > 0``, every m steps. :class:`SVRGRule` is the stacked rule (K models;
+engine services ``full_gradient`` and ``batch_gradient``); :class:`SVRG` its torch.optim
+wrapper (call ``on_epoch_start(full_closure)`` before the first step, as the engine does).
 """
 from __future__ import annotations
 
 import torch
 
 from .registry import OptimizerSpec
-from .swap import weights_swapped
+from .rule_optimizer import RuleOptimizer, flat_of, rows_of
+from .stacked import StackedRule
 
 
 def check_nonnegative(name: str, value) -> None:
@@ -32,117 +33,122 @@ def check_lr(lr) -> None:
         raise ValueError(f"Invalid learning rate: {lr!r}")
 
 
-def grads_of(params: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of the parameters' gradients (zeros where a parameter received none)."""
-    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+def shared(hp: list[dict], key: str):
+    """The value of ``key`` every model must share (it sets the run's oracle schedule)."""
+    values = {h[key] for h in hp}
+    if len(values) != 1:
+        raise ValueError(f"{key} must be the same for all models of a stacked run, got {sorted(values)}")
+    return values.pop()
 
 
-class SnapshotMixin:
-    """Shared by SVRG and SARAH: when to take a full-gradient snapshot, and the step from an estimate."""
+class SnapshotRule(StackedRule):
+    """Shared by SVRG and SARAH: the snapshot schedule, and the step from an estimate v:
+    d = v + wd w; buf <- momentum buf + d (buf_0 = d_0); w <- w - lr buf."""
+    hyperparameters = {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0, "snapshot_every": 0}
+    needs = frozenset({"full_gradient", "batch_gradient"})
 
-    def _init_snapshots(self, params, lr, momentum, weight_decay, snapshot_every: int) -> None:
-        """Check the arguments, set up the parameter groups and the snapshot schedule."""
-        check_lr(lr)
-        check_nonnegative("momentum", momentum)
-        if momentum >= 1:
-            raise ValueError(f"Invalid momentum value: {momentum!r} (must be < 1)")
-        check_nonnegative("weight_decay", weight_decay)
-        torch.optim.Optimizer.__init__(self, params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-        if not isinstance(snapshot_every, int) or snapshot_every < 0:
-            raise ValueError(f"Invalid snapshot_every value: {snapshot_every!r} (0 = every epoch)")
-        self.snapshot_every = snapshot_every
-        self._full_closure = None
-        self._steps_since_snapshot = None
+    def __init__(self, hparams, p):
+        super().__init__(hparams, p)
+        self.every = shared(self.hp, "snapshot_every")
+        self.mu_col, self.wd = self.column("momentum"), self.weight_decay
+        self.decay = self.any("weight_decay")
+        self.buf = self.add_state("momentum_buffer", p) if self.any("momentum") else None
+        self.since: int | None = None
 
-    def _params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
+    @classmethod
+    def check(cls, h):
+        check_lr(h["lr"])
+        check_nonnegative("momentum", h["momentum"])
+        if h["momentum"] >= 1:
+            raise ValueError(f"Invalid momentum value: {h['momentum']!r} (must be < 1)")
+        check_nonnegative("weight_decay", h["weight_decay"])
+        if not isinstance(h["snapshot_every"], int) or h["snapshot_every"] < 0:
+            raise ValueError(f"Invalid snapshot_every value: {h['snapshot_every']!r} (0 = every epoch)")
 
-    def on_epoch_start(self, full_closure) -> None:
-        """Engine hook: snapshot now (per-epoch mode or first epoch); keep the closure for every-m mode."""
-        self._full_closure = full_closure
-        if self.snapshot_every == 0 or self._steps_since_snapshot is None:
-            self.snapshot(full_closure)
+    def epoch_due(self) -> bool:
+        return self.every == 0 or self.since is None
 
-    def _maybe_snapshot(self) -> None:
-        if self._steps_since_snapshot is None:
-            raise RuntimeError(f"{type(self).__name__} has no snapshot yet: call snapshot(full_closure) "
-                               "(the training engine does it through on_epoch_start)")
-        if self.snapshot_every and self._steps_since_snapshot >= self.snapshot_every:
-            self.snapshot(self._full_closure)
+    def step_due(self) -> bool:
+        if self.since is None:
+            raise RuntimeError(f"{type(self).__name__} has no snapshot yet: call on_epoch_start first "
+                               "(the training engine does it)")
+        return bool(self.every) and self.since >= self.every
 
-    def snapshot(self, full_closure) -> torch.Tensor:
-        """Evaluate the full gradient at the current weights (one counted full pass) and keep it."""
-        if full_closure is None:
-            raise RuntimeError("a snapshot needs a full-gradient closure")
-        with torch.enable_grad():
-            loss = full_closure()
-        params = self._params()
-        self._take_snapshot(params, grads_of(params), loss)
-        self._steps_since_snapshot = 0
-        return loss
+    def on_epoch_start(self, p, oracle):
+        if self.epoch_due():
+            self.snapshot(p, oracle)
 
-    def _take_snapshot(self, params, full_grads, loss) -> None:
+    def snapshot(self, p, oracle) -> None:
+        self.take_snapshot(p, oracle.full_gradient(p))
+        self.since = 0
+
+    def take_snapshot(self, p, full_gradient) -> None:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def _apply(self, p, d, group) -> None:
-        """p <- p - lr * (heavy-ball buffer of) (d + weight_decay * p)."""
-        if group["weight_decay"]:
-            d.add_(p, alpha=group["weight_decay"])
-        if group["momentum"]:
-            buf = self.state[p].get("momentum_buffer")
-            if buf is None:
-                buf = self.state[p]["momentum_buffer"] = d.clone()
-            else:
-                buf.mul_(group["momentum"]).add_(d)
-            d = buf
-        p.add_(d, alpha=-group["lr"])
+    def epoch_cost(self, n):
+        return n if self.epoch_due() else 0
+
+    def move(self, p, v, lr) -> None:
+        d = v + self.wd * p if self.decay else v
+        if self.buf is not None:
+            d = self.buf.mul_(self.mu_col).add_(d)
+        p.sub_(lr.to(p.dtype) * d)
+        self.since += 1
+        self.steps += 1
 
 
-class SVRG(SnapshotMixin, torch.optim.Optimizer):
-    """SVRG with mini-batches; see the module docstring for the update rule.
+class SVRGRule(SnapshotRule):
+    """SVRG over K models; see the module docstring."""
+    unmasked_state = ("snapshot", "mu")  # the estimator's anchor, kept whole under sparsity projections
 
-    Args: ``lr``; ``momentum`` (heavy ball on v, 0 = none); ``weight_decay`` (L2 added to v);
-    ``snapshot_every`` (0 = snapshot at each engine epoch start, m > 0 = every m steps).
+    def __init__(self, hparams, p):
+        super().__init__(hparams, p)
+        self.anchor = self.add_state("snapshot", p, copy=True)
+        self.mu = self.add_state("mu", p)
+
+    def take_snapshot(self, p, full_gradient):
+        self.anchor.copy_(p)
+        self.mu.copy_(full_gradient)
+
+    def estimate(self, p, g, oracle) -> torch.Tensor:
+        """v = g_B(w) - g_B(w~) + mu (no weight decay)."""
+        return g - oracle.batch_gradient(self.anchor) + self.mu
+
+    def step(self, p, g, lr, oracle=None):
+        if self.step_due():
+            self.snapshot(p, oracle)
+        self.move(p, self.estimate(p, g, oracle), lr)
+
+    def step_cost(self, batch_size, n):
+        return 2 * batch_size + (n if self.step_due() else 0)
+
+
+class SnapshotOptimizer(RuleOptimizer):
+    """torch.optim wrapper of a :class:`SnapshotRule`.
+
+    Args: ``lr``; ``momentum`` (heavy ball on the direction, 0 = none); ``weight_decay`` (L2
+    added to the direction); ``snapshot_every`` (0 = snapshot at each ``on_epoch_start``,
+    m > 0 = every m steps).
     """
-
-    unmasked_state = ("snapshot", "mu")  # estimator state, kept whole under sparsity projections
 
     def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
                  snapshot_every: int = 0):
-        self._init_snapshots(params, lr, momentum, weight_decay, snapshot_every)
-
-    def _take_snapshot(self, params, full_grads, loss) -> None:
-        for p, g in zip(params, full_grads):
-            state = self.state[p]
-            state["snapshot"] = p.detach().clone()
-            state["mu"] = g
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      snapshot_every=snapshot_every))
 
     @torch.no_grad()
     def estimate(self, closure) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(batch loss at w, v = g_B(w) - g_B(w~) + mu) without stepping; two closure calls."""
-        params = self._params()
-        with weights_swapped(params, [self.state[p]["snapshot"] for p in params]):
-            with torch.enable_grad():
-                closure()
-            at_snapshot = grads_of(params)
-        with torch.enable_grad():
-            loss = closure()
-        v = [g - gs + self.state[p]["mu"] for p, g, gs in zip(params, grads_of(params), at_snapshot)]
-        return loss, v
+        """(batch loss at w, the estimate v per parameter) without stepping; two closure calls."""
+        rule, oracle = self._rule(), self._oracle(closure)
+        rule.step_due()  # raises before the first snapshot
+        loss, g = oracle.gradient(closure)
+        v = rule.estimate(flat_of(self._params()), g, oracle)
+        return loss, [t.clone() for t in rows_of(v, self._params())]
 
-    @torch.no_grad()
-    def step(self, closure):
-        if closure is None:
-            raise ValueError("SVRG needs a closure that evaluates the mini-batch loss and gradient")
-        self._maybe_snapshot()
-        loss, v = self.estimate(closure)
-        estimates = dict(zip(map(id, self._params()), v))
-        for group in self.param_groups:
-            for p in group["params"]:
-                self._apply(p, estimates[id(p)], group)
-        self._steps_since_snapshot += 1
-        return loss
+
+class SVRG(SnapshotOptimizer):
+    """SVRG with mini-batches (torch.optim wrapper of :class:`SVRGRule`)."""
+    rule_class = SVRGRule
 
 
 def _svrg(model, **hp):
@@ -153,5 +159,6 @@ SPECS = [
     OptimizerSpec("svrg", "noise_reduction", _svrg,
                   {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0, "snapshot_every": 0},
                   {"lr": (1e-3, 0.5, "log")},
-                  "SVRG (Johnson & Zhang 2013): v = g_B(w) - g_B(w~) + grad f(w~), snapshot per epoch"),
+                  "SVRG (Johnson & Zhang 2013): v = g_B(w) - g_B(w~) + grad f(w~), snapshot per epoch",
+                  rule=SVRGRule),
 ]
