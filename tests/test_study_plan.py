@@ -172,7 +172,7 @@ def test_budget_and_schedule_follow_the_definition():
 def test_run_family_reads_a_notebook_profile():
     p, seeds = P.profile_from(dict(epochs=1, train_fraction=0.02, seeds=[0, 1], tune_budget=2, tune_epochs=1,
                                    evals_per_epoch=1))
-    assert (p.epochs, p.grid_points, p.qmc_trials, p.l2_trials, seeds) == (1, 2, 2, 2, (0, 1))
+    assert (p.epochs, p.grid_points, p.qmc_trials, p.l2_trials, seeds) == (1, 2, 1, 2, (0, 1))
     full, _ = P.profile_from(P.PROFILES["full"])
     assert (full.grid_points, full.qmc_trials, full.l2_trials) == (7, 4, 8)
     with pytest.raises(ValueError, match="unknown profile setting"):
@@ -195,7 +195,7 @@ def test_run_family_tunes_and_trains_a_scenario_through_the_planner(runs_root):
     profile = dict(epochs=1, train_fraction=0.01, seeds=[0], tune_budget=2, evals_per_epoch=1, val_size=1_000)
     tuning, finals, frame = P.run_family(["sgd"], "l2", profile, progress=False)
     assert set(tuning["row"]) == {"standard", "l2"}
-    assert sorted(tuning["stage"]) == ["grid", "grid", "l2", "l2"]
+    assert sorted(tuning["stage"]) == ["grid", "grid", "l2"]  # the ci profile's sizes: 1 l2 trial
     assert len(finals) == 1 and finals[0].scenario == "l2" and finals[0].eval_split == "test"
     l2 = tuning[tuning["row"] == "l2"].assign(neg_loss=lambda f: -f["val_loss"])
     chosen = l2.sort_values(["val_acc", "neg_loss"]).iloc[-1]
@@ -227,3 +227,21 @@ def test_failed_runs_count_as_results_unless_retried():
     assert first not in {r.config.run_id for r in after.runnable}
     assert [r.config.run_id for r in after.failed] == [first]
     assert first in {r.config.run_id for r in P.study_plan(frame, PROFILE, retry_failed=True).runnable}
+
+
+def test_a_row_can_select_the_hold_out_s_best_of_another_row():
+    ablation = D.Row("unit-pixels", "standard", "best:standard", tuning="grid", overrides={"scaling": "unit"},
+                     priority=7)
+    rounds, state, _ = simulate(replace(PROFILE, rows=("standard",)), rows=[*PROFILE.rows_in()[:2], ablation])
+    chosen = {r.method for _, r in rounds.values() if r.row == "unit-pixels"}
+    assert chosen == {"adam"}  # the best on the fake hold-out
+    assert all(r.config.scaling == "unit" for _, r in rounds.values() if r.row == "unit-pixels")
+    with pytest.raises(ValueError, match="family_best:<row>"):
+        P.study_plan(pd.DataFrame(), PROFILE, rows=[replace(ablation, methods="fastest:standard")])
+
+
+def test_notebook_parameters_of_a_profile_ask_for_that_profile_s_runs():
+    for name in D.PROFILES:
+        p, seeds = P.profile_from(P.notebook_parameters(name))
+        assert replace(p, name=name) == D.get_profile(name)
+        assert seeds == tuple(range(min(3, p.max_seeds or 3)))

@@ -235,15 +235,21 @@ class _Planner:
     def members(self, row: Row) -> list[str] | None:
         if row.methods == "all":
             return list(self.p.methods or names())
-        if isinstance(row.methods, str) and row.methods.startswith("family_best:"):
-            ranking = self.ranking(self.catalog[row.methods.split(":", 1)[1]])
-            if ranking is None:
-                return None
-            best: dict[str, str] = {}
-            for method, _, _ in ranking:
-                best.setdefault(get_spec(method).family, method)
-            return [m for m in best.values()]
-        return list(row.methods)
+        if isinstance(row.methods, tuple):
+            return list(row.methods)
+        selector, _, source = row.methods.partition(":")
+        if selector not in ("family_best", "best") or source not in self.catalog:
+            raise ValueError(f"row {row.name!r}: methods {row.methods!r}; use 'all', a tuple of names, "
+                             f"'family_best:<row>' or 'best:<row>' with a row of the study")
+        ranking = self.ranking(self.catalog[source])
+        if ranking is None:
+            return None
+        if selector == "best":
+            return [ranking[0][0]]
+        best: dict[str, str] = {}
+        for method, _, _ in ranking:
+            best.setdefault(get_spec(method).family, method)
+        return list(best.values())
 
     def ranking(self, row: Row) -> list[tuple] | None:
         """[(method, strategy, score)] best first on the hold-out, once every member has a choice."""
@@ -370,7 +376,7 @@ class _Planner:
         members = self.members(row)
         if members is None:
             source = row.methods.split(":", 1)[1]
-            n = len({get_spec(m).family for m in (self.p.methods or names())})
+            n = 1 if row.methods.startswith("best:") else len({get_spec(m).family for m in (self.p.methods or names())})
             per_member = self.expected_tuning(row, None) + len(seeds)
             self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "members", n * per_member,
                                              "val", f"the hold-out ranking of {source}"))
@@ -475,18 +481,29 @@ def profile_from(profile: str | dict | Profile) -> tuple[Profile, tuple | None]:
     if isinstance(profile, str):
         return get_profile(profile), None
     d = dict(profile)
-    base = get_profile(d.pop("profile", "full"))
+    base = get_profile(d.pop("profile", None) or _named_like(d))
     seeds = tuple(d.pop("seeds")) if "seeds" in d else None
     d.pop("tune_epochs", None)  # tuning runs as long as the finals
     n = d.pop("tune_budget", None)
     if n is not None and n != base.grid_points:
-        d.update(grid_points=n, grid_extension=0, qmc_trials=min(n, base.qmc_trials),
+        d.update(grid_points=n, grid_extension=0, qmc_trials=min(max(1, n // 2), base.qmc_trials),
                  l2_trials=min(n, base.l2_trials), sparse_rates=min(n, base.sparse_rates))
     known = {f.name for f in fields(Profile)}
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"unknown profile setting(s) {sorted(unknown)}; known: {sorted(known)}")
     return replace(base, name=f"{base.name}*", **d), seeds
+
+
+def _named_like(sizes: dict) -> str:
+    """The named profile whose notebook parameters ``sizes`` repeats (else "full")."""
+    keys = ("epochs", "train_fraction", "tune_budget", "evals_per_epoch")
+    if all(k in sizes for k in keys[:3]):
+        for name in D.PROFILES:
+            own = notebook_parameters(name)
+            if all(sizes.get(k, own[k]) == own[k] for k in keys):
+                return name
+    return "full"
 
 
 def family_rows(members, scenario: str, strategy: str = "projection", overrides: dict | None = None) -> list[Row]:
