@@ -121,7 +121,8 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
     else:
         stepper = ModuleStepper(first, nets[0], data, spec, total_steps)
     stepper.begin()
-    fixed = ([batch_indices(n, sizes[0], g) for g in generators] if "fixed_batches" in spec.needs else None)
+    needs = spec.needs | (spec.rule.needs if spec.rule is not None else frozenset())
+    fixed = [batch_indices(n, sizes[0], g) for g in generators] if "fixed_batches" in needs else None
     budget = first.grad_budget
     k = len(configs)
     per_sample = first.eval_split == "test"
