@@ -95,6 +95,7 @@ def test_old_protocol_runs_move_to_the_archive_with_a_readme(tmp_path):
     _fake_run(root, "old-2")
     _fake_run(root, "new-1", versions={"protocol": 2, "engine": 1, "optimizer": 1})
     assert set(load_records(root)["protocol"]) == {1, 2}
+    assert set(load_records(root, protocol=2)["run_id"]) == {"new-1"}
     dest = tmp_path / "archive" / "v1" / "runs"
     assert records.archive_runs(1, root, dest, dry_run=True) == ["old-1", "old-2"]
     assert sorted(p.name for p in root.iterdir()) == ["new-1", "old-1", "old-2"]

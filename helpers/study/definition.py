@@ -34,6 +34,11 @@ and never planned again.
 
 Priority: runs go out lowest ``priority`` first (a stopped study holds the most valuable
 runs); a row's extra seeds for its best methods go out at ``top_priority``.
+
+Further studies join as rows: a study of another batch size is a ``grid`` row of its methods
+with ``overrides={"batch_size": b}`` (an ``epochs`` override sets the oracle budget too), the
+preprocessing ablation a row with ``overrides={"scaling": "unit"}`` over ``"best:standard"``.
+Rows that share a configuration share its runs.
 """
 from __future__ import annotations
 

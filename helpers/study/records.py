@@ -183,12 +183,15 @@ def _check_density(config: RunConfig, records: list[dict], model=None, n_train: 
         check_model(model, config.scenario, what=f"the model of run {config.run_id}")
 
 
-def load_records(root=None, status: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Every run's records under ``root`` as one DataFrame, with its configuration as columns."""
+def load_records(root=None, status: tuple[str, ...] | None = None, protocol: int | None = None) -> pd.DataFrame:
+    """Every run's records under ``root`` as one DataFrame, with its configuration as columns
+    (only runs of ``status`` / of study ``protocol`` when given)."""
     frames = []
     for meta_path in sorted(runs_dir(root).glob("*/meta.json")):
         meta = read_meta_file(meta_path)
         if status is not None and meta.get("status") not in status:
+            continue
+        if protocol is not None and versions_of(meta)["protocol"] != protocol:
             continue
         csv = meta_path.parent / "records.csv"
         frame = pd.read_csv(csv) if csv.is_file() else pd.DataFrame([{}])
