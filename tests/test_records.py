@@ -59,7 +59,7 @@ def test_failed_and_diverged_runs_are_recorded(runs_root, monkeypatch):
 
 
 def test_meta_and_records_carry_the_versions(runs_root):
-    config = RunConfig(optimizer="sgd", hparams={"lr": 0.05}, **QUICK)
+    config = RunConfig(optimizer="sgd", hparams={"lr": 0.05}, epochs=1, train_fraction=0.02)
     run_and_record(config)
     stored = read_meta(config.run_id)
     assert stored["versions"] == config.versions

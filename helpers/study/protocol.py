@@ -635,8 +635,9 @@ def cost_table(path=COSTS_FILE, fallback_root=None) -> tuple[dict, str]:
 
     From ``path`` (the timing pass's file: method, seconds_per_epoch, batched_seconds_per_epoch
     per model when the engine trains several at once) where filled in, the batched figure first;
-    else the median over finished full-data runs under ``fallback_root`` (default: outputs/runs,
-    else the archived v1 runs; measured while several runs shared the machine: a rough guide)."""
+    else, if ``fallback_root`` is given, the median over its finished full-data runs (e.g. the
+    archived v1 runs: measured on mixed engines while several runs shared the machine, so not a
+    plan, at best an order of magnitude)."""
     path = Path(path)
     if path.is_file():
         table = pd.read_csv(path)
@@ -646,13 +647,12 @@ def cost_table(path=COSTS_FILE, fallback_root=None) -> tuple[dict, str]:
         source = {m: float(v) for m, v in zip(table["method"], seconds) if pd.notna(v)}
         if source:
             return source, f"timing pass ({path})"
-    from .records import ARCHIVE_DIR
-    roots = [runs_dir(fallback_root)] if fallback_root is not None else [runs_dir(None), ARCHIVE_DIR / "v1" / "runs"]
-    for root in roots:
-        rates = _rates_from(root)
+    if fallback_root is not None:
+        rates = _rates_from(Path(fallback_root))
         if rates:
-            return rates, f"median of the finished runs under {root} (concurrent runs: a rough guide)"
-    return {}, "no cost table"
+            return rates, (f"median of the finished runs under {fallback_root} (mixed engines, concurrent "
+                           f"runs: not a plan)")
+    return {}, "no measured cost yet"
 
 
 def _rates_from(root: Path) -> dict[str, float]:
@@ -665,6 +665,19 @@ def _rates_from(root: Path) -> dict[str, float]:
         if meta.get("status") == "finished" and cfg.get("train_fraction") == 1.0 and oracle and final.get("wall_s"):
             rates.setdefault(cfg["optimizer"], []).append(final["wall_s"] / (oracle / ORACLE_EPOCH))
     return {m: float(pd.Series(v).median()) for m, v in rates.items()}
+
+
+def per_method(state: Plan) -> pd.DataFrame:
+    """Runs left per method and their oracle budget in epochs of 60,000 calls (multiply by the
+    cost table's seconds); members not yet known (family best) count as "?"."""
+    rows = [(r.method, 1, (r.config.grad_budget or r.config.epochs * n_train(state.profile, r.config.eval_split))
+             / ORACLE_EPOCH) for r in state.runnable]
+    for b in state.blocked:
+        oracle = (oracle_budget(b.method, state.profile, b.split) if b.method != "?"
+                  else state.profile.epochs * n_train(state.profile, b.split))
+        rows.append((b.method, b.runs, b.runs * oracle / ORACLE_EPOCH))
+    frame = pd.DataFrame(rows, columns=["method", "runs", "oracle_epochs"])
+    return frame.groupby("method").sum().sort_values("oracle_epochs", ascending=False)
 
 
 def estimate(state: Plan, costs: dict) -> pd.DataFrame:
@@ -711,6 +724,8 @@ def _plan_command(args) -> int:
     with pd.option_context("display.width", 200):
         print(f"profile {profile.name!r}, protocol v{D.PROTOCOL_VERSION}, runs under {runs_dir(args.runs_dir)}")
         print(table.to_string())
+        if args.per_method:
+            print(per_method(state).round(1).to_string())
         total = table.sum()
         print(f"done {total['done']}, runnable now {total['runnable']}, blocked {total['blocked']} "
               f"(blocked: expected counts; grid extensions not counted, extra seeds an upper bound)")
@@ -751,10 +766,12 @@ def _command_parser() -> argparse.ArgumentParser:
         p.add_argument("--runs-dir", default=None)
         p.add_argument("--dry-run", action="store_true")
         p.add_argument("--retry-failed", action="store_true")
+        p.add_argument("--per-method", action="store_true", help="also print runs and oracle budget per method")
         p.add_argument("--jobs", type=int, default=None)
         p.add_argument("--scheduler", default=None)
         p.add_argument("--costs", default=str(COSTS_FILE), help="seconds per 60,000 oracle calls per method (CSV)")
-        p.add_argument("--cost-runs", default=None, help="runs to take costs from where the CSV has none")
+        p.add_argument("--cost-runs", default=None,
+                       help="runs whose wall times stand in while the CSV is empty (a rough guide)")
     archive = sub.add_parser("archive", help="move the runs of an older protocol to outputs/archive/v<N>/runs")
     archive.set_defaults(what="archive")
     archive.add_argument("--protocol", type=int, default=1)
