@@ -95,3 +95,11 @@ def test_every_key_hyperparameter_is_the_method_s_own_and_makes_a_valid_run():
 
 def test_score_puts_diverged_trials_last():
     assert T.score(90.0, 0.3) > T.score(90.0, 0.4) > T.score(10.0, 2.0) > T.score(float("nan"), float("nan"))
+
+
+def test_a_side_search_budgets_its_trials_on_the_images_they_train_on():
+    from helpers.study.protocol import base_config
+    trials = T.tuning_configs(base_config("sgd", epochs=10), 3)
+    assert [t.grad_budget for t in trials] == [500_000] * 3
+    assert all(t.eval_split == "val" and t.tag == "tune" for t in trials)
+    assert [t.hparams["lr"] for t in trials] == [T.lr_of(j) for j in T.grid_exponents("sgd", 3)]

@@ -181,8 +181,10 @@ def search_space(optimizer: str, scenario: str = "standard") -> dict:
 def tuning_configs(base: RunConfig, n: int) -> list[RunConfig]:
     """A single-stage search for side experiments: ``n`` grid rates of ``base``'s optimizer on the
     hold-out (the study's staged tuning is :func:`helpers.study.protocol.plan`)."""
+    from ..problem.data import N_TRAIN
+    budget = base.grad_budget and base.epochs * round(base.train_fraction * (N_TRAIN - base.val_size))
     return [dataclasses.replace(base, hparams={**base.hparams, "lr": lr_of(j)}, eval_split="val",
-                                tag=base.tag or "tune")
+                                grad_budget=budget, tag=base.tag or "tune")
             for j in grid_exponents(base.optimizer, n)]
 
 
