@@ -245,3 +245,14 @@ def test_notebook_parameters_of_a_profile_ask_for_that_profile_s_runs():
         p, seeds = P.profile_from(P.notebook_parameters(name))
         assert replace(p, name=name) == D.get_profile(name)
         assert seeds == tuple(range(min(3, p.max_seeds or 3)))
+
+
+def test_the_choices_table_reports_edges_and_extension_costs(finished):
+    _, state, _ = finished
+    table = P.choices_table(state).set_index(["row", "method"])
+    assert table.loc[("standard", "kfac"), "edge"] == "limit"
+    assert table.loc[("standard", "kfac"), "extension"] == 2
+    assert table.loc[("standard", "kfac"), "trials"] == 7 + 2 + 4
+    assert table.loc[("standard", "sgd"), "trials"] == 7 + 1
+    assert table.loc[("l2", "adam"), "trials"] == 8 and table.loc[("l2", "adam"), "edge"] == "-"
+    assert "weight_decay" in table.loc[("l2", "adam"), "chosen"]

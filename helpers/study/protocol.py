@@ -630,6 +630,26 @@ def counts(state: Plan) -> pd.DataFrame:
     return table.loc[keys]
 
 
+def choices_table(state: Plan) -> pd.DataFrame:
+    """Per (row, method, strategy): the tuned choice, the rate's place on its grid (interior /
+    limit / spent / open) and the tuning runs spent, grid extension apart."""
+    spent: dict[tuple, dict] = {}
+    for r in state.done + state.runnable:
+        if r.stage in TUNING_STAGES:
+            key = (r.row, r.method, r.strategy)
+            spent.setdefault(key, {"trials": 0, "extension": 0})
+            spent[key]["trials"] += 1
+            spent[key]["extension"] += r.stage == "extension"
+    rows = []
+    for (row, method, strategy), choice in state.choices.items():
+        runs = spent.get((row, method, strategy), {"trials": 0, "extension": 0})
+        rows.append(dict(row=row, method=method, strategy=strategy,
+                         lr=choice.hparams.get("lr") if choice else None,
+                         chosen=json.dumps({**choice.hparams, **choice.settings}, default=list) if choice else "",
+                         edge=state.edges.get((row, method, strategy), "-"), **runs))
+    return pd.DataFrame(rows, columns=["row", "method", "strategy", "lr", "chosen", "edge", "trials", "extension"])
+
+
 def cost_table(path=COSTS_FILE, fallback_root=None) -> tuple[dict, str]:
     """(method -> seconds per 60,000 oracle calls on one process, where the numbers come from).
 
