@@ -73,3 +73,49 @@ def test_validation_split_is_used_for_tuning():
     assert not math.isnan(result.records[-1]["val_acc"]) and math.isnan(result.records[-1]["test_acc"])
     with pytest.raises(ValueError, match="val_size"):
         train(RunConfig(eval_split="val", epochs=1), type(data)(data.train, data.test), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """256 real training and 200 real test images: enough for a few steps of every method."""
+    import torch
+    from helpers.problem.data import FashionMNIST, load
+    data = load(device="cpu", train_fraction=0.01)
+    return FashionMNIST(train=data.train.subset(torch.arange(256)), test=data.test.subset(torch.arange(200)))
+
+
+@pytest.mark.parametrize("optimizer", __import__("helpers.optimizers", fromlist=["names"]).names())
+def test_no_record_passes_the_oracle_budget(optimizer, tiny_data):
+    """The budget (a little over two passes) binds before the epochs end; no step passes it."""
+    budget = 600
+    config = RunConfig(optimizer=optimizer, grad_budget=budget, epochs=50, train_fraction=0.01,
+                       evals_per_epoch=4)
+    result = train(config, tiny_data, progress=False)
+    frame = pd.DataFrame(result.records)
+    assert len(frame) >= 1 and (frame["oracle_evals"] <= budget).all()
+    assert frame["oracle_evals"].iloc[-1] > 0 and frame["epoch"].iloc[-1] < 50
+    assert frame["step"].is_monotonic_increasing and frame["oracle_evals"].is_monotonic_increasing
+
+
+def test_the_decay_ends_when_the_budget_is_spent(tiny_data):
+    """Linear decay to 0 over a budget of 1.5 epochs: the rate of the last step is nearly 0, and
+    at the half-budget record about half the base rate (progress = oracle calls / budget)."""
+    config = RunConfig(optimizer="sgd", hparams={"lr": 0.1}, grad_budget=384, epochs=10, batch_size=32,
+                       schedule="linear", train_fraction=0.01, evals_per_epoch=2)
+    records = train(config, tiny_data, progress=False).records
+    assert [r["oracle_evals"] for r in records] == [128, 256, 384]
+    assert [r["lr"] for r in records] == pytest.approx([0.1 * (1 - 96 / 384), 0.1 * (1 - 224 / 384),
+                                                        0.1 * (1 - 352 / 384)])
+
+
+def test_final_test_runs_return_per_sample_predictions(tiny_data):
+    result = train(RunConfig(optimizer="adam", epochs=1, train_fraction=0.01), tiny_data, progress=False)
+    pred = result.predictions
+    assert pred["pred"].dtype.name == "uint8" and pred["loss"].dtype.name == "float32"
+    assert pred["pred"].shape == pred["loss"].shape == (200,)
+    last = result.records[-1]
+    assert 100 * (pred["pred"] == tiny_data.test.y.numpy()).mean() == pytest.approx(last["test_acc"])
+    assert float(pred["loss"].mean()) == pytest.approx(last["test_loss"], rel=1e-5)
+    diverged = train(RunConfig(optimizer="sgd", hparams={"lr": 1e6}, epochs=1, train_fraction=0.01),
+                     tiny_data, progress=False)
+    assert diverged.diverged and diverged.predictions is None

@@ -190,7 +190,9 @@ class ModuleStepper:
     Oracle budget: the optimizer may declare ``step_cost(batch_size, n)`` / ``epoch_cost(n)``;
     otherwise a step is predicted to cost what the last step of that batch size cost (the batch
     size for the first), an epoch start (``on_epoch_start``) a full pass. Every gradient call
-    is also guarded (:class:`BudgetSpent`), and ``limit_evaluations`` (L-BFGS) is told what is left.
+    is also guarded (:class:`BudgetSpent`): a step stopped that way is undone (the parameters
+    go back to their values before it; the calls it made stay counted), and ``limit_evaluations``
+    (L-BFGS) is told what is left.
     """
     k = 1
 
@@ -245,7 +247,14 @@ class ModuleStepper:
         if self.budget is not None and hasattr(self.optimizer, "limit_evaluations"):
             self.optimizer.limit_evaluations(int(self.left()) // len(y))
         before = sum(self.counts())
-        loss = self.optimizer.step(make_closure(self.net, x, y, self.counter, limit=self.left))
+        saved = [p.detach().clone() for p in self.net.parameters()] if self.budget is not None else None
+        try:
+            loss = self.optimizer.step(make_closure(self.net, x, y, self.counter, limit=self.left))
+        except BudgetSpent:
+            with torch.no_grad():
+                for p, s in zip(self.net.parameters(), saved):
+                    p.copy_(s)
+            raise
         self.last_cost[len(y)] = sum(self.counts()) - before
         return loss.detach().reshape(1)
 

@@ -1,7 +1,8 @@
 """The training loop: configurations in, tidy per-evaluation records out (one loop for every K).
 
 A record row holds: epoch (fractional when ``evals_per_epoch`` > 1 or when the budget stops a
-run mid-epoch), step, train_loss (mean of the batch losses since the last row), the evaluated
+run mid-epoch), step, train_loss (mean of the batch losses since the last row; NaN if a step cut by the
+budget was the only thing since), the evaluated
 split's loss (mean cross-entropy per sample), the starter's "Average loss" (sum of batch-64
 mean losses / N, about loss / 64), accuracy in percent, cumulative training wall seconds
 (evaluation excluded; with K models each model's share, elapsed / K), cumulative
@@ -128,21 +129,21 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
     per_sample = first.eval_split == "test"
     records: list[list[dict]] = [[] for _ in configs]
     alive, predictions = [True] * k, [None] * k
-    step, wall, stop = 0, 0.0, False
+    step, wall, stop, recorded = 0, 0.0, False, 0
     loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
     loss_count = 0
     bar = tqdm(total=total_steps, desc=configs[0].run_id if k == 1 else f"{k} models", file=sys.stderr,
                disable=not progress, leave=False, mininterval=1.0)
 
     def record(epoch_value: float) -> None:
-        nonlocal wall, t0, loss_count
+        nonlocal wall, t0, loss_count, recorded
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         wall += time.perf_counter() - t0
-        train_loss = (loss_sum / max(loss_count, 1)).tolist()
+        train_loss = (loss_sum / loss_count).tolist() if loss_count else [math.nan] * k
         finite = stepper.finite()
         live = [i for i in range(k) if alive[i]]
-        healthy = [i for i in live if math.isfinite(train_loss[i]) and finite[i]]
+        healthy = [i for i in live if (math.isfinite(train_loss[i]) or not loss_count) and finite[i]]
         metrics = stepper.evaluate(healthy, eval_split, per_sample)
         grad, hvp = stepper.counts()
         for i in live:
@@ -166,6 +167,7 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
             records[i].append(row)
         loss_sum.zero_()
         loss_count = 0
+        recorded = grad + hvp
         t0 = time.perf_counter()
 
     for epoch in range(first.epochs):
@@ -205,7 +207,8 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
                     if observer is not None:
                         observer(step, stepper)
             done = position + (0 if stop else 1)
-            if (stop and loss_count) or (not stop and (done in eval_points or done == n_batches)):
+            if stop and (loss_count or sum(stepper.counts()) > recorded) or \
+                    not stop and (done in eval_points or done == n_batches):
                 record(epoch + done / n_batches)
             if stop or not any(alive):
                 break
