@@ -1,4 +1,5 @@
 """The planner on fake records: stages unblock in order, priorities hold, selections come from results."""
+import json
 import math
 from dataclasses import replace
 
@@ -7,6 +8,7 @@ import pytest
 
 from helpers.study import definition as D
 from helpers.study import protocol as P
+from helpers.study import readout as R
 from helpers.study import tuning as T
 
 PEAK = {"sgd": -1, "adam": -6, "svrg": 1, "kfac": 12}  # best half-decade exponent of the rate
@@ -182,11 +184,11 @@ def test_run_family_reads_a_notebook_profile():
 def test_the_estimate_multiplies_runs_by_the_cost_table(tmp_path):
     costs = tmp_path / "costs.csv"
     costs.write_text("method,seconds_per_epoch,batched_seconds_per_epoch\nsgd,10,\nadam,20,4\nsvrg,,\n")
-    table, source = P.cost_table(costs)
+    table, source = R.cost_table(costs)
     assert table == {"sgd": 10.0, "adam": 4.0} and "timing pass" in source
     profile = replace(PROFILE, methods=("sgd",), rows=("standard",))
     state = P.study_plan(pd.DataFrame(), profile)
-    grid = P.estimate(state, table).loc[("standard", "grid")]
+    grid = R.estimate(state, table).loc[("standard", "grid")]
     assert grid["runs"] == 7
     assert grid["seconds"] == pytest.approx(7 * 10 * P.oracle_budget("sgd", profile, "val") / 60_000)
 
@@ -199,23 +201,23 @@ def test_run_family_tunes_and_trains_a_scenario_through_the_planner(runs_root):
     assert len(finals) == 1 and finals[0].scenario == "l2" and finals[0].eval_split == "test"
     l2 = tuning[tuning["row"] == "l2"].assign(neg_loss=lambda f: -f["val_loss"])
     chosen = l2.sort_values(["val_acc", "neg_loss"]).iloc[-1]
-    assert finals[0].hparams["weight_decay"] == P.json.loads(chosen["hparams"])["weight_decay"]
+    assert finals[0].hparams["weight_decay"] == json.loads(chosen["hparams"])["weight_decay"]
     assert set(frame["status"]) <= {"finished", "diverged"} and frame["run_id"].nunique() == 1
     again = P.run_family(["sgd"], "l2", profile, progress=False)
     assert again.finals == finals
 
 
 def test_the_commands_print_the_definition_and_the_plan(tmp_path, capsys):
-    assert P.main(["definition", "--profile", "full"]) == 0
+    assert P.main(["definition", "--profile", "full"]) == 0  # protocol.main: the package's entry point
     out = capsys.readouterr().out
     for row in D.ROWS:
         assert row.name in out
     assert "protocol v2" in out and "500000" in out and "600000" in out
-    assert P.main(["plan", "--dry-run", "--profile", "ci", "--runs-dir", str(tmp_path), "--costs",
+    assert R.main(["plan", "--dry-run", "--profile", "ci", "--runs-dir", str(tmp_path), "--costs",
                    str(tmp_path / "none.csv"), "--cost-runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "done 0, runnable now 5, blocked 23" in out
-    assert P.main(["archive", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+    assert R.main(["archive", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
     assert "would move 0 run(s) of protocol v1" in capsys.readouterr().out
 
 
@@ -249,7 +251,7 @@ def test_notebook_parameters_of_a_profile_ask_for_that_profile_s_runs():
 
 def test_the_choices_table_reports_edges_and_extension_costs(finished):
     _, state, _ = finished
-    table = P.choices_table(state).set_index(["row", "method"])
+    table = R.choices_table(state).set_index(["row", "method"])
     assert table.loc[("standard", "kfac"), "edge"] == "limit"
     assert table.loc[("standard", "kfac"), "extension"] == 2
     assert table.loc[("standard", "kfac"), "trials"] == 7 + 2 + 4

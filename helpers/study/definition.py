@@ -109,17 +109,17 @@ class Row:
     overrides: dict = field(default_factory=dict)
 
 
+PROJECTION = ("projection",)
 ROWS = (
-    #   name              scenario    methods                  strategies                tuning   seeds top  priority (extra seeds)
-    Row("starter",        "standard", ("sgd",),                tuning="none",            seeds=5, top_seeds=5, priority=0, overrides=STARTER),
-    Row("standard",       "standard", "all",                   tuning="grid",            seeds=3, top_seeds=5, priority=1, top_priority=4),
-    Row("l2",             "l2",       "all",                   tuning="l2",              seeds=3, top_seeds=5, priority=2, top_priority=4),
-    Row("sparse60",       "sparse60", "all", ("projection",),  tuning="rates",           seeds=3, top_seeds=5, priority=3, top_priority=4),
-    Row("sparse60-pruned", "sparse60", "all", ("gradual", "finetune"), tuning="rates",   seeds=3, top_seeds=3, priority=5),
-    *(Row(s,               s,          "family_best:sparse60",  tuning="rates",           seeds=3, top_seeds=3, priority=6)
+    #   name               scenario    methods                 strategies               tuning   seeds top priority top_priority
+    Row("starter",         "standard", ("sgd",),               PROJECTION,              "none",  5,    5,  0,       None, overrides=STARTER),
+    Row("standard",        "standard", "all",                  PROJECTION,              "grid",  3,    5,  1,       4),
+    Row("l2",              "l2",       "all",                  PROJECTION,              "l2",    3,    5,  2,       4),
+    Row("sparse60",        "sparse60", "all",                  PROJECTION,              "rates", 3,    5,  3,       4),
+    Row("sparse60-pruned", "sparse60", "all",                  ("gradual", "finetune"), "rates", 3,    3,  5,       None),
+    *(Row(s,               s,          "family_best:sparse60", PROJECTION,              "rates", 3,    3,  6,       None)
       for s in THINNER),
 )
-FAMILIES_ORDER = ("sgd", "momentum", "noise_reduction", "second_order")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,371 @@
+"""The study's planner: :mod:`helpers.study.definition` and the records in, the runs to train now out.
+
+Tuning is staged (grid -> extension -> quasi-random trials -> choice; l2 and sparse rows start
+from the base row's choice; finals from a row's choice; extra seeds from a row's complete
+hold-out ranking), so :func:`plan` returns only what can run now, ordered by the definition's
+priority, and :func:`blocked` says what waits for what. :func:`execute` alternates planning and
+training until nothing is left. A run already on disk (finished, diverged or failed) is a
+result and is not planned again (``retry_failed`` re-plans failed ones).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import pandas as pd
+
+from ..engine.config import RunConfig
+from ..optimizers import get_spec, names
+from ..optimizers.registry import FAMILIES
+from . import definition as D
+from . import tuning as T
+from .definition import Profile, Row, get_profile
+from .experiment import run_all
+from .records import DONE, read_meta_file, runs_dir
+from .recipe import study_config
+
+STAGES = ("fixed", "grid", "extension", "trials", "l2", "rates", "tuning", "final", "seeds", "members")
+
+
+TUNING_STAGES = ("grid", "extension", "trials", "l2", "rates")
+
+
+
+class Outcome(NamedTuple):
+    status: str
+    val_acc: float
+    val_loss: float
+
+
+class Choice(NamedTuple):
+    hparams: dict  # optimizer hyperparameters (run-length shares excluded)
+    settings: dict  # RunConfig fields chosen by tuning (a method's own batch size)
+    score: tuple | None
+
+
+
+@dataclass(frozen=True)
+class Planned:
+    config: RunConfig
+    row: str
+    method: str
+    strategy: str
+    stage: str
+    priority: tuple
+
+
+
+@dataclass(frozen=True)
+class Blocked:
+    row: str
+    method: str  # "?" when the row's members wait for a ranking
+    strategy: str
+    stage: str
+    runs: int  # expected (extra seeds: an upper bound; grid extensions: not counted)
+    split: str
+    waiting_for: str
+
+
+
+@dataclass
+class Plan:
+    profile: Profile
+    runnable: list[Planned] = field(default_factory=list)
+    done: list[Planned] = field(default_factory=list)
+    blocked: list[Blocked] = field(default_factory=list)
+    failed: list[Planned] = field(default_factory=list)  # done, but as a failure (an exception)
+    choices: dict = field(default_factory=dict)
+    edges: dict = field(default_factory=dict)  # (row, method, strategy) -> T.edge_status of the rate
+
+
+def outcomes(records: pd.DataFrame | None = None, root=None) -> dict[str, Outcome]:
+    """run id -> Outcome, from a ``load_records`` frame or else from the meta.json files under ``root``."""
+    if records is not None:
+        if records.empty:
+            return {}
+        frame = records.copy()
+        if "epoch" in frame:
+            frame = frame.sort_values("epoch", na_position="first")
+        last = frame.groupby("run_id").tail(1)
+        get = lambda row, key: row.get(key, math.nan)  # noqa: E731
+        return {r["run_id"]: Outcome(r["status"], get(r, "val_acc"), get(r, "val_loss"))
+                for r in last.to_dict("records")}
+    found = {}
+    for path in runs_dir(root).glob("*/meta.json"):
+        meta = read_meta_file(path)
+        final = meta.get("final") or {}
+        found[meta["run_id"]] = Outcome(meta.get("status", "?"), final.get("val_acc", math.nan),
+                                        final.get("val_loss", math.nan))
+    return found
+
+
+class _Planner:
+    def __init__(self, profile: Profile, found: dict[str, Outcome], rows, bases, retry_failed: bool,
+                 seeds: tuple | None):
+        self.p, self.found, self.retry, self.seeds = profile, found, retry_failed, seeds
+        self.rows = sorted(rows, key=lambda r: (r.priority, _row_index(r)))
+        self.catalog = {r.name: r for r in [*profile.rows_in(), *(bases or ()), *rows]}
+        self.plan = Plan(profile)
+        self._runnable: dict[str, Planned] = {}
+        self._done: dict[str, Planned] = {}
+        self._tuning_seen: dict[tuple, int] = {}
+        self._choices: dict[tuple, Choice | None] = {}
+        self._waiting: dict[tuple, str] = {}
+        self._rankings: dict[str, list | None] = {}
+
+    # registering runs
+    def need(self, config: RunConfig, row: Row, method: str, strategy: str, stage: str,
+             priority: tuple) -> Outcome | None:
+        rid = config.run_id
+        planned = Planned(config, row.name, method, strategy, stage, priority)
+        if stage in TUNING_STAGES:
+            key = (row.name, method, strategy)
+            self._tuning_seen[key] = self._tuning_seen.get(key, 0) + 1
+        outcome = self.found.get(rid)
+        if outcome is not None and (outcome.status in DONE or (outcome.status == "failed" and not self.retry)):
+            if rid not in self._done and outcome.status == "failed":
+                self.plan.failed.append(planned)
+            self._done.setdefault(rid, planned)
+            return outcome
+        if rid not in self._runnable or priority < self._runnable[rid].priority:
+            self._runnable[rid] = planned
+        return None
+
+    def priority(self, row: Row, stage: str, method: str, extra: bool = False) -> tuple:
+        level = row.top_priority if extra and row.top_priority is not None else row.priority
+        order = names().index(method) if method in names() else 0
+        return (level, _row_index(row), STAGES.index(stage), order)
+
+    # members and rankings
+    def members(self, row: Row) -> list[str] | None:
+        if row.methods == "all":
+            return list(self.p.methods or names())
+        if isinstance(row.methods, tuple):
+            return list(row.methods)
+        selector, _, source = row.methods.partition(":")
+        if selector not in ("family_best", "best") or source not in self.catalog:
+            raise ValueError(f"row {row.name!r}: methods {row.methods!r}; use 'all', a tuple of names, "
+                             f"'family_best:<row>' or 'best:<row>' with a row of the study")
+        ranking = self.ranking(self.catalog[source])
+        if ranking is None:
+            return None
+        if selector == "best":
+            return [ranking[0][0]]
+        best: dict[str, str] = {}
+        for method, _, _ in ranking:
+            best.setdefault(get_spec(method).family, method)
+        return list(best.values())
+
+    def ranking(self, row: Row) -> list[tuple] | None:
+        """[(method, strategy, score)] best first on the hold-out, once every member has a choice."""
+        if row.name not in self._rankings:
+            members = self.members(row)
+            result = None
+            if members is not None:
+                scored = [(m, s, self.choice(row, m, s)) for m in members for s in row.strategies]
+                if all(c is not None for _, _, c in scored):
+                    result = sorted(((m, s, c.score) for m, s, c in scored), key=lambda x: (x[2], x[0]),
+                                    reverse=True)
+            self._rankings[row.name] = result
+        return self._rankings[row.name]
+
+    def top(self, row: Row, ranking: list[tuple]) -> list[tuple]:
+        """The row's best ``top_k`` and the best of each family."""
+        chosen = [(m, s) for m, s, _ in ranking[:self.p.top_k]]
+        families: dict[str, tuple] = {}
+        for m, s, _ in ranking:
+            families.setdefault(get_spec(m).family, (m, s))
+        return chosen + [x for x in families.values() if x not in chosen]
+
+    # tuning
+    def choice(self, row: Row, method: str, strategy: str) -> Choice | None:
+        key = (row.name, method, strategy)
+        if key not in self._choices:
+            tune = {"grid": self._grid, "l2": self._l2, "rates": self._rates, "none": self._fixed}
+            if row.tuning not in tune:
+                raise ValueError(f"row {row.name!r}: unknown tuning {row.tuning!r}; choose one of {sorted(tune)}")
+            self._choices[key] = tune[row.tuning](row, method, strategy)
+        return self._choices[key]
+
+    def _trial(self, row, method, strategy, stage, hparams, settings=None) -> tuple[RunConfig, Outcome | None]:
+        settings = {**row.overrides, **(settings or {})}
+        config = study_config(method, row.scenario, "val", self.p, hparams, strategy=strategy, **settings)
+        return config, self.need(config, row, method, strategy, stage, self.priority(row, stage, method))
+
+    def _best(self, row, method, strategy, trials) -> Choice | None:
+        if any(outcome is None for _, outcome, _ in trials):
+            self._waiting[(row.name, method, strategy)] = f"the {row.tuning} trials of {method} in {row.name}"
+            return None
+        shares = get_spec(method).run_share
+        config, outcome, settings = max(trials, key=lambda t: T.score(t[1].val_acc, t[1].val_loss))
+        hparams = {k: v for k, v in config.hparams.items() if k not in shares}
+        return Choice(hparams, settings, T.score(outcome.val_acc, outcome.val_loss))
+
+    def _grid(self, row, method, strategy) -> Choice | None:
+        grid = T.grid_exponents(method, self.p.grid_points)
+        results = {j: self._trial(row, method, strategy, "grid", {"lr": T.lr_of(j)}) for j in grid}
+        if any(o is None for _, o in results.values()):
+            self._waiting[(row.name, method, strategy)] = f"the rate grid of {method} in {row.name}"
+            return None
+        while True:
+            best = max(sorted(results), key=lambda j: T.score(results[j][1].val_acc, results[j][1].val_loss))
+            nxt = T.next_extension(sorted(results), best, grid, self.p.grid_extension)
+            if nxt is None:
+                break
+            results[nxt] = self._trial(row, method, strategy, "extension", {"lr": T.lr_of(nxt)})
+            if results[nxt][1] is None:
+                self._waiting[(row.name, method, strategy)] = f"the grid extension of {method} in {row.name}"
+                return None
+        self.plan.edges[(row.name, method, strategy)] = T.edge_status(sorted(results), best, grid,
+                                                                      self.p.grid_extension)
+        trials = [(c, o, {}) for c, o in results.values()]
+        space = {k: v for k, v in T.key_space(method).items() if k not in row.overrides}
+        for point in T.qmc_points(space, self.p.qmc_trials, f"{row.name}:{method}:{strategy}"):
+            hparams, settings = T.split_setting(point)
+            config, outcome = self._trial(row, method, strategy, "trials", {"lr": T.lr_of(best), **hparams}, settings)
+            trials.append((config, outcome, settings))
+        return self._best(row, method, strategy, trials)
+
+    def _base(self, row, method) -> Choice | None:
+        base = self.choice(self.catalog[row.base], method, "projection")
+        if base is None:
+            self._waiting[(row.name, method, "")] = f"the choice of {method} in {row.base}"
+        return base
+
+    def _l2(self, row, method, strategy) -> Choice | None:
+        base = self._base(row, method)
+        if base is None:
+            return None
+        trials = []
+        for point in T.qmc_points(T.l2_space(method, base.hparams["lr"]), self.p.l2_trials,
+                                  f"{row.name}:{method}:{strategy}"):
+            config, outcome = self._trial(row, method, strategy, "l2", {**base.hparams, **point}, base.settings)
+            trials.append((config, outcome, base.settings))
+        return self._best(row, method, strategy, trials)
+
+    def _rates(self, row, method, strategy) -> Choice | None:
+        base = self._base(row, method)
+        if base is None:
+            return None
+        trials = []
+        for j in T.rate_exponents(T.exponent_of(base.hparams["lr"]), self.p.sparse_rates):
+            config, outcome = self._trial(row, method, strategy, "rates", {**base.hparams, "lr": T.lr_of(j)},
+                                          base.settings)
+            trials.append((config, outcome, base.settings))
+        return self._best(row, method, strategy, trials)
+
+    def _fixed(self, row, method, strategy) -> Choice:
+        return Choice(dict(row.overrides.get("hparams", {})), {}, None)
+
+    # finals
+    def seed_counts(self, row: Row) -> tuple[tuple, tuple]:
+        """(every member's seeds, the extra seeds of the best)."""
+        if self.seeds is not None:
+            return tuple(self.seeds), ()
+        cap = self.p.max_seeds or max(row.seeds, row.top_seeds)
+        base, top = min(row.seeds, cap), min(row.top_seeds, cap)
+        return tuple(range(base)), tuple(range(base, max(base, top)))
+
+    def final(self, row, method, strategy, choice: Choice, seed: int) -> RunConfig:
+        if row.tuning == "none":
+            settings = {k: v for k, v in row.overrides.items()}
+            return RunConfig(optimizer=method, scenario=row.scenario, epochs=self.p.epochs,
+                             train_fraction=self.p.train_fraction, evals_per_epoch=self.p.evals_per_epoch,
+                             seed=seed, **settings)
+        settings = {**row.overrides, **choice.settings}
+        return study_config(method, row.scenario, "test", self.p, choice.hparams, seed=seed, strategy=strategy,
+                            **settings)
+
+    def run_row(self, row: Row) -> None:
+        seeds, extra = self.seed_counts(row)
+        members = self.members(row)
+        if members is None:
+            source = row.methods.split(":", 1)[1]
+            n = 1 if row.methods.startswith("best:") else len({get_spec(m).family for m in (self.p.methods or names())})
+            per_member = self.expected_tuning(row, None) + len(seeds)
+            self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "members", n * per_member,
+                                             "val", f"the hold-out ranking of {source}"))
+            return
+        for method in members:
+            for strategy in row.strategies:
+                choice = self.choice(row, method, strategy)
+                self.plan.choices[(row.name, method, strategy)] = choice
+                if choice is None:
+                    self.block_tuning(row, method, strategy)
+                    self.plan.blocked.append(Blocked(row.name, method, strategy, "final", len(seeds), "test",
+                                                     f"the choice of {method} in {row.name}"))
+                    continue
+                for seed in seeds:
+                    self.need(self.final(row, method, strategy, choice, seed), row, method, strategy,
+                              "final" if row.tuning != "none" else "fixed", self.priority(row, "final", method))
+        if not extra:
+            return
+        ranking = self.ranking(row)
+        if ranking is None:
+            n = min(len(members) * len(row.strategies), self.p.top_k + len(FAMILIES))
+            self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "seeds", n * len(extra),
+                                             "test", f"the hold-out ranking of {row.name}"))
+            return
+        for method, strategy in self.top(row, ranking):
+            choice = self.choice(row, method, strategy)
+            for seed in extra:
+                self.need(self.final(row, method, strategy, choice, seed), row, method, strategy, "seeds",
+                          self.priority(row, "seeds", method, extra=True))
+
+    def expected_tuning(self, row: Row, method: str | None) -> int:
+        """Tuning runs a (row, method) takes, grid extensions aside."""
+        if row.tuning == "grid":
+            has_keys = method is None or bool(T.key_space(method))
+            return self.p.grid_points + (self.p.qmc_trials if has_keys else 0)
+        return {"l2": self.p.l2_trials, "rates": self.p.sparse_rates}.get(row.tuning, 0)
+
+    def block_tuning(self, row, method, strategy) -> None:
+        left = self.expected_tuning(row, method) - self._tuning_seen.get((row.name, method, strategy), 0)
+        if left > 0:
+            why = self._waiting.get((row.name, method, strategy)) or self._waiting.get((row.name, method, ""), "")
+            self.plan.blocked.append(Blocked(row.name, method, strategy, "tuning", left, "val", why))
+
+    def run(self) -> Plan:
+        for row in self.rows:
+            self.run_row(row)
+        self.plan.runnable = sorted(self._runnable.values(), key=lambda r: r.priority)
+        self.plan.done = list(self._done.values())
+        return self.plan
+
+
+def _row_index(row: Row) -> int:
+    return next((i for i, r in enumerate(D.ROWS) if r.name == row.name), len(D.ROWS))
+
+
+def study_plan(records: pd.DataFrame | None = None, profile: str | Profile = "full", root=None, rows=None,
+               bases=None, retry_failed: bool = False, seeds=None) -> Plan:
+    """The whole plan: runnable, done and blocked runs of ``profile``'s rows (or of ``rows``, whose
+    ``base`` rows are looked up in ``bases``, then in the profile). ``records``: a ``load_records``
+    frame; None reads the meta.json files under ``root``. ``seeds``: every member's seeds
+    instead of the rows' (no extra seeds)."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    rows = list(rows) if rows is not None else list(profile.rows_in())
+    return _Planner(profile, outcomes(records, root), rows, bases, retry_failed, seeds).run()
+
+
+def plan(records: pd.DataFrame | None = None, profile: str | Profile = "full", root=None, **kwargs) -> list[Planned]:
+    """The runs that can be trained now, most valuable first."""
+    return study_plan(records, profile, root, **kwargs).runnable
+
+
+def blocked(records: pd.DataFrame | None = None, profile: str | Profile = "full", root=None,
+            **kwargs) -> list[Blocked]:
+    """What is still blocked, and on what."""
+    return study_plan(records, profile, root, **kwargs).blocked
+
+
+def execute(profile: str | Profile = "full", executor=None, root=None, progress: bool = True, rows=None,
+            bases=None, seeds=None, max_rounds: int = 50) -> Plan:
+    """Train the plan round by round (each round unblocks the next) until nothing is runnable."""
+    for _ in range(max_rounds):
+        current = study_plan(None, profile, root, rows=rows, bases=bases, seeds=seeds)
+        if not current.runnable:
+            return current
+        run_all([r.config for r in current.runnable], executor, root, progress)
+    raise RuntimeError(f"the study still had runs to train after {max_rounds} rounds")

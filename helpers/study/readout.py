@@ -1,0 +1,288 @@
+"""Reading the study: its definition and methods as tables, the plan's counts per row and stage,
+the tuned choices, and the cost estimate; the ``python -m helpers.study`` commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..constraints.scenarios import get_scenario
+from ..optimizers import get_spec, names
+from . import definition as D
+from . import tuning as T
+from .definition import Profile, get_profile
+from .planner import STAGES, TUNING_STAGES, Plan, _row_index, execute, study_plan
+from .recipe import epochs_of, n_train, oracle_budget, schedule_for
+from .records import read_meta_file, runs_dir
+
+ORACLE_EPOCH = 60_000  # the cost table's unit: seconds per 60,000 oracle calls
+
+
+COSTS_FILE = Path(__file__).resolve().parents[2] / "outputs" / "timing" / "seconds_per_epoch.csv"
+
+
+
+def definition_table(profile: str | Profile = "full") -> pd.DataFrame:
+    """The profile's rows as a table."""
+    p = get_profile(profile) if isinstance(profile, str) else profile
+    out = []
+    for row in sorted(p.rows_in(), key=lambda r: (r.priority, _row_index(r))):
+        methods = row.methods if isinstance(row.methods, str) else ",".join(row.methods)
+        if methods == "all":
+            methods = f"all ({len(p.methods or names())})"
+        tuning = {"grid": f"{p.grid_points} rates +<= {p.grid_extension} edge, {p.qmc_trials} qmc",
+                  "l2": f"{p.l2_trials} qmc (rate, wd)", "rates": f"{p.sparse_rates} rates",
+                  "none": "fixed"}[row.tuning]
+        cap = p.max_seeds or 99
+        out.append(dict(priority=row.priority, row=row.name, scenario=row.scenario, methods=methods,
+                        strategies=",".join(row.strategies) if get_scenario(row.scenario).sparse else "-",
+                        tuning=tuning, base=row.base if row.tuning in ("l2", "rates") else "-",
+                        seeds=min(row.seeds, cap),
+                        top_seeds=(f"{min(row.top_seeds, cap)} (top {p.top_k} + family best, priority "
+                                   f"{row.top_priority})" if min(row.top_seeds, cap) > min(row.seeds, cap) else "-"),
+                        overrides=" ".join(f"{k}={v}" for k, v in row.overrides.items())))
+    return pd.DataFrame(out)
+
+
+def methods_table(profile: str | Profile = "full") -> pd.DataFrame:
+    """Per method: family, rate grid, key hyperparameters, weight-decay kind, schedule, budgets."""
+    p = get_profile(profile) if isinstance(profile, str) else profile
+    out = []
+    for m in p.methods or names():
+        spec = get_spec(m)
+        grid = [T.lr_of(j) for j in T.grid_exponents(m, p.grid_points)]
+        out.append(dict(method=m, family=spec.family, lr_range=spec.search_space["lr"][:2],
+                        grid=f"{grid[0]:g}..{grid[-1]:g}", key_hparams=",".join(T.key_space(m)) or "-",
+                        weight_decay=D.weight_decay_kind(m), schedule=schedule_for(m),
+                        batch=spec.batch_size or 64, epochs=epochs_of(m, p),
+                        budget_tune=oracle_budget(m, p, "val"), budget_final=oracle_budget(m, p, "test")))
+    return pd.DataFrame(out)
+
+
+def counts(state: Plan) -> pd.DataFrame:
+    """Runs per (row, stage): done, runnable now, blocked (expected)."""
+    rows = [dict(row=r.row, stage=r.stage, state="done") for r in state.done]
+    rows += [dict(row=r.row, stage=r.stage, state="runnable") for r in state.runnable]
+    frame = pd.DataFrame(rows, columns=["row", "stage", "state"])
+    table = frame.groupby(["row", "stage", "state"]).size().unstack("state", fill_value=0)
+    blocked_rows = pd.DataFrame([dict(row=b.row, stage=b.stage, blocked=b.runs) for b in state.blocked],
+                                columns=["row", "stage", "blocked"]).groupby(["row", "stage"]).sum()
+    table = table.join(blocked_rows, how="outer").fillna(0).astype(int)
+    for column in ("done", "runnable", "blocked"):
+        if column not in table:
+            table[column] = 0
+    table = table[["done", "runnable", "blocked"]]
+    order = {r.name: i for i, r in enumerate(D.ROWS)}
+    keys = sorted(table.index, key=lambda k: (order.get(k[0], 99), STAGES.index(k[1]) if k[1] in STAGES else 99))
+    return table.loc[keys]
+
+
+def choices_table(state: Plan) -> pd.DataFrame:
+    """Per (row, method, strategy): the tuned choice, the rate's place on its grid (interior /
+    limit / spent / open) and the tuning runs spent, grid extension apart."""
+    spent: dict[tuple, dict] = {}
+    for r in state.done + state.runnable:
+        if r.stage in TUNING_STAGES:
+            key = (r.row, r.method, r.strategy)
+            spent.setdefault(key, {"trials": 0, "extension": 0})
+            spent[key]["trials"] += 1
+            spent[key]["extension"] += r.stage == "extension"
+    rows = []
+    for (row, method, strategy), choice in state.choices.items():
+        runs = spent.get((row, method, strategy), {"trials": 0, "extension": 0})
+        rows.append(dict(row=row, method=method, strategy=strategy,
+                         lr=choice.hparams.get("lr") if choice else None,
+                         chosen=json.dumps({**choice.hparams, **choice.settings}, default=list) if choice else "",
+                         edge=state.edges.get((row, method, strategy), "-"), **runs))
+    return pd.DataFrame(rows, columns=["row", "method", "strategy", "lr", "chosen", "edge", "trials", "extension"])
+
+
+def cost_table(path=COSTS_FILE, fallback_root=None) -> tuple[dict, str]:
+    """(method -> seconds per 60,000 oracle calls on one process, where the numbers come from).
+
+    From ``path`` (the timing pass's file: method, seconds_per_epoch, batched_seconds_per_epoch
+    per model when the engine trains several at once) where filled in, the batched figure first;
+    else, if ``fallback_root`` is given, the median over its finished full-data runs (e.g. the
+    archived v1 runs: measured on mixed engines while several runs shared the machine, so not a
+    plan, at best an order of magnitude)."""
+    path = Path(path)
+    if path.is_file():
+        table = pd.read_csv(path)
+        single = table.get("seconds_per_epoch", pd.Series(dtype=float))
+        batched = table.get("batched_seconds_per_epoch", pd.Series(dtype=float))
+        seconds = batched.fillna(single) if len(batched) else single
+        source = {m: float(v) for m, v in zip(table["method"], seconds) if pd.notna(v)}
+        if source:
+            return source, f"timing pass ({path})"
+    if fallback_root is not None:
+        rates = _rates_from(Path(fallback_root))
+        if rates:
+            return rates, (f"median of the finished runs under {fallback_root} (mixed engines, concurrent "
+                           f"runs: not a plan)")
+    return {}, "no measured cost yet"
+
+
+def _rates_from(root: Path) -> dict[str, float]:
+    rates: dict[str, list[float]] = {}
+    for meta_path in Path(root).glob("*/meta.json"):
+        meta = read_meta_file(meta_path)
+        final = meta.get("final") or {}
+        cfg = meta.get("config", {})
+        oracle = final.get("oracle_evals") or final.get("grad_evals")
+        if meta.get("status") == "finished" and cfg.get("train_fraction") == 1.0 and oracle and final.get("wall_s"):
+            rates.setdefault(cfg["optimizer"], []).append(final["wall_s"] / (oracle / ORACLE_EPOCH))
+    return {m: float(pd.Series(v).median()) for m, v in rates.items()}
+
+
+def per_method(state: Plan) -> pd.DataFrame:
+    """Runs left per method and their oracle budget in epochs of 60,000 calls (multiply by the
+    cost table's seconds); members not yet known (family best) count as "?"."""
+    rows = [(r.method, 1, (r.config.grad_budget or r.config.epochs * n_train(state.profile, r.config.eval_split))
+             / ORACLE_EPOCH) for r in state.runnable]
+    for b in state.blocked:
+        oracle = (oracle_budget(b.method, state.profile, b.split) if b.method != "?"
+                  else state.profile.epochs * n_train(state.profile, b.split))
+        rows.append((b.method, b.runs, b.runs * oracle / ORACLE_EPOCH))
+    frame = pd.DataFrame(rows, columns=["method", "runs", "oracle_epochs"])
+    return frame.groupby("method").sum().sort_values("oracle_epochs", ascending=False)
+
+
+def estimate(state: Plan, costs: dict) -> pd.DataFrame:
+    """Seconds of training per (row, stage) for the runnable and blocked runs (one process)."""
+    typical = float(pd.Series(list(costs.values())).median()) if costs else math.nan
+    rows = []
+    for r in state.runnable:
+        oracle = r.config.grad_budget or r.config.epochs * n_train(state.profile, r.config.eval_split)
+        rows.append(dict(row=r.row, stage=r.stage, runs=1,
+                         seconds=oracle / ORACLE_EPOCH * costs.get(r.method, typical)))
+    for b in state.blocked:
+        oracle = (oracle_budget(b.method, state.profile, b.split) if b.method != "?"
+                  else state.profile.epochs * n_train(state.profile, b.split))
+        rows.append(dict(row=b.row, stage=b.stage, runs=b.runs,
+                         seconds=b.runs * oracle / ORACLE_EPOCH * costs.get(b.method, typical)))
+    frame = pd.DataFrame(rows, columns=["row", "stage", "runs", "seconds"])
+    return frame.groupby(["row", "stage"], sort=False).sum()
+
+
+def _plan_command(args) -> int:
+    profile = get_profile(args.profile, args.cuts)
+    if args.what == "definition":
+        with pd.option_context("display.width", 250, "display.max_colwidth", 80):
+            print(f"study definition, protocol v{D.PROTOCOL_VERSION}, profile {profile.name!r}"
+                  + (f" with the first {args.cuts} cut(s)" if args.cuts else ""))
+            print(definition_table(profile).to_string(index=False))
+            print()
+            print(methods_table(profile).to_string(index=False))
+            print()
+            for strategy, text in D.strategy_settings().items():
+                print(f"{strategy}: {text}")
+        return 0
+    if not args.dry_run:
+        from .executors import make_executor
+        with make_executor(args.scheduler, args.jobs) as executor:
+            state = execute(profile, executor, args.runs_dir)
+    else:
+        state = study_plan(None, profile, args.runs_dir, retry_failed=args.retry_failed)
+    table = counts(state)
+    costs, source = cost_table(args.costs, args.cost_runs)
+    cost = estimate(state, costs)
+    with pd.option_context("display.width", 200):
+        print(f"profile {profile.name!r}, protocol v{D.PROTOCOL_VERSION}, runs under {runs_dir(args.runs_dir)}")
+        print(table.to_string())
+        if args.per_method:
+            print(per_method(state).round(1).to_string())
+        total = table.sum()
+        print(f"done {total['done']}, runnable now {total['runnable']}, blocked {total['blocked']} "
+              f"(blocked: expected counts; grid extensions not counted, extra seeds an upper bound)")
+        for cut, (what, _) in enumerate(D.CUTS[:args.cuts], 1):
+            print(f"cut {cut}: {what}")
+        hours = cost["seconds"].sum() / 3600
+        if costs:
+            print(f"cost of what is left: {hours:.1f} h on one process, {hours / max(args.jobs or 2, 1):.1f} h "
+                  f"with {args.jobs or 2} (seconds per 60,000 oracle calls: {source})")
+        else:
+            print(f"cost of what is left: unknown ({source}; fill {args.costs})")
+        edges = {k: v for k, v in state.edges.items() if v in ("spent", "limit")}
+        for (row, method, strategy), status in sorted(edges.items()):
+            print(f"rate on the grid's edge after tuning: {method} in {row} ({status})")
+        for r in state.failed:
+            print(f"failed (counted as a result; --retry-failed plans it again): {r.config.run_id}")
+    return 0
+
+
+def _archive_command(args) -> int:
+    from .records import archive_runs
+    moved = archive_runs(args.protocol, args.runs_dir, dry_run=args.dry_run)
+    verb = "would move" if args.dry_run else "moved"
+    print(f"{verb} {len(moved)} run(s) of protocol v{args.protocol} out of {runs_dir(args.runs_dir)}")
+    return 0
+
+
+def _command_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers.study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for what in ("plan", "definition"):
+        p = sub.add_parser(what, help="print the definition" if what == "definition" else
+                           "train the study's runnable runs round by round (--dry-run: count them)")
+        p.set_defaults(what=what)
+        p.add_argument("--profile", default="full", choices=sorted(D.PROFILES))
+        p.add_argument("--cuts", type=int, default=0, help=f"apply the first N of the {len(D.CUTS)} cuts")
+        p.add_argument("--runs-dir", default=None)
+        p.add_argument("--dry-run", action="store_true")
+        p.add_argument("--retry-failed", action="store_true")
+        p.add_argument("--per-method", action="store_true", help="also print runs and oracle budget per method")
+        p.add_argument("--jobs", type=int, default=None)
+        p.add_argument("--scheduler", default=None)
+        p.add_argument("--costs", default=str(COSTS_FILE), help="seconds per 60,000 oracle calls per method (CSV)")
+        p.add_argument("--cost-runs", default=None,
+                       help="runs whose wall times stand in while the CSV is empty (a rough guide)")
+    archive = sub.add_parser("archive", help="move the runs of an older protocol to outputs/archive/v<N>/runs")
+    archive.set_defaults(what="archive")
+    archive.add_argument("--protocol", type=int, default=1)
+    archive.add_argument("--runs-dir", default=None)
+    archive.add_argument("--dry-run", action="store_true")
+    return parser
+
+
+def main(argv=None) -> int:
+    """``python -m helpers.study {plan,definition,archive} ...`` or ``SCENARIO MEMBER[,MEMBER...]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("plan", "definition", "archive"):
+        args = _command_parser().parse_args(argv)
+        return _archive_command(args) if args.what == "archive" else _plan_command(args)
+    return _family_command(argv)
+
+
+def _family_command(argv) -> int:
+    from .executors import make_executor
+    parser = argparse.ArgumentParser(prog="python -m helpers.study",
+                                     description="Tune and train MEMBERS in SCENARIO by the protocol "
+                                                 "(or: plan / definition / archive, see --help of each).")
+    parser.add_argument("scenario", help="a scenario (standard, l2, sparse60, ...)")
+    parser.add_argument("members", help="comma-separated optimizer names, or 'all'")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
+    parser.add_argument("--profile", default="full", choices=sorted(D.PROFILES))
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    parser.add_argument("--strategy", default="projection", help="sparsity strategy")
+    parser.add_argument("--tag", default="", help="label of a side experiment, reported apart from the study")
+    args = parser.parse_args(argv)
+    members = names() if args.members == "all" else args.members.split(",")
+    for m in members:
+        get_spec(m)
+    get_scenario(args.scenario)
+    profile: dict | str = args.profile
+    if args.seeds:
+        profile = {"profile": args.profile, "seeds": [int(x) for x in args.seeds.split(",")]}
+    tag = {"tag": args.tag} if args.tag else {}
+    from .protocol import run_family
+    with make_executor(args.scheduler, args.jobs) as executor:
+        finals = run_family(members, args.scenario, profile, executor, sparsity_strategy=args.strategy, **tag).frame
+    last = finals.sort_values("epoch").groupby("run_id").tail(1)
+    print(last.groupby("optimizer")["test_acc"].agg(["mean", "std", "count"]).to_string())
+    return 0
