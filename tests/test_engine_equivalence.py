@@ -124,3 +124,40 @@ def test_batched_evaluation_equals_each_models_evaluation(data64):
             assert (batched[i]["predictions"]["pred"] == alone["predictions"]["pred"]).all()
             assert batched[i]["predictions"]["loss"] == pytest.approx(alone["predictions"]["loss"], rel=1e-6)
     assert not math.isclose(evaluate_many(flat, data64.val)[0]["loss"], evaluate_many(flat, data64.val)[1]["loss"])
+
+
+@pytest.mark.parametrize("name, scenario, strategy", [
+    ("adam", "sparse60", "projection"), ("sgd_schedulefree", "sparse60", "projection"),
+    ("heavy_ball", "sparse60", "gradual"), ("nadam", "thin30", "projection")])
+def test_state_is_zeroed_where_the_projection_prunes(name, scenario, strategy, data64):
+    """After every step each per-entry state tensor is zero wherever the row's mask is off (and
+    not zero everywhere); thin scenarios keep whole fc1 neurons."""
+    from helpers.constraints.scenarios import get_scenario
+    from helpers.engine.stacked_model import N_CONSTRAINED
+    k_max = get_scenario(scenario).budget
+    checked = []
+
+    def observer(step, stepper):
+        masks = stepper.sparsity.masks
+        if masks is None:
+            return
+        off = ~masks
+        assert int(masks.sum(1).max()) <= stepper.sparsity.k and stepper.sparsity.k >= k_max
+        assert int(torch.count_nonzero(stepper.p[:, :N_CONSTRAINED][off])) == 0
+        for key, tensor in stepper.rule.state.items():
+            block = tensor[:, :N_CONSTRAINED]
+            assert int(torch.count_nonzero(block[off])) == 0, (key, step)
+            assert int(torch.count_nonzero(block[masks])) > 0, (key, step)
+        if get_scenario(scenario).structured:
+            fc1 = masks[:, :30_720].view(-1, 120, 256)
+            assert bool((fc1.all(2) | ~fc1.any(2)).all())
+        checked.append(step)
+        if step >= 6:
+            raise _Enough
+
+    configs = [RunConfig(optimizer=name, hparams={"lr": get_spec(name).defaults["lr"] * s}, seed=i,
+                         scenario=scenario, sparsity_strategy=strategy, epochs=2, batch_size=8,
+                         eval_split="val", val_size=100, train_fraction=0.01) for i, s in enumerate((1, 0.5))]
+    with pytest.raises(_Enough):
+        run(configs, data64, progress=False, observer=observer)
+    assert checked
