@@ -1,0 +1,103 @@
+"""Mutation rows for the stacked update rules, the schedule-free evaluation point, state zeroing
+under projection and the engine's budget, schedule and per-model bookkeeping.
+
+Same row format as ``mutations.MUTATIONS``; run them alone with
+``python tools/mutants/run.py --only $(python tools/mutants/engine_mutations.py)`` once the
+table includes them.
+"""
+from __future__ import annotations
+
+from mutations import Mutation
+
+RULES = "helpers/optimizers/rules.py"
+SF = "helpers/optimizers/schedulefree.py"
+STACKED = "helpers/optimizers/stacked.py"
+SPARSE_ROWS = "helpers/engine/stacked_sparsity.py"
+STEPPERS = "helpers/engine/steppers.py"
+TRAIN = "helpers/engine/train.py"
+MODEL = "helpers/engine/stacked_model.py"
+T_RULES = "tests/test_rules.py"
+T_EQ = "tests/test_engine_equivalence.py"
+T_TRAIN = "tests/test_train.py"
+T_BATCHED = "tests/test_batched.py"
+
+
+def torch_ref(rule: str) -> str:
+    return f"{T_RULES}::test_rule_matches_torch_optim[{rule}]"
+
+
+SF_HAND = f"{T_RULES}::test_schedulefree_rule_matches_a_hand_computed_step"
+
+MUTATIONS = [
+    # torch.optim.SGD (heavy ball, Nesterov, coupled L2)
+    Mutation("engine-sgd-nesterov-dropped", RULES,
+             "g = torch.where(self.nesterov, g + self.mu * self.buf, self.buf)", "g = self.buf",
+             (torch_ref("SGDRule"),)),
+    Mutation("engine-sgd-decay-sign", RULES,
+             "            g = g + self.wd * p\n        if self.buf is not None:",
+             "            g = g - self.wd * p\n        if self.buf is not None:", (torch_ref("SGDRule"),)),
+    Mutation("engine-sgd-momentum-dampened", RULES, "self.buf.mul_(self.mu).add_(g)",
+             "self.buf.mul_(self.mu).add_(g * (1 - self.mu))", (torch_ref("SGDRule"),)),
+    # Adam, AdamW, NAdam, RAdam
+    Mutation("engine-adam-first-moment-beta-swapped", RULES, "self.m.lerp_(g, (1 - self.b1).to(p.dtype))",
+             "self.m.lerp_(g, self.b1.to(p.dtype))", (torch_ref("AdamRule"),)),
+    Mutation("engine-adam-second-moment-undamped", RULES,
+             "addcmul_(g, g * (1 - self.b2).to(p.dtype))", "addcmul_(g, g)", (torch_ref("AdamRule"),)),
+    Mutation("engine-adam-no-bias-correction1", RULES, "p.sub_((lr / bc1).to(p.dtype) * self.m / denom)",
+             "p.sub_(lr.to(p.dtype) * self.m / denom)", (torch_ref("AdamRule"),)),
+    Mutation("engine-adam-no-bias-correction2", RULES,
+             "denom = self.v.sqrt() / bc2.sqrt().to(p.dtype) + self.eps", "denom = self.v.sqrt() + self.eps",
+             (torch_ref("AdamRule"),)),
+    Mutation("engine-adam-coupled-decay-dropped", RULES,
+             "                g = g + self.wd * p\n        self.m.lerp_", "                g = g\n        self.m.lerp_",
+             (torch_ref("AdamRule"),)),
+    Mutation("engine-adamw-decay-not-times-lr", RULES, "p.mul_(1 - (lr * self.wd.double()).to(p.dtype))",
+             "p.mul_(1 - self.wd)", (torch_ref("AdamWRule"),)),
+    Mutation("engine-nadam-mu-next-at-t", RULES, "0.96 ** ((t + 1) * self.psi))", "0.96 ** (t * self.psi))",
+             (torch_ref("NAdamRule"),)),
+    Mutation("engine-nadam-mu-product-frozen", RULES, "self.mu_product *= mu", "self.mu_product *= 1",
+             (torch_ref("NAdamRule"),)),
+    Mutation("engine-radam-threshold", RULES, "on = rho > 5", "on = rho > 4", (torch_ref("RAdamRule"),)),
+    Mutation("engine-radam-rectifier", RULES, "rect = ((safe - 4) * (safe - 2) * rho_inf",
+             "rect = ((safe - 4) * (safe - 1) * rho_inf", (torch_ref("RAdamRule"),)),
+    # schedule-free (Defazio et al. 2024)
+    Mutation("engine-schedulefree-evaluated-at-y", SF, "        return self.x", "        return p",
+             (SF_HAND,)),
+    Mutation("engine-schedulefree-warmup-off-by-one", SF, "(k + 1) / self.warmup.clamp(min=1)",
+             "k / self.warmup.clamp(min=1)", (SF_HAND,)),
+    Mutation("engine-schedulefree-y-swapped", SF, "p.copy_(torch.lerp(self.z, self.x, self.beta))",
+             "p.copy_(torch.lerp(self.x, self.z, self.beta))", (SF_HAND,)),
+    Mutation("engine-schedulefree-adamw-decay-sign", SF, "self.z.sub_(gamma * self.wd * p)",
+             "self.z.add_(gamma * self.wd * p)", (SF_HAND,)),
+    Mutation("engine-schedulefree-wrapper-state-copies", STACKED,
+             "self.state[p][name] = t[0, offset:offset + p.numel()].view_as(p)",
+             "self.state[p][name] = t[0, offset:offset + p.numel()].view_as(p).clone()",
+             (f"{T_RULES}::test_wrapper_is_the_rule_with_one_row",)),
+    Mutation("engine-reset-keeps-state", STACKED, "            t[i].zero_()", "            pass",
+             (f"{T_RULES}::test_reset_restores_a_models_state_and_counters",)),
+    # sparse scenarios on stacked rows
+    Mutation("engine-projection-state-not-zeroed", SPARSE_ROWS, "            for t in [p, *state]:",
+             "            for t in [p]:", (f"{T_EQ}::test_state_is_zeroed_where_the_projection_prunes",)),
+    Mutation("engine-thin-rows-unstructured", SPARSE_ROWS, "    if not structured:\n        return topk_rows(block, k)",
+             "    if True:\n        return topk_rows(block, k)",
+             (f"{T_EQ}::test_state_is_zeroed_where_the_projection_prunes",)),
+    # the loop: per-model hyperparameters, evaluation rows, budget, schedule
+    Mutation("engine-first-models-rate-for-all", STEPPERS, "self.base_lr * factor * self.alive, o)",
+             "self.base_lr[:1] * factor * self.alive, o)",
+             (f"{T_EQ}::test_model_k_of_four_equals_the_model_alone[adam-l2-projection]",)),
+    Mutation("engine-evaluation-rows-swapped", STEPPERS, "w = self.evaluated_weights()[rows]",
+             "w = self.evaluated_weights()[rows].flip(0)", (T_BATCHED,)),
+    Mutation("engine-schedule-not-over-budget", TRAIN,
+             "t = step / total_steps if budget is None else max(step / total_steps, spent / budget)",
+             "t = step / total_steps", (f"{T_TRAIN}::test_the_decay_ends_when_the_budget_is_spent",)),
+    Mutation("engine-budget-precheck-dropped", TRAIN,
+             "if budget is not None and spent + stepper.step_cost(index.shape[1], n) > budget:",
+             "if False:", (f"{T_TRAIN}::test_no_record_passes_the_oracle_budget",)),
+    Mutation("engine-forward-fc2-relu-dropped", MODEL,
+             'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2)).relu()',
+             'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2))',
+             (f"{T_BATCHED}::test_forward_is_the_vmapped_model",)),
+]
+
+if __name__ == "__main__":
+    print(" ".join(m.name for m in MUTATIONS))
