@@ -228,7 +228,7 @@ def test_y_range_on_the_informative_band_with_collapses_in_an_inset():
     assert ax.get_ylim() == pytest.approx((low, high))
     assert len(ax.child_axes) == 1  # the inset with the full range
     assert not P.legend_inside_data(ax)
-    fig = P.family_grid(_curve_frame({m: 90.0 - i * 0.1 for i, m in enumerate(names())}))
+    fig = P.family_facets(_curve_frame({m: 90.0 - i * 0.1 for i, m in enumerate(names())}), "test_acc", target=89.38)
     per_panel = [len(ax.get_lines()) for ax in fig.axes if ax.get_legend() is not None]
     assert len(per_panel) == len(P.PANELS) and max(per_panel) <= P.MAX_LINES + 1  # + the target line
     matplotlib.pyplot.close("all")

@@ -1,5 +1,6 @@
 """The committed report: at most 10 pages, and its tables are exactly what the records give."""
 
+import pandas as pd
 import pytest
 
 from helpers.evidence import analysis as A
@@ -19,13 +20,55 @@ def test_generated_tables_match_the_committed_records(tmp_path):
     frame = A.study_frame(frame=records)
     if frame.empty:
         pytest.skip("no study records committed yet")
-    write_all(frame, tmp_path, records)
+    write_all(frame, tmp_path, records, draw=False)
     for name in ("macros.tex", "final_standard.tex", "final_l2.tex", "final_sparse60.tex",
                  "time_to_target.tex", "targets.tex", "density.tex", "final_families.tex",
-                 "families_by_scenario.tex", "readme_results.md"):
+                 "families_by_scenario.tex", "comparison_standard.tex", "comparison_l2.tex",
+                 "comparison_sparse60.tex", "readme_results.md"):
         committed = REPORT_DIR / "tables" / name
         assert committed.read_text() == (tmp_path / "tables" / name).read_text(), \
             f"report/tables/{name} is stale: rerun `make report`"
+
+
+def _study(finals, tuning):
+    """Final records (method, seed, acc, loss[, status]) and hold-out records (method, val_acc), standard."""
+    from helpers.optimizers import get_spec
+    rows = [dict(run_id=f"{m}-{seed}", epoch=10.0, test_acc=acc, test_loss=loss, test_starter_loss=loss / 64,
+                 seed=seed, grad_evals=600_000, hvp_evals=0, oracle_evals=600_000, wall_s=1.0,
+                 diverged=bool(st and st[0] == "diverged"), status=st[0] if st else "finished", optimizer=m,
+                 family=get_spec(m).family, scenario="standard", sparsity_strategy="projection", tag="",
+                 eval_split="test", train_fraction=1.0, schedule="cosine", batch_size="64", planned_epochs=10,
+                 scaling="standardize", hparams='{"lr": 0.1}', val_acc=float("nan"), within_budget=True)
+            for m, seed, acc, loss, *st in finals]
+    rows += [dict(run_id=f"tune-{m}", epoch=10.0, val_acc=v, status="finished", optimizer=m, scenario="standard",
+                  tag="tune", eval_split="val", train_fraction=1.0) for m, v in tuning]
+    return pd.DataFrame(rows)
+
+
+def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
+    from helpers.evidence import report_artifacts as R
+    records = _study([("adam", 0, 90.0, 0.30), ("adam", 1, 90.2, 0.29), ("adam", 2, 90.1, 0.31),
+                      ("sgd", 0, 91.0, 0.35), ("sgd", 1, 91.4, 0.36), ("sgd", 2, 90.9, 0.34),  # best on test
+                      ("svrg", 0, 80.0, 0.60), ("svrg", 1, 80.5, 0.61), ("svrg", 2, float("nan"), float("nan"),
+                                                                         "diverged")],
+                     [("adam", 89.0), ("sgd", 88.0), ("svrg", 85.0)])
+    final = A.final_frame(frame=records)
+    results = A.final_results(final)
+    comps = R.comparisons(final, records, predictions=lambda run_id: None)
+    best = R.indicated_best(results, comps)
+    assert best.loc["standard", "method"] == "adam" and best.loc["standard", "chosen_on"] == "hold-out"
+    table = R.comparison_tex(comps["standard"])
+    assert "adam & 3 & -- & best" in table
+    assert "svrg & 2 & " in table  # the diverged seed is not paired
+    assert "sgd & 3 & +1.00 [" in table  # seed-matched: (1.0 + 1.2 + 0.8) / 3
+    final_tex = R.final_table_tex(results, "standard")
+    assert "svrg & noise\\_reduction & 80.25 $\\pm$ 0.35" in final_tex and "& 2/1/0 &" in final_tex
+    text = R.answer(comps["standard"], best.loc["standard"])
+    assert text.startswith("In the standard scenario the hold-out indicates adam, at 90.10% test accuracy")
+    values = R.macros(results, A.time_to_target(A.study_frame(frame=records)), A.study_frame(frame=records),
+                      comps=comps)
+    assert values["BestStandardMethod"] == "adam" and values["BestStandardRuns"] == "3/0/0"
+    assert "CountingRule" in values and values["AnswerStandard"] == R._tex(text)
 
 
 def test_prose_checks_catch_typed_integers_and_unbacked_comparisons():

@@ -18,7 +18,7 @@ import seaborn as sns
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 X_LABELS = {"epoch": "epoch", "grad_evals": "sample gradients",
-            "oracle_evals": "oracle calls (sample gradients + Hessian-vector products)",
+            "oracle_evals": "oracle calls (gradients + HVPs)",
             "wall_s": "training wall time (s)"}
 Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss (mean cross-entropy)",
             "val_acc": "validation accuracy (%)", "val_loss": "validation loss",
@@ -222,7 +222,7 @@ def _legend(ax, where):
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     elif where == "below":
         ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, frameon=False,
-                  ncol=min(3, len(labels)))
+                  ncol=2)
     else:
         ax.legend(handles, labels, fontsize=7)
 
@@ -281,6 +281,26 @@ def family_grid(frame: pd.DataFrame, ys=("train_loss", "test_loss", "test_acc"),
                    legend="outside" if i == len(ys) - 1 else None)
             if i == 0:
                 ax.set_title(name, loc="left", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def family_facets(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str = "method",
+                  target: float | None = None, ncols: int = 3, max_lines: int = MAX_LINES, panels=None):
+    """One metric, one panel per :data:`PANELS` entry present (``ncols`` per row, at most
+    ``max_lines`` lines each), each panel's legend below it: the compact page figure."""
+    hue = hue if hue in frame else "optimizer"
+    frame = frame.assign(_panel=[panel_of(base_optimizer(m)) for m in frame[hue]])
+    names = [p for p in (panels or [*PANELS, *sorted(set(frame["_panel"]) - set(PANELS))])
+             if (frame["_panel"] == p).any()]
+    nrows = max(1, math.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.5 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        part = _top_lines(frame[frame["_panel"] == name], y, hue, max_lines)
+        curves(part, y=y, x=x, hue=hue, ax=ax, target=target if y.endswith("acc") else None, legend="below")
+        ax.set_title(name, fontsize="medium")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig
 

@@ -8,8 +8,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import analysis as A
+from . import statistics as S
 from ..optimizers import registry
-from .plots import curves, density_plot, profile_plot
+from .plots import density_plot, family_facets, metric_row, profile_plot
+from .summary import COUNTING_RULE
 
 PDF_META = {"CreationDate": None, "Producer": None}
 
@@ -44,6 +46,8 @@ def _tabular(columns: str, header: list[str], rows: list[list[str]]) -> str:
 
 
 def final_table_tex(results: pd.DataFrame, scenario: str, top: int | None = None) -> str:
+    """One row per method: test accuracy and test loss (mean $\\pm$ std over finished runs), the
+    starter's loss figure, runs finished/diverged/failed, mean oracle calls of finished runs."""
     rows = results[results["scenario"] == scenario]
     if scenario.startswith("sparse"):
         rows = rows.sort_values("test_acc_mean", ascending=False)
@@ -53,10 +57,15 @@ def final_table_tex(results: pd.DataFrame, scenario: str, top: int | None = None
         method = _tex(r["method"]) + ("" if r["sparsity_strategy"] == "projection" or not scenario.startswith("sparse")
                                       else f" ({_tex(r['sparsity_strategy'])})")
         body.append([method, _tex(r["family"]), _pm(r["test_acc_mean"], r["test_acc_std"]),
-                     _pm(r["test_loss_mean"], None, 4), _pm(r["test_starter_loss_mean"], None, 5),
-                     str(int(r["seeds"])), _num(r["oracle_evals"]), _num(r["wall_s"], 1)])
-    return _tabular("llrrrrrr", ["method", "family", r"test acc.\ (\%)", "test loss", "starter loss", "seeds",
-                                 "oracle calls", "time (s)"], body)
+                     _pm(r["test_loss_mean"], r.get("test_loss_std"), 4), _pm(r["test_starter_loss_mean"], None, 5),
+                     _counts(r), _num(r["oracle_evals"])])
+    return _tabular("llrrrcr", ["method", "family", r"test acc.\ (\%)", "test loss", "starter loss",
+                                "fin./div./fail.", "oracle calls"], body)
+
+
+def _counts(row) -> str:
+    return "/".join(str(int(row.get(k, 0) if pd.notna(row.get(k, 0)) else 0))
+                    for k in ("finished", "diverged", "failed"))
 
 
 def time_to_target_tex(ttt: pd.DataFrame, top: int = 12) -> str:
@@ -104,15 +113,118 @@ def density_tex(table: pd.DataFrame) -> str:
                     body)
 
 
-def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: dict | None = None) -> dict[str, str]:
-    """Every number the report's prose uses, by name."""
+def comparisons(final: pd.DataFrame, records: pd.DataFrame, scenarios=A.MAIN_SCENARIOS, root=None,
+                predictions=None) -> dict[str, dict]:
+    """:func:`helpers.evidence.statistics.scenario_comparison` for each scenario with final runs."""
+    present = set(final["scenario"]) if len(final) else set()
+    return {s: S.scenario_comparison(final, records, s, predictions=predictions, root=root)
+            for s in scenarios if s in present}
+
+
+def indicated_best(results: pd.DataFrame, comps: dict[str, dict]) -> pd.DataFrame:
+    """Per scenario, the results row of the method the report indicates as best: the hold-out's
+    best (``chosen_on`` = "hold-out"); where a scenario has no hold-out runs, the best mean test
+    accuracy (:func:`helpers.evidence.analysis.best_per_scenario`), marked as chosen on the test set."""
+    rows = []
+    fallback = A.best_per_scenario(results) if len(results) else pd.DataFrame()
+    for scenario in dict.fromkeys(results["scenario"]) if len(results) else []:
+        reference = comps.get(scenario, {}).get("reference")
+        if reference is not None:
+            match = results[(results["scenario"] == scenario) & (results["method"] == reference[0]) &
+                            (results["sparsity_strategy"] == reference[1])]
+            if len(match):
+                rows.append(match.iloc[0].to_dict() | {"chosen_on": "hold-out"})
+                continue
+        if scenario in fallback.index:
+            rows.append(fallback.loc[scenario].to_dict() | {"scenario": scenario,
+                                                            "chosen_on": "test (no hold-out runs)"})
+    if not rows:
+        return pd.DataFrame(columns=["scenario", "method", "chosen_on"]).set_index("scenario")
+    best = pd.DataFrame(rows).set_index("scenario")
+    order = {s: i for i, s in enumerate(A.MAIN_SCENARIOS)}
+    return best.assign(_main=[order.get(s, len(order)) for s in best.index]).sort_values(
+        ["_main", "test_acc_mean"], ascending=[True, False]).drop(columns="_main")
+
+
+def _names(group) -> str:
+    return ", ".join(m if st == "projection" else f"{m} ({st})" for m, st in group)
+
+
+def comparison_tex(comparison: dict) -> str:
+    """Per method: seed-matched difference to the indicated best with its 95% interval and verdict, on
+    test accuracy and on test loss; per-image McNemar tests significant (Holm) against the best."""
+    if "accuracy" not in comparison:
+        return ""
+    acc = comparison["accuracy"].set_index(list(S.KEYS))
+    loss = comparison["loss"].set_index(list(S.KEYS))
+    images = comparison.get("per_image")
+    body = []
+    for key, a in acc.iterrows():
+        l = loss.loc[key] if key in loss.index else None
+        name = _tex(key[0]) + ("" if key[1] == "projection" else f" ({_tex(key[1])})")
+        body.append([name, str(int(a["n_pairs"])), _diff(a, 2), _tex(a["verdict"]),
+                     _diff(l, 4) if l is not None else "--", _tex(l["verdict"]) if l is not None else "--",
+                     _image_cell(images, key)])
+    return _tabular("lrrlrll", ["method", "seeds paired", r"$\Delta$ test acc.\ [95\% CI]", "accuracy",
+                                r"$\Delta$ test loss [95\% CI]", "loss", "McNemar (worse/better/n.s.)"], body)
+
+
+def _diff(row, digits: int) -> str:
+    if row is None or row["verdict"] == "best":
+        return "--"
+    text = f"{row['difference']:+.{digits}f}"
+    if pd.notna(row.get("ci_low")):
+        text += f" [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
+    return text
+
+
+def _image_cell(images, key) -> str:
+    if images is None or images.empty:
+        return "--"
+    rows = images[(images["method"] == key[0]) & (images["sparsity_strategy"] == key[1])]
+    if rows.empty:
+        return "--"
+    significant = rows["p_mcnemar_holm"] < S.ALPHA
+    sign = rows["right_only_method"] - rows["right_only_best"]
+    return f"{int((significant & (sign < 0)).sum())}/{int((significant & (sign > 0)).sum())}/{int((~significant).sum())}"
+
+
+def answer(comparison: dict, best_row) -> str:
+    """The scenario's answer in two sentences, every name and number from the records."""
+    scenario = comparison["scenario"]
+    if comparison.get("reference") is None or best_row is None:
+        return f"{scenario}: no hold-out ranking, so no method is indicated as best."
+    method = comparison["reference"][0]
+    group_acc = [g for g in comparison["group_accuracy"] if g != comparison["reference"]]
+    group_loss = [g for g in comparison["group_loss"] if g != comparison["reference"]]
+    first = (f"In the {scenario} scenario the hold-out indicates {method}, at "
+             f"{best_row['test_acc_mean']:.2f}% test accuracy and test loss {best_row['test_loss_mean']:.4f} "
+             f"over {int(best_row['seeds'])} finished seeds.")
+    second = (f"Not separable from it on accuracy: {len(group_acc)} methods"
+              + (f" ({_names(group_acc)})" if group_acc else "")
+              + f"; on test loss: {len(group_loss)}" + (f" ({_names(group_loss)})" if group_loss else "") + ".")
+    untested = comparison["accuracy"]["verdict"].eq("untested").sum()
+    if untested:
+        second += (f" {int(untested)} method{'s' if untested > 1 else ''} with fewer than 2 paired seeds "
+                   f"{'are' if untested > 1 else 'is'} untested.")
+    return f"{first} {second}"
+
+
+def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: dict | None = None,
+           comps: dict[str, dict] | None = None) -> dict[str, str]:
+    """Every number and every ranking word the report's prose uses, by name. ``Best<Scenario>*``
+    describe the indicated best (:func:`indicated_best`); ``Group<Scenario>Acc``/``Loss`` name the
+    methods not separable from it; ``Answer<Scenario>`` is the scenario's answer (:func:`answer`)."""
+    comps = comps or {}
     out = {"Target": f"{A.TARGET:.2f}", "NumRuns": str(frame["run_id"].nunique()),
            "NumMethods": str(frame["method"].nunique()), "NumRegistered": str(len(registry()))}
     if cost:
         out.update(StudyRuns=_num(cost["runs"]), StudyTuningRuns=_num(cost["tuning_runs"]),
                    StudyHours=f"{cost['train_hours']:.1f}")
     out["Coverage"] = _tex(coverage(frame))
-    best = A.best_per_scenario(results)
+    out["CountingRule"] = _tex(COUNTING_RULE)
+    out["StatsRule"] = _tex("; ".join(S.RULES.values()) + ".")
+    best = indicated_best(results, comps)
     names = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
     for scenario, key in names.items():
         if scenario in best.index:
@@ -125,6 +237,16 @@ def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: 
             out[f"Best{key}Loss"] = f"{row['test_loss_mean']:.4f}"
             out[f"Best{key}StarterLoss"] = f"{row['test_starter_loss_mean']:.5f}"
             out[f"Best{key}Seeds"] = str(int(row["seeds"]))
+            out[f"Best{key}ChosenOn"] = _tex(row["chosen_on"])
+            out[f"Best{key}Runs"] = _counts(row)
+        comp = comps.get(scenario, {})
+        if comp.get("reference") is not None:
+            others = lambda g: [m for m in g if m != comp["reference"]]  # noqa: E731
+            out[f"Group{key}Acc"] = _tex(_names(others(comp["group_accuracy"])) or "none")
+            out[f"Group{key}Loss"] = _tex(_names(others(comp["group_loss"])) or "none")
+            out[f"Group{key}AccCount"] = str(len(others(comp["group_accuracy"])))
+            out[f"Group{key}LossCount"] = str(len(others(comp["group_loss"])))
+            out[f"Answer{key}"] = _tex(answer(comp, best.loc[scenario] if scenario in best.index else None))
             out[f"Best{key}Hparams"] = _tex(", ".join(f"{k}={v}" for k, v in A.hparams_of(row).items()
                                                       if v not in (0, 0.0)))
     if "standard" in best.index and "sparse60" in best.index:
@@ -166,9 +288,9 @@ SPARSE_GAP = 0.3
 FAST_BUDGET = 180_000
 
 
-def targets(results: pd.DataFrame, ttt: pd.DataFrame) -> list[str]:
-    """One sentence per target of the study: met, or missed by how much."""
-    best = A.best_per_scenario(results)
+def targets(results: pd.DataFrame, ttt: pd.DataFrame, best: pd.DataFrame | None = None) -> list[str]:
+    """One sentence per target of the study: met, or missed by how much (``best``: :func:`indicated_best`)."""
+    best = indicated_best(results, {}) if best is None else best
     lines = []
     for scenario, goal in TARGETS.items():
         if scenario not in best.index:
@@ -195,35 +317,47 @@ def macros_tex(values: dict[str, str]) -> str:
     return "".join(f"\\newcommand{{\\{k}}}{{{v}}}\n" for k, v in sorted(values.items()))
 
 
-def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6) -> list[Path]:
-    """Curves of the best methods (standard), the performance profile, accuracy vs density."""
+def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6,
+            best: pd.DataFrame | None = None) -> list[Path]:
+    """Training loss, test loss and test accuracy of the indicated best and the methods with the
+    highest mean test accuracy (standard, ``top`` lines); per main scenario the family panels of
+    test accuracy and test loss; the performance profile; accuracy against density."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     matplotlib.rcParams.update({"font.size": 8})
-    std = results[(results["scenario"] == "standard")].head(top)
-    chosen = frame.merge(std[A.GROUP], on=A.GROUP)
+    std = results[(results["scenario"] == "standard")].sort_values("test_acc_mean", ascending=False)
+    if best is not None and "standard" in best.index:
+        lead = std[std["method"] == best.loc["standard", "method"]]
+        std = pd.concat([lead, std.drop(lead.index)])
+    chosen = _lines(frame.merge(std.head(top)[A.GROUP], on=A.GROUP))
     if len(chosen):
-        fig, axes = plt.subplots(1, 3, figsize=(10, 3), sharey=True)
-        for i, (x, ax) in enumerate(zip(("epoch", "oracle_evals", "wall_s"), axes)):
-            curves(chosen, y="test_acc", x=x, hue="method", ax=ax, target=A.TARGET)
-            ax.set_ylim(max(80, chosen["test_acc"].min() - 1), None)
-            if i and ax.get_legend():
-                ax.get_legend().remove()
-        fig.tight_layout()
+        fig = metric_row(chosen, hue="line", target=A.TARGET)
         paths.append(_save(fig, out / "curves_standard.pdf"))
+    for scenario in A.MAIN_SCENARIOS:
+        runs = _lines(frame.merge(results[results["scenario"] == scenario][A.GROUP], on=A.GROUP))
+        for y in ("test_acc", "test_loss"):
+            if len(runs):
+                fig = family_facets(runs, y, hue="line", target=A.TARGET)
+                paths.append(_save(fig, out / f"families_{scenario}_{y}.pdf"))
     profile = A.performance_profile(frame)
     if len(profile):
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = plt.subplots(figsize=(6, 3))
         profile_plot(profile, ax)
         fig.tight_layout()
         paths.append(_save(fig, out / "performance_profile.pdf"))
     dens = A.accuracy_vs_density(frame)
     if dens["density"].nunique() > 1:
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = plt.subplots(figsize=(7, 3))
         density_plot(dens, ax)
         fig.tight_layout()
         paths.append(_save(fig, out / "accuracy_vs_density.pdf"))
     return paths
+
+
+def _lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """``line``: the method label, plus the sparsity strategy where it is not the projection."""
+    return frame.assign(line=[m if st == "projection" else f"{m} / {st}"
+                              for m, st in zip(frame["method"], frame["sparsity_strategy"])])
 
 
 def _save(fig, path: Path) -> Path:
@@ -234,14 +368,19 @@ def _save(fig, path: Path) -> Path:
 
 
 def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list[str],
-                    cost: dict | None = None) -> str:
-    """The README's results block: best method per scenario, time to target, targets, cost."""
-    lines = ["| scenario | best method | test acc. (%) | test loss | starter loss | seeds |",
-             "|---|---|---|---|---|---|"]
-    for scenario, r in A.best_per_scenario(results).iterrows():
+                    cost: dict | None = None, best: pd.DataFrame | None = None,
+                    answers: list[str] | None = None) -> str:
+    """The README's results block: the indicated best per scenario (with how it was chosen and its
+    runs finished/diverged/failed), the answers, time to target, targets, cost."""
+    best = indicated_best(results, {}) if best is None else best
+    lines = ["| scenario | indicated best | chosen on | test acc. (%) | test loss | starter loss | "
+             "runs fin./div./fail. |", "|---|---|---|---|---|---|---|"]
+    for scenario, r in best.iterrows():
         std = "" if pd.isna(r["test_acc_std"]) else f" ± {r['test_acc_std']:.2f}"
-        lines.append(f"| {scenario} | {r['method']} | {r['test_acc_mean']:.2f}{std} | "
-                     f"{r['test_loss_mean']:.4f} | {r['test_starter_loss_mean']:.5f} | {int(r['seeds'])} |")
+        lines.append(f"| {scenario} | {r['method']} | {r['chosen_on']} | {r['test_acc_mean']:.2f}{std} | "
+                     f"{r['test_loss_mean']:.4f} | {r['test_starter_loss_mean']:.5f} | {_counts(r)} |")
+    if answers:
+        lines += [""] + answers
     if len(ttt):
         lines += ["", f"Cheapest to first reach {A.TARGET}% test accuracy (standard scenario):", "",
                   "| method | seeds reaching | epochs | sample gradients | oracle calls | seconds |",
@@ -268,31 +407,45 @@ def update_readme(readme: Path, block: str, name: str = "results") -> None:
     Path(readme).write_text(f"{head}{start}\n{block}{end}{tail}")
 
 
-def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | None = None) -> dict:
+def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | None = None, root=None,
+              predictions=None, draw: bool = True) -> dict:
     """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces.
     ``frame`` is :func:`helpers.evidence.analysis.study_frame`; ``records`` (all runs, tuning included)
-    adds the study's cost."""
+    adds the failed runs to the counts, the hold-out choice of the best, the statistics and the
+    study's cost; ``root``/``predictions`` locate the stored per-image predictions; ``draw=False``
+    skips the figures."""
     report_dir = Path(report_dir)
     tables = report_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
-    results = A.final_results(frame)
+    final = A.final_frame(frame=records) if records is not None and len(records) else frame
+    results = A.final_results(final)
     ttt = A.time_to_target(frame)
     cost = A.study_cost(records) if records is not None and len(records) else None
-    values = macros(results, ttt, frame, cost)
+    comps = comparisons(final, records, root=root, predictions=predictions) if cost else {}
+    best = indicated_best(results, comps)
+    values = macros(results, ttt, frame, cost, comps)
+    target_lines = targets(results, ttt, best)
     files = {"macros.tex": macros_tex(values), "methods.tex": methods_tex(),
              "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else "",
-             "targets.tex": "\\newcommand{\\TargetsText}{" + " \\\\ ".join(
-                 _tex(t) for t in targets(results, ttt)) + "}\n",
+             "targets.tex": "\\newcommand{\\TargetsText}{" + " \\\\ ".join(_tex(t) for t in target_lines) + "}\n",
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
     families = A.best_per_family(results).reset_index() if len(results) else results
     files["final_families.tex"] = final_table_tex(families, "standard") if len(families) else ""
     files["families_by_scenario.tex"] = families_tex(A.families_by_scenario(results)) if len(results) else ""
     for scenario in A.MAIN_SCENARIOS:
         files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10)
+        files[f"comparison_{scenario}.tex"] = comparison_tex(comps.get(scenario, {}))
     for name, text in files.items():
         (tables / name).write_text(text)
-    (tables / "readme_results.md").write_text(readme_markdown(results, ttt, targets(results, ttt), cost))
+    answers = [answer(c, best.loc[s] if s in best.index else None) for s, c in comps.items()]
+    (tables / "readme_results.md").write_text(readme_markdown(results, ttt, target_lines, cost, best, answers))
     results.to_csv(tables / "final_results.csv", index=False)
     ttt.to_csv(tables / "time_to_target.csv", index=False)
-    figures(frame, results, report_dir / "figures")
-    return {"results": results, "time_to_target": ttt, "macros": values, "targets": targets(results, ttt)}
+    for scenario, comp in comps.items():
+        for part in ("accuracy", "loss", "per_image"):
+            if isinstance(comp.get(part), pd.DataFrame) and len(comp[part]):
+                comp[part].to_csv(tables / f"statistics_{scenario}_{part}.csv", index=False)
+    if draw:
+        figures(frame, results, report_dir / "figures", best=best)
+    return {"results": results, "time_to_target": ttt, "macros": values, "targets": target_lines,
+            "comparisons": comps, "best": best}
