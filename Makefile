@@ -44,3 +44,9 @@ benchmarks: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Plants each bug of tools/mutants/mutations.py in a scratch copy and runs the tests that must
+# catch it (not part of `make test`); MUTANTS="--only NAME" runs a subset.
+.PHONY: mutants
+mutants: setup
+	$(PY) tools/mutants/run.py $(MUTANTS)
