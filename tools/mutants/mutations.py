@@ -3,8 +3,10 @@
 A row: ``Mutation(name, file, original, replacement, tests)``. ``original`` must occur exactly
 once in ``file`` (the runner refuses a stale row); ``tests`` are pytest node ids or files,
 run in a scratch copy with the mutation applied: the mutation is *killed* when they fail.
-To add rows for another area, append to ``MUTATIONS`` (keep names unique, prefix them with
-the method); ``python tools/mutants/run.py --list`` shows the table.
+This file is the ``curvature`` table (K-FAC, Shampoo, AdaHessian, Newton-CG). Another area
+adds a file ``tools/mutants/<area>_mutations.py`` with its own ``MUTATIONS`` list of these
+rows; ``run.py`` collects every such file (``--table <area>`` runs one). Keep names unique
+(prefix them with the method); ``python tools/mutants/run.py --list`` shows all rows.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Apply each mutation of tools/mutants/mutations.py to a scratch copy and run its tests.
 
-    python tools/mutants/run.py [--only NAME ...] [--source head|worktree] [--list]
+    python tools/mutants/run.py [--table AREA ...] [--only NAME ...] [--source head|worktree] [--list]
+
+Tables: ``mutations.py`` (area ``curvature``) and every ``<area>_mutations.py`` beside it that
+defines ``MUTATIONS``; all are run unless ``--table`` picks some.
 
 The scratch copy (a temporary folder; the shared working tree is never touched) holds the
 committed tree (``--source head``, default: ``git archive HEAD``) or the working tree's
@@ -12,6 +15,7 @@ Prints ``name -> killed|survived`` and exits 1 if any mutation survived (2 on a 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import subprocess
@@ -20,11 +24,21 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from mutations import MUTATIONS, Mutation  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = HERE.parents[1]
 TIMEOUT_S = 600
+
+
+def tables() -> dict[str, list[Mutation]]:
+    """Area -> rows: ``mutations.py`` is ``curvature``; ``<area>_mutations.py`` is ``<area>``."""
+    found = {"curvature": list(MUTATIONS)}
+    for path in sorted(HERE.glob("*_mutations.py")):
+        module = importlib.import_module(path.stem)
+        found[path.stem.removesuffix("_mutations")] = list(module.MUTATIONS)
+    return found
 
 
 def scratch_copy(source: str) -> Path:
@@ -61,6 +75,17 @@ def check_imports(copy: Path) -> None:
         raise SystemExit(f"the scratch copy's helpers is not the one imported: {where}")
 
 
+def stale_rows(copy: Path, rows: list[Mutation]) -> list[str]:
+    """Rows whose original text is not exactly once in the copy's file."""
+    stale = []
+    for m in rows:
+        path = copy / m.file
+        count = path.read_text().count(m.original) if path.is_file() else 0
+        if count != 1:
+            stale.append(f"{m.name}: original text found {count} times in {m.file}")
+    return stale
+
+
 def apply(copy: Path, mutation: Mutation) -> str:
     path = copy / mutation.file
     text = path.read_text()
@@ -73,15 +98,22 @@ def apply(copy: Path, mutation: Mutation) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", nargs="*", help="areas to run (default: all tables)")
     parser.add_argument("--only", nargs="*", help="mutation names to run (default: all)")
     parser.add_argument("--source", choices=("head", "worktree"), default="head")
     parser.add_argument("--list", action="store_true", help="print the table and exit")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
     args = parser.parse_args(argv)
-    names = [m.name for m in MUTATIONS]
-    if len(set(names)) != len(names):
-        raise SystemExit("mutation names must be unique")
-    chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
+    available = tables()
+    unknown_tables = set(args.table or ()) - set(available)
+    if unknown_tables:
+        raise SystemExit(f"unknown table(s) {sorted(unknown_tables)}; known: {sorted(available)}")
+    rows = [m for area, table in available.items() if not args.table or area in args.table for m in table]
+    names = [m.name for m in rows]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SystemExit(f"mutation names must be unique: {duplicates}")
+    chosen = [m for m in rows if not args.only or m.name in args.only]
     unknown = set(args.only or ()) - set(names)
     if unknown:
         raise SystemExit(f"unknown mutation(s): {sorted(unknown)}")
@@ -92,6 +124,11 @@ def main(argv=None) -> int:
     copy = scratch_copy(args.source)
     try:
         check_imports(copy)
+        stale = stale_rows(copy, chosen)
+        if stale:
+            print("stale rows (fix the table, or use --source worktree for uncommitted code):", *stale,
+                  sep="\n  ", file=sys.stderr)
+            return 2
         baseline = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
         code, output = pytest(copy, baseline)
         if code != 0:
