@@ -258,3 +258,14 @@ def test_the_choices_table_reports_edges_and_extension_costs(finished):
     assert table.loc[("standard", "sgd"), "trials"] == 7 + 1
     assert table.loc[("l2", "adam"), "trials"] == 8 and table.loc[("l2", "adam"), "edge"] == "-"
     assert "weight_decay" in table.loc[("l2", "adam"), "chosen"]
+
+
+def test_a_row_s_fixed_settings_are_not_searched():
+    batch = D.Row("bs256", "standard", ("kfac",), tuning="grid", overrides={"batch_size": 256})
+    betas = D.Row("betas", "standard", ("adam",), tuning="grid", overrides={"hparams": {"betas": (0.9, 0.99)}})
+    rounds, state, _ = simulate(replace(PROFILE, rows=()), rows=[batch, betas])
+    trials = [r.config for _, r in rounds.values() if r.stage == "trials"]
+    assert {c.optimizer for c in trials} == {"kfac"}  # adam's betas are fixed: no key hyperparameter left
+    assert all(c.batch_size == 256 and "damping" in c.hparams for c in trials)
+    assert all(r.config.batch_size == 256 for _, r in rounds.values() if r.method == "kfac")
+    assert all(r.config.hparams["betas"] == (0.9, 0.99) for _, r in rounds.values() if r.method == "adam")

@@ -165,8 +165,8 @@ class _Planner:
             if members is not None:
                 scored = [(m, s, self.choice(row, m, s)) for m in members for s in row.strategies]
                 if all(c is not None for _, _, c in scored):
-                    result = sorted(((m, s, c.score) for m, s, c in scored), key=lambda x: (x[2], x[0]),
-                                    reverse=True)
+                    result = sorted(((m, s, c.score) for m, s, c in scored),
+                                    key=lambda x: (tuple(-v for v in x[2]), x[0], x[1]))
             self._rankings[row.name] = result
         return self._rankings[row.name]
 
@@ -188,9 +188,15 @@ class _Planner:
             self._choices[key] = tune[row.tuning](row, method, strategy)
         return self._choices[key]
 
+    def _config(self, row, method, strategy, split, hparams, settings, seed=0) -> RunConfig:
+        """A run of ``row``: its fixed settings and hyperparameters over the tuned ones."""
+        fixed = {k: v for k, v in row.overrides.items() if k != "hparams"}
+        hparams = {**hparams, **row.overrides.get("hparams", {})}
+        return study_config(method, row.scenario, split, self.p, hparams, seed=seed, strategy=strategy,
+                            **{**settings, **fixed})
+
     def _trial(self, row, method, strategy, stage, hparams, settings=None) -> tuple[RunConfig, Outcome | None]:
-        settings = {**row.overrides, **(settings or {})}
-        config = study_config(method, row.scenario, "val", self.p, hparams, strategy=strategy, **settings)
+        config = self._config(row, method, strategy, "val", hparams, settings or {})
         return config, self.need(config, row, method, strategy, stage, self.priority(row, stage, method))
 
     def _best(self, row, method, strategy, trials) -> Choice | None:
@@ -220,7 +226,8 @@ class _Planner:
         self.plan.edges[(row.name, method, strategy)] = T.edge_status(sorted(results), best, grid,
                                                                       self.p.grid_extension)
         trials = [(c, o, {}) for c, o in results.values()]
-        space = {k: v for k, v in T.key_space(method).items() if k not in row.overrides}
+        fixed = {*row.overrides, *row.overrides.get("hparams", {})}
+        space = {k: v for k, v in T.key_space(method).items() if k not in fixed}
         for point in T.qmc_points(space, self.p.qmc_trials, f"{row.name}:{method}:{strategy}"):
             hparams, settings = T.split_setting(point)
             config, outcome = self._trial(row, method, strategy, "trials", {"lr": T.lr_of(best), **hparams}, settings)
@@ -273,9 +280,7 @@ class _Planner:
             return RunConfig(optimizer=method, scenario=row.scenario, epochs=self.p.epochs,
                              train_fraction=self.p.train_fraction, evals_per_epoch=self.p.evals_per_epoch,
                              seed=seed, **settings)
-        settings = {**row.overrides, **choice.settings}
-        return study_config(method, row.scenario, "test", self.p, choice.hparams, seed=seed, strategy=strategy,
-                            **settings)
+        return self._config(row, method, strategy, "test", choice.hparams, choice.settings, seed)
 
     def run_row(self, row: Row) -> None:
         seeds, extra = self.seed_counts(row)
