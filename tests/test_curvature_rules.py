@@ -93,6 +93,34 @@ def test_kfac_conv_step_is_the_kronecker_preconditioned_gradient():
     torch.testing.assert_close(after, expected, rtol=1e-9, atol=1e-12)
 
 
+def test_kfac_kl_clip_and_momentum_follow_ba_et_al():
+    """nu = min(1, sqrt(kappa / (lr^2 sum V.grad))) scales the preconditioned steps (Ba, Grosse &
+    Martens 2017); momentum as torch.optim.SGD; a parameter outside Linear/Conv2d takes V = grad."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 3), nn.PReLU()).double()
+    linear, prelu = model[0], model[1]
+    x, y = torch.randn(8, 4, dtype=DOUBLE), torch.randint(0, 3, (8,))
+    lr, kappa, mu, damping = 0.3, 1e-4, 0.9, 0.1
+    opt = KFAC(model, lr=lr, momentum=mu, damping=damping, kl_clip=kappa, fisher="empirical",
+               pi_correction=False, factor_interval=100, inverse_interval=100)
+    buffers, steps = None, []
+    for _ in range(2):
+        before = [p.detach().clone() for p in (linear.weight, linear.bias, prelu.weight)]
+        opt.step(make_closure(model, x, y, {"grad": 0}))
+        state = opt.state[linear.weight]
+        root = math.sqrt(damping)
+        grad = torch.cat([linear.weight.grad, linear.bias.grad[:, None]], dim=1)
+        v = torch.linalg.solve(state["G"] + root * torch.eye(3, dtype=DOUBLE), grad) @ \
+            torch.linalg.inv(state["A"] + root * torch.eye(5, dtype=DOUBLE))
+        nu = min(1.0, math.sqrt(kappa / (lr ** 2 * float((v * grad).sum()))))
+        update = [nu * v[:, :4], nu * v[:, 4], prelu.weight.grad.clone()]
+        buffers = update if buffers is None else [mu * b + u for b, u in zip(buffers, update)]
+        steps.append(nu)
+        for p, old, b in zip((linear.weight, linear.bias, prelu.weight), before, buffers):
+            torch.testing.assert_close(p.detach(), old - lr * b, rtol=1e-9, atol=1e-12)
+    assert all(nu < 1 for nu in steps)
+
+
 # ---------------------------------------------------------------- Shampoo
 
 def _inverse_root(matrix: np.ndarray, p: int, eps: float) -> np.ndarray:
@@ -267,6 +295,23 @@ def test_newton_cg_warm_started_cg_solves_the_damped_system():
     expected = -torch.linalg.solve(hessian + damping * torch.eye(4, dtype=DOUBLE), grad)
     opt.step(closure)
     torch.testing.assert_close(opt.state[model.weight]["direction"], expected, rtol=1e-8, atol=1e-12)
+
+
+def test_newton_cg_starts_cold_after_a_rejected_step():
+    """A rejected step leaves no direction to warm-start from: the next CG starts at 0 (its
+    first product is a CG iteration, not A x0 with x0 = 0) and moves."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    x, y = torch.randn(10, 3, dtype=DOUBLE), torch.randint(0, 2, (10,))
+    closure = make_closure(model, x, y, {"grad": 0})
+    opt = NewtonCG(model.parameters(), lr=50.0, damping=1e-3, max_cg_iters=1, cg_warm_start=0.5, model=model)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step(closure)
+    assert not opt.state[model.weight]["rho"] >= 0.25
+    assert all(torch.equal(p.detach(), b) for p, b in zip(model.parameters(), before))
+    opt.param_groups[0]["lr"] = 0.1
+    opt.step(closure)
+    assert not all(torch.equal(p.detach(), b) for p, b in zip(model.parameters(), before))
 
 
 def _indefinite(q, c, start):

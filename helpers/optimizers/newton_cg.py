@@ -33,7 +33,7 @@ class NewtonCG(Optimizer):
 
     With ``adapt_damping`` λ follows Martens' Levenberg-Marquardt rule: ρ = (f(θ+lr d) - f(θ)) /
     q(lr d), q the damped quadratic model CG minimised; λ ← 3/2 λ if ρ < 1/4, λ ← 2/3 λ if ρ > 3/4,
-    and a step that raises f on the batch is undone. That costs one more closure call per step
+    and a step that raises f on the batch is undone (the next CG then starts from 0). That costs one more closure call per step
     (counted by the engine as gradient evaluations).
     Curvature-vector products are counted in ``oracle_counts["hvp"]`` in samples (the batch
     size per product). ``model`` (the module whose output the loss is computed from) is needed
@@ -208,7 +208,7 @@ class NewtonCG(Optimizer):
                 with torch.no_grad():
                     for p, old in zip(self._params, self._split(theta)):
                         p.copy_(old)
-                state["direction"] = torch.zeros_like(d)
+                state.pop("direction")
         return loss.detach()
 
 
