@@ -269,3 +269,16 @@ def test_a_row_s_fixed_settings_are_not_searched():
     assert all(c.batch_size == 256 and "damping" in c.hparams for c in trials)
     assert all(r.config.batch_size == 256 for _, r in rounds.values() if r.method == "kfac")
     assert all(r.config.hparams["betas"] == (0.9, 0.99) for _, r in rounds.values() if r.method == "adam")
+
+
+def test_a_base_row_trains_the_base_choice_with_its_own_settings():
+    rows = [D.Row(f"wd{wd:g}", "l2", ("adam", "sgd"), tuning="base", overrides={"hparams": {"weight_decay": wd}},
+                  priority=8) for wd in (1e-5, 1e-3)]
+    rounds, state, _ = simulate(replace(PROFILE, rows=("standard",)), rows=[*PROFILE.rows_in()[1:2], *rows])
+    finals = [r.config for _, r in rounds.values() if r.row.startswith("wd")]
+    assert {(c.optimizer, c.hparams["weight_decay"]) for c in finals} == {(m, wd) for m in ("adam", "sgd")
+                                                                         for wd in (1e-5, 1e-3)}
+    assert len(finals) == 2 * 2 * 3 and not [r for _, r in rounds.values() if r.row.startswith("wd")
+                                             and r.stage != "final"]
+    standard = {m: state.choices[("standard", m, "projection")].hparams["lr"] for m in ("adam", "sgd")}
+    assert all(c.hparams["lr"] == standard[c.optimizer] for c in finals)

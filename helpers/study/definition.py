@@ -19,6 +19,7 @@ Tuning kinds (the same counts for every method):
   row's choice) and the weight decay (:data:`WEIGHT_DECAY`, by the method's kind); the other
   hyperparameters as the base row chose them.
 - ``rates``: the base row's choice at ``sparse_rates`` rates half a decade apart around its rate.
+- ``base``: the base row's choice as it is (with the row's own fixed settings over it).
 - ``none``: the row's fixed hyperparameters (the assignment's starter).
 
 Every tuning trial runs as long as a final run (``epochs``, same oracle budget per image) on the
@@ -37,7 +38,9 @@ runs); a row's extra seeds for its best methods go out at ``top_priority``.
 
 Further studies join as rows: a study of another batch size is a ``grid`` row of its methods
 with ``overrides={"batch_size": b}`` (an ``epochs`` override sets the oracle budget too), the
-preprocessing ablation a row with ``overrides={"scaling": "unit"}`` over ``"best:standard"``.
+preprocessing ablation a row with ``overrides={"scaling": "unit"}`` over ``"best:standard"``, a
+weight decay of the weight-decay study a ``base`` row of scenario l2 with
+``overrides={"hparams": {"weight_decay": wd}}``.
 Rows that share a configuration share its runs.
 """
 from __future__ import annotations

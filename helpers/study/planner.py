@@ -182,7 +182,8 @@ class _Planner:
     def choice(self, row: Row, method: str, strategy: str) -> Choice | None:
         key = (row.name, method, strategy)
         if key not in self._choices:
-            tune = {"grid": self._grid, "l2": self._l2, "rates": self._rates, "none": self._fixed}
+            tune = {"grid": self._grid, "l2": self._l2, "rates": self._rates, "base": self._base_choice,
+                    "none": self._fixed}
             if row.tuning not in tune:
                 raise ValueError(f"row {row.name!r}: unknown tuning {row.tuning!r}; choose one of {sorted(tune)}")
             self._choices[key] = tune[row.tuning](row, method, strategy)
@@ -261,6 +262,9 @@ class _Planner:
                                           base.settings)
             trials.append((config, outcome, base.settings))
         return self._best(row, method, strategy, trials)
+
+    def _base_choice(self, row, method, strategy) -> Choice | None:
+        return self._base(row, method)
 
     def _fixed(self, row, method, strategy) -> Choice:
         return Choice(dict(row.overrides.get("hparams", {})), {}, None)

@@ -36,11 +36,11 @@ def definition_table(profile: str | Profile = "full") -> pd.DataFrame:
             methods = f"all ({len(p.methods or names())})"
         tuning = {"grid": f"{p.grid_points} rates +<= {p.grid_extension} edge, {p.qmc_trials} qmc",
                   "l2": f"{p.l2_trials} qmc (rate, wd)", "rates": f"{p.sparse_rates} rates",
-                  "none": "fixed"}[row.tuning]
+                  "base": f"{row.base}'s choice", "none": "fixed"}[row.tuning]
         cap = p.max_seeds or 99
         out.append(dict(priority=row.priority, row=row.name, scenario=row.scenario, methods=methods,
                         strategies=",".join(row.strategies) if get_scenario(row.scenario).sparse else "-",
-                        tuning=tuning, base=row.base if row.tuning in ("l2", "rates") else "-",
+                        tuning=tuning, base=row.base if row.tuning in ("l2", "rates", "base") else "-",
                         seeds=min(row.seeds, cap),
                         top_seeds=(f"{min(row.top_seeds, cap)} (top {p.top_k} + family best, priority "
                                    f"{row.top_priority})" if min(row.top_seeds, cap) > min(row.seeds, cap) else "-"),
