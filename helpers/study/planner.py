@@ -25,11 +25,9 @@ from .experiment import run_all
 from .records import DONE, read_meta_file, runs_dir
 from .recipe import study_config
 
+# Stages in planning order; "tuning" and "members" label blocked runs only.
 STAGES = ("fixed", "grid", "extension", "trials", "l2", "rates", "tuning", "final", "seeds", "members")
-
-
 TUNING_STAGES = ("grid", "extension", "trials", "l2", "rates")
-
 
 
 class Outcome(NamedTuple):
@@ -104,7 +102,7 @@ class _Planner:
     def __init__(self, profile: Profile, found: dict[str, Outcome], rows, bases, retry_failed: bool,
                  seeds: tuple | None):
         self.p, self.found, self.retry, self.seeds = profile, found, retry_failed, seeds
-        self.rows = sorted(rows, key=lambda r: (r.priority, _row_index(r)))
+        self.rows = sorted(rows, key=lambda r: (r.priority, row_index(r)))
         self.catalog = {r.name: r for r in [*profile.rows_in(), *(bases or ()), *rows]}
         self.plan = Plan(profile)
         self._runnable: dict[str, Planned] = {}
@@ -135,7 +133,7 @@ class _Planner:
     def priority(self, row: Row, stage: str, method: str, extra: bool = False) -> tuple:
         level = row.top_priority if extra and row.top_priority is not None else row.priority
         order = names().index(method) if method in names() else 0
-        return (level, _row_index(row), STAGES.index(stage), order)
+        return (level, row_index(row), STAGES.index(stage), order)
 
     # members and rankings
     def members(self, row: Row) -> list[str] | None:
@@ -343,7 +341,8 @@ class _Planner:
         return self.plan
 
 
-def _row_index(row: Row) -> int:
+def row_index(row: Row) -> int:
+    """The row's place in the definition's table (rows not in it come last)."""
     return next((i for i, r in enumerate(D.ROWS) if r.name == row.name), len(D.ROWS))
 
 

@@ -26,6 +26,7 @@ from .recipe import (base_config, epochs_of, final_hparams, length_hparams, n_tr
                      scenario_hparams, schedule_for, starter_configs, study_config, tuned_hparams,
                      tuning_scenario)
 
+
 class FamilyRun(NamedTuple):
     tuning: pd.DataFrame  # last record of every tuning trial, with ``member``, ``row`` and ``stage`` columns
     finals: list  # the final RunConfigs (chosen hyperparameters x seeds)

@@ -15,22 +15,19 @@ from ..optimizers import get_spec, names
 from . import definition as D
 from . import tuning as T
 from .definition import Profile, get_profile
-from .planner import STAGES, TUNING_STAGES, Plan, _row_index, execute, study_plan
+from .planner import STAGES, TUNING_STAGES, Plan, row_index, execute, study_plan
 from .recipe import epochs_of, n_train, oracle_budget, schedule_for
 from .records import read_meta_file, runs_dir
 
 ORACLE_EPOCH = 60_000  # the cost table's unit: seconds per 60,000 oracle calls
-
-
 COSTS_FILE = Path(__file__).resolve().parents[2] / "outputs" / "timing" / "seconds_per_epoch.csv"
-
 
 
 def definition_table(profile: str | Profile = "full") -> pd.DataFrame:
     """The profile's rows as a table."""
     p = get_profile(profile) if isinstance(profile, str) else profile
     out = []
-    for row in sorted(p.rows_in(), key=lambda r: (r.priority, _row_index(r))):
+    for row in sorted(p.rows_in(), key=lambda r: (r.priority, row_index(r))):
         methods = row.methods if isinstance(row.methods, str) else ",".join(row.methods)
         if methods == "all":
             methods = f"all ({len(p.methods or names())})"
