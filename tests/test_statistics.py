@@ -146,3 +146,16 @@ def test_per_image_tests_separate_only_when_every_seed_agrees_in_direction():
     assert table.loc["y", "verdict"] == "not separable"  # the seeds disagree in direction
     loss = S.separability(runs, ("best", "projection"), "test_loss", per_image=per_image).set_index("method")
     assert loss.loc["x", "verdict"] == "not separable"  # equal losses, per-image loss tests do not reject
+
+
+def test_holdout_best_ranks_each_sparsity_strategy_apart():
+    records = pd.DataFrame([dict(run_id=f"t{i}", optimizer=o, sparsity_strategy=st, eval_split="val",
+                                 scenario="sparse60", status="finished", tag="tune", epoch=10.0, val_acc=acc)
+                            for i, (o, st, acc) in enumerate([("shampoo", "projection", 87.0),
+                                                              ("shampoo", "gradual", 90.0),
+                                                              ("adam", "projection", 89.0)])])
+    assert S.holdout_best(records, "sparse60", with_strategy=True) == ("shampoo", "gradual")
+    runs = _final([("shampoo", 0, 88.0, 0.3), ("shampoo", 1, 88.0, 0.3), ("shampoo", 0, 90.0, 0.3)])
+    runs.loc[2, ["sparsity_strategy", "run_id"]] = ["gradual", "g0"]
+    assert S.reference_of(runs, "shampoo", "gradual") == ("shampoo", "gradual")
+    assert S.reference_of(runs, "shampoo") == ("shampoo", "projection")  # most finished runs

@@ -115,9 +115,10 @@ def holm(pvalues) -> np.ndarray:
 
 
 def holdout_best(records: pd.DataFrame, scenario: str, metric: str = "val_acc",
-                 tuning_tags=("tune",)) -> str | None:
+                 tuning_tags=("tune",), with_strategy: bool = False):
     """The optimizer whose best tuning trial in ``scenario`` has the best final ``metric`` on the
-    hold-out (highest accuracy, or lowest loss for a ``*_loss`` metric); None if no trial ran."""
+    hold-out (highest accuracy, or lowest loss for a ``*_loss`` metric); None if no trial ran.
+    ``with_strategy``: return (optimizer, sparsity strategy), ranking each strategy apart."""
     val = records[(records["eval_split"] == "val") & (records["scenario"] == scenario) &
                   (records["status"] == "finished")]
     if tuning_tags is not None:
@@ -125,9 +126,12 @@ def holdout_best(records: pd.DataFrame, scenario: str, metric: str = "val_acc",
     last = val.sort_values("epoch").groupby("run_id").tail(1).dropna(subset=[metric])
     if last.empty:
         return None
+    strategy = last["sparsity_strategy"] if "sparsity_strategy" in last else pd.Series(index=last.index, dtype=object)
+    last = last.assign(sparsity_strategy=strategy.fillna("projection"))
     lower = metric.endswith("loss")
-    per_method = last.groupby("optimizer")[metric].agg("min" if lower else "max")
-    return str(per_method.idxmin() if lower else per_method.idxmax())
+    per_method = last.groupby(["optimizer", "sparsity_strategy"])[metric].agg("min" if lower else "max")
+    best = per_method.idxmin() if lower else per_method.idxmax()
+    return (str(best[0]), str(best[1])) if with_strategy else str(best[0])
 
 
 def final_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -252,11 +256,13 @@ def not_separable(runs: pd.DataFrame, reference: tuple[str, str], metric: str = 
     return list(zip(keep["method"], keep["sparsity_strategy"]))
 
 
-def reference_of(runs: pd.DataFrame, optimizer: str) -> tuple[str, str] | None:
-    """The (method label, strategy) of ``optimizer``'s own final runs (no side-experiment tag), the
-    strategy with most finished runs; None if it has none."""
+def reference_of(runs: pd.DataFrame, optimizer: str, strategy: str | None = None) -> tuple[str, str] | None:
+    """The (method label, strategy) of ``optimizer``'s own final runs (no side-experiment tag) with
+    ``strategy`` (default: the strategy with most finished runs); None if it has none."""
     own = runs[(runs["optimizer"] == optimizer) & ~runs["method"].str.contains("[", regex=False)]
     own = own[own["status"] == "finished"]
+    if strategy is not None and (own["sparsity_strategy"] == strategy).any():
+        own = own[own["sparsity_strategy"] == strategy]
     if own.empty:
         return None
     key = own.groupby(list(KEYS)).size().sort_values(ascending=False, kind="stable").index[0]
@@ -283,9 +289,9 @@ def scenario_comparison(frame: pd.DataFrame, records: pd.DataFrame, scenario: st
         def predictions(run_id):
             return load_predictions(run_id, root)
     runs = final_runs(frame[frame["scenario"] == scenario])
-    best = holdout_best(records, scenario)
-    reference = reference_of(runs, best) if best else None
-    out = {"scenario": scenario, "holdout_best": best, "reference": reference}
+    best = holdout_best(records, scenario, with_strategy=True)
+    reference = reference_of(runs, *best) if best else None
+    out = {"scenario": scenario, "holdout_best": best[0] if best else None, "reference": reference}
     if reference is None:
         return out
     if labels is None:
