@@ -103,3 +103,12 @@ def test_a_side_search_budgets_its_trials_on_the_images_they_train_on():
     assert [t.grad_budget for t in trials] == [500_000] * 3
     assert all(t.eval_split == "val" and t.tag == "tune" for t in trials)
     assert [t.hparams["lr"] for t in trials] == [T.lr_of(j) for j in T.grid_exponents("sgd", 3)]
+
+
+def test_the_trials_stay_the_same_across_installs():
+    """Run ids hash the trials' values: a library change that moved them would silently start the study
+    over, so the first points are pinned here (regenerate only with a new PROTOCOL_VERSION)."""
+    assert T.qmc_points({"momentum": D.MOMENTUM, "betas": D.BETAS}, 2, "standard:adam:projection") == [
+        {"momentum": 0.985148, "betas": (0.8806, 0.998617)}, {"momentum": 0.93358, "betas": (0.9306, 0.999449)}]
+    assert T.qmc_points(T.l2_space("adamw", 0.001), 2, "l2:adamw:projection") == [
+        {"lr": 0.002368, "weight_decay": 0.006017}, {"lr": 0.0007487, "weight_decay": 0.06017}]
