@@ -1,4 +1,6 @@
-"""Noise-reduction family: estimator unbiasedness and variance, SAGA's table, averaging, growing batches."""
+"""Noise-reduction family: estimator unbiasedness and variance, hand-computed steps (SVRG/SARAH
+with momentum and decay, SAGA's table, Lookahead), averaging, growing batches, and every stacked
+rule's model k of a K = 4 run against the same model alone."""
 import math
 
 import pytest
@@ -252,6 +254,11 @@ def test_svrg_snapshot_every_m_steps_reevaluates_the_full_gradient():
         SVRG(_model().parameters(), lr=0.1).step(_closure(model, x, y))
 
 
+def _sized(closure, xb):
+    closure.batch_size = len(xb)  # as the engine's closures carry it
+    return closure
+
+
 def test_saga_table_semantics():
     x, y = _problem()
     model = _model()
@@ -259,32 +266,59 @@ def test_saga_table_semantics():
     opt = SAGA(model.parameters(), lr=lr)
     batches = _batches(x, y)
     with pytest.raises(RuntimeError, match="on_batch"):
-        opt.step(_closure(model, *batches[0]))
+        opt.step(_sized(_closure(model, *batches[0]), batches[0][0]))
     order = [5, 2, 9, 0, 1, 3, 4, 6, 7, 8, 10, 11, 12, 13, 14, 15]
     visited = {}
     for k, j in enumerate(order):
         w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
         g = _flat_grad(model, *batches[j])
         opt.on_batch(j, len(batches))
-        opt.step(_closure(model, *batches[j]))
+        opt.step(_sized(_closure(model, *batches[j]), batches[j][0]))
         step = (w - torch.nn.utils.parameters_to_vector(model.parameters())).detach() / lr
         if k < 3:  # first visits are plain SGD steps
             assert torch.allclose(step, g, atol=1e-12)
         visited[j] = g
     table = torch.stack([_flat([s["table"][j] for s in opt.state.values()]) for j in range(16)])
     assert torch.allclose(table, torch.stack([visited[j] for j in range(16)]), atol=1e-12)
-    assert torch.allclose(_flat([s["table_sum"] for s in opt.state.values()]), table.sum(0), atol=1e-12)
+    assert torch.allclose(_flat([s["table_sum"] for s in opt.state.values()]), B * table.sum(0), atol=1e-12)
     j = 9
     g = _flat_grad(model, *batches[j])
     expected = g - table[j] + table.mean(0)
     w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
     opt.on_batch(j, len(batches))
-    opt.step(_closure(model, *batches[j]))
+    opt.step(_sized(_closure(model, *batches[j]), batches[j][0]))
     step = (w - torch.nn.utils.parameters_to_vector(model.parameters())).detach() / lr
     assert torch.allclose(step, expected, atol=1e-12)
     assert opt.table_bytes == 16 * (D * C + C) * 8
     with pytest.raises(ValueError, match="fixed"):
         opt.on_batch(0, 17)
+
+
+def test_saga_step_with_unequal_batches_by_hand():
+    """Six batches of 40 and one of 16 (N = 256, m = 7), all visited once; then on batch j:
+    v = (m n_j / N)(g_j(w) - table[j]) + sum_k (n_k / N) table[k], for the short and a full batch."""
+    x, y = _problem()
+    model = _model()
+    lr = 0.1
+    opt = SAGA(model.parameters(), lr=lr)
+    bounds = list(range(0, N, 40)) + [N]
+    parts = [(x[a:b], y[a:b]) for a, b in zip(bounds, bounds[1:])]
+    sizes = torch.tensor([len(xb) for xb, _ in parts], dtype=torch.float64)
+    table = {}
+    for j in [3, 6, 0, 5, 1, 4, 2]:
+        table[j] = _flat_grad(model, *parts[j])
+        opt.on_batch(j, len(parts))
+        opt.step(_sized(_closure(model, *parts[j]), parts[j][0]))
+    for j in (6, 2):
+        mean = sum(sizes[k] / N * table[k] for k in range(len(parts)))
+        g = _flat_grad(model, *parts[j])
+        expected = len(parts) * sizes[j] / N * (g - table[j]) + mean
+        w = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+        opt.on_batch(j, len(parts))
+        opt.step(_sized(_closure(model, *parts[j]), parts[j][0]))
+        step = (w - torch.nn.utils.parameters_to_vector(model.parameters())).detach() / lr
+        assert torch.allclose(step, expected, atol=1e-12), j
+        table[j] = g
 
 
 def test_saga_table_sum_stays_the_tables_sum_under_state_masking():
