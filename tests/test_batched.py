@@ -78,6 +78,10 @@ def test_each_model_gets_the_single_engine_records(optimizer, hparams, extra, ti
         single = train(config, data, progress=False)
         _assert_same_records(result.records, single.records)
         assert not result.diverged
+        if settings["eval_split"] == "test":  # per-sample predictions of the final evaluation
+            assert (result.predictions["pred"] == single.predictions["pred"]).mean() > 0.999
+        else:
+            assert result.predictions is None
     assert results[0].records[-1]["grad_evals"] == len(data.train)
     assert results[0].records[0]["wall_s"] > 0
     if "scenario" in extra:

@@ -124,8 +124,8 @@ def train_many(configs, data: FashionMNIST, progress: bool = True, compile: bool
 # ---------------------------------------------------------------- the sweep layer
 
 def compute_batch(configs, device: str | None = None, progress: bool = False) -> list[tuple]:
-    """Train one batchable group; return ``(config, records, meta)`` per configuration, the
-    metadata built as :func:`helpers.study.records.run_and_record` builds it, plus ``batched``."""
+    """Train one batchable group; return ``(config, records, meta, predictions)`` per configuration,
+    the metadata built as :func:`helpers.study.records.run_and_record` builds it, plus ``batched``."""
     from ..study.records import _check_density, data_for, failed_meta, finished_meta, start_meta
     from ..runtime import environment
     configs = list(configs)
@@ -140,9 +140,9 @@ def compute_batch(configs, device: str | None = None, progress: bool = False) ->
         try:
             _check_density(config, result.records, result.model, len(data.train))
         except Exception as exc:
-            out.append((config, [], failed_meta(meta, exc)))
+            out.append((config, [], failed_meta(meta, exc), None))
             continue
-        out.append((config, result.records, finished_meta(meta, result)))
+        out.append((config, result.records, finished_meta(meta, result), result.predictions))
     return out
 
 
@@ -163,8 +163,8 @@ def run_batched(configs, root=None, executor=None, progress: bool = True, max_k:
     written: list[str] = []
 
     def store(rows):
-        for config, records, meta in rows:
-            write_run(config, records, meta, root)
+        for config, records, meta, predictions in rows:
+            write_run(config, records, meta, root, predictions=predictions)
             written.append(config.run_id)
 
     if executor is None:
