@@ -1,5 +1,7 @@
 """The committed report: at most 10 pages, and its tables are exactly what the records give."""
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -119,3 +121,15 @@ def test_readme_benchmark_block_is_its_generated_source_from_a_clean_commit():
     assert block == (ROOT / "outputs" / "benchmarks" / "README_table.md").read_text(), \
         "README bench block differs from outputs/benchmarks/README_table.md"
     assert "-dirty" not in block, "the benchmark table was measured on uncommitted code: rerun benchmarks"
+
+
+def test_protocol_constants_come_from_the_study_definition():
+    from helpers.evidence.report_artifacts import protocol_macros
+    definition = pytest.importorskip("helpers.study.definition")
+    profile = definition.get_profile("full")
+    values = protocol_macros()
+    assert values["ProtocolGridPoints"] == str(profile.grid_points)
+    assert values["ProtocolLtwoTrials"] == str(profile.l2_trials)
+    assert values["ProtocolTuneImages"] == f"{60_000 - profile.val_size:,}".replace(",", "{,}")
+    low, high = definition.WEIGHT_DECAY["coupled"]
+    assert values["ProtocolWdCoupled"] == f"$10^{{{round(math.log10(low))}}}$ to $10^{{{round(math.log10(high))}}}$"

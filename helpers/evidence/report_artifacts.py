@@ -1,6 +1,7 @@
 """Figures, tables and LaTeX macros for the report, generated from the records only."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -313,6 +314,47 @@ def targets(results: pd.DataFrame, ttt: pd.DataFrame, best: pd.DataFrame | None 
     return lines
 
 
+def _power(value: float) -> str:
+    """1e-06 -> "$10^{-6}$", 0.5 -> "0.5"."""
+    exponent = math.log10(value) if value > 0 else float("nan")
+    if exponent == round(exponent):
+        return "$1$" if exponent == 0 else f"$10^{{{int(exponent)}}}$"
+    return f"{value:g}"
+
+
+def protocol_macros(profile: str = "full") -> dict[str, str]:
+    """The study definition's constants (helpers.study.definition) as macros, so the report's
+    protocol section types none of them; empty where the definition is not there."""
+    try:
+        from ..study import definition as D
+        from ..constraints.scenarios import get_scenario
+        from ..problem.data import N_TEST, N_TRAIN
+        p = D.get_profile(profile)
+    except (ImportError, AttributeError, ValueError):
+        return {}
+    rows = {r.name: r for r in p.rows_in()}
+    out = {"ProtocolEpochs": str(p.epochs), "ProtocolValSize": _num(p.val_size),
+           "ProtocolTuneImages": _num(N_TRAIN - p.val_size), "ProtocolTrainImages": _num(N_TRAIN),
+           "ProtocolTestImages": _num(N_TEST), "ProtocolBudget": _num(p.epochs * N_TRAIN),
+           "ProtocolTuneBudget": _num(p.epochs * (N_TRAIN - p.val_size)),
+           "ProtocolGridPoints": str(p.grid_points), "ProtocolGridExtension": str(p.grid_extension),
+           "ProtocolQmcTrials": str(p.qmc_trials), "ProtocolLtwoTrials": str(p.l2_trials),
+           "ProtocolSparseRates": str(p.sparse_rates), "ProtocolTopK": str(p.top_k),
+           "ProtocolEvalsPerEpoch": str(p.evals_per_epoch)}
+    if "standard" in rows:
+        out.update(ProtocolSeeds=str(rows["standard"].seeds), ProtocolTopSeeds=str(rows["standard"].top_seeds))
+    if "starter" in rows:
+        out["ProtocolStarterSeeds"] = str(rows["starter"].seeds)
+    for kind, (low, high) in getattr(D, "WEIGHT_DECAY", {}).items():
+        out[f"ProtocolWd{kind.capitalize()}"] = f"{_power(low)} to {_power(high)}"
+    thinner = [get_scenario(n) for n in getattr(D, "THINNER", ())]
+    if thinner:
+        out["ProtocolThinner"] = ", ".join(f"{_tex(sc.name)} ({100 * sc.density:g}\\%)" for sc in thinner)
+    for name, text in (D.strategy_settings().items() if hasattr(D, "strategy_settings") else ()):
+        out[f"ProtocolStrategy{name.capitalize()}"] = _tex(text)
+    return out
+
+
 def macros_tex(values: dict[str, str]) -> str:
     return "".join(f"\\newcommand{{\\{k}}}{{{v}}}\n" for k, v in sorted(values.items()))
 
@@ -381,6 +423,7 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list
                      f"{r['test_loss_mean']:.4f} | {r['test_starter_loss_mean']:.5f} | {_counts(r)} |")
     if answers:
         lines += [""] + answers
+    lines += ["", f"How to read it: {COUNTING_RULE} Separability: {S.RULES['group']}."]
     if len(ttt):
         lines += ["", f"Cheapest to first reach {A.TARGET}% test accuracy (standard scenario):", "",
                   "| method | seeds reaching | epochs | sample gradients | oracle calls | seconds |",
@@ -425,6 +468,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     best = indicated_best(results, comps)
     values = macros(results, ttt, frame, cost, comps)
     target_lines = targets(results, ttt, best)
+    values.update(protocol_macros())
     files = {"macros.tex": macros_tex(values), "methods.tex": methods_tex(),
              "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else "",
              "targets.tex": "\\newcommand{\\TargetsText}{" + " \\\\ ".join(_tex(t) for t in target_lines) + "}\n",
