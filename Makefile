@@ -42,6 +42,13 @@ report: setup
 benchmarks: setup
 	$(PY) -m benchmarks.run
 
+# Per-method training cost on an idle machine (outputs/timing/seconds_per_epoch.csv, the study
+# planner's cost table; wall times in the report): refuses while anything else runs; about 10
+# minutes on 2 cores. TIMING="--methods sgd,adam" times a subset.
+.PHONY: timing
+timing: setup
+	$(PY) -m helpers.study.timing $(TIMING)
+
 clean-venv:
 	rm -rf $(VENV)
 
