@@ -119,3 +119,11 @@ def test_final_test_runs_return_per_sample_predictions(tiny_data):
     diverged = train(RunConfig(optimizer="sgd", hparams={"lr": 1e6}, epochs=1, train_fraction=0.01),
                      tiny_data, progress=False)
     assert diverged.diverged and diverged.predictions is None
+
+
+def test_a_step_that_cannot_finish_is_not_started(tiny_data):
+    """SVRG: a full pass (256) at the epoch start, then 2 x 64 per step. With 64 calls left after
+    three steps the fourth is not started, so none of its calls are spent."""
+    config = RunConfig(optimizer="svrg", grad_budget=704, epochs=3, train_fraction=0.01)
+    records = train(config, tiny_data, progress=False).records
+    assert records[-1]["oracle_evals"] == 256 + 3 * 128 and records[-1]["step"] == 3

@@ -92,7 +92,7 @@ MUTATIONS = [
              "t = step / total_steps", (f"{T_TRAIN}::test_the_decay_ends_when_the_budget_is_spent",)),
     Mutation("engine-budget-precheck-dropped", TRAIN,
              "if budget is not None and spent + stepper.step_cost(index.shape[1], n) > budget:",
-             "if False:", (f"{T_TRAIN}::test_no_record_passes_the_oracle_budget",)),
+             "if False:", (f"{T_TRAIN}::test_a_step_that_cannot_finish_is_not_started",)),
     Mutation("engine-forward-fc2-relu-dropped", MODEL,
              'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2)).relu()',
              'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2))',
