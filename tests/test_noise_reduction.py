@@ -196,6 +196,26 @@ def test_sarah_with_momentum_and_decay_matches_a_hand_computed_run():
 
 
 @pytest.mark.parametrize("cls", [SVRG, SARAH])
+def test_estimators_stay_unbiased_when_the_projection_masks_state(cls):
+    """The sparse scenario zeroes per-entry state where it prunes; the estimator's anchor (SVRG's
+    snapshot and mu, SARAH's v and previous point) must stay whole, so E_B[v] is still the full
+    gradient (SARAH: right after its full-gradient step)."""
+    from helpers.constraints.sparsity import mask_state_
+    x, y = _problem()
+    model = _model()
+    opt = cls(model.parameters(), lr=0.3, momentum=0.5)
+    opt.on_epoch_start(_closure(model, x, y))
+    opt.step(_closure(model, *_batches(x, y)[0]))
+    mask = torch.rand(model.weight.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    with torch.no_grad():
+        model.weight.masked_fill_(~mask, 0)
+    mask_state_(opt, [model.weight], [mask])
+    assert float(opt.state[model.weight]["momentum_buffer"][~mask].abs().sum()) == 0
+    v = _estimates(opt, model, x, y)
+    assert torch.allclose(v.mean(0), _flat_grad(model, x, y), atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [SVRG, SARAH])
 def test_variance_is_far_below_sgd_near_the_optimum(cls):
     x, y = _problem()
     w_star = _optimum(x, y)

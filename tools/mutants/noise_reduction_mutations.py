@@ -54,7 +54,13 @@ MUTATIONS = [
     Mutation("svrg-sarah-first-models-momentum-for-all", SVRG,
              'self.mu_col, self.wd = self.column("momentum"), self.weight_decay',
              'self.mu_col, self.wd = self.column("momentum")[:1], self.weight_decay', (stacked("sarah"),)),
+    Mutation("svrg-snapshot-masked-by-projection", SVRG, 'unmasked_state = ("snapshot", "mu")',
+             "unmasked_state = ()",
+             (f"{NR}::test_estimators_stay_unbiased_when_the_projection_masks_state",)),
     # SARAH (Nguyen et al. 2017)
+    Mutation("sarah-recursion-masked-by-projection", SARAH, 'unmasked_state = ("v", "previous")',
+             "unmasked_state = ()",
+             (f"{NR}::test_estimators_stay_unbiased_when_the_projection_masks_state",)),
     Mutation("sarah-previous-point-not-updated", SARAH, "self.previous.copy_(p)",
              "self.previous.copy_(self.previous)",
              (f"{NR}::test_sarah_estimator_is_unbiased_after_a_restart_and_recursive_after",)),
