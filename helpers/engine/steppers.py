@@ -15,7 +15,7 @@ from ..constraints.scenarios import get_scenario
 from ..optimizers.stacked import lr_column
 from ..problem.model import density as model_density
 from .stacked_model import (N_CONSTRAINED, evaluate_many, full_gradient, losses_and_grad, per_model_loss,
-                            stack_models, to_model)
+                            stack_models, to_model, unstack)
 from .stacked_sparsity import StackedSparsity
 
 
@@ -95,8 +95,13 @@ class StackedStepper:
     def step(self, x, y, factor: float, batch_ids: list[int], n_batches: int) -> torch.Tensor:
         o = self.oracle
         o.x, o.y, o.batch_ids, o.n_batches, o.batch_size = x, y, batch_ids, n_batches, y.shape[1]
-        self.charge(y.shape[1])
-        losses, g = losses_and_grad(self.p, x, y, loss_fn=self.loss_fn)
+        if getattr(self.rule, "uses_gradient", True):
+            self.charge(y.shape[1])
+            losses, g = losses_and_grad(self.p, x, y, loss_fn=self.loss_fn)
+        else:  # e.g. SARAH's step from a fresh full gradient: the batch loss only, no gradient
+            with torch.no_grad():
+                losses = self.loss_fn(unstack(self.p), x, y) / y.shape[1]
+            g = torch.zeros_like(self.p)
         self.factor = factor
         with torch.no_grad():
             self.rule.step(self.p, self.mask(g) * self.alive.to(g.dtype), self.base_lr * factor * self.alive, o)

@@ -10,6 +10,8 @@ Contract of a rule (``p``, ``g``: ``[K, N]``; ``lr``: ``[K, 1]`` float64, the sc
 
 - ``step(p, g, lr, oracle)`` updates ``p`` and the state in place from the batch gradient
   ``g`` taken at ``p``. Weight decay is the rule's business (coupled unless it says so).
+  A rule whose next step does not read ``g`` says so with ``uses_gradient`` False (read
+  before every step); the engine then computes no batch gradient (``g`` is zeros, nothing counted).
 - ``state``: the per-entry state tensors by name, each ``[K, N]`` like ``p``. The sparse
   projection zeroes them where it prunes, except names in ``unmasked_state``.
 - ``evaluation_weights(p)``: the weights to evaluate (``p`` itself unless the rule averages
