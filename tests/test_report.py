@@ -133,3 +133,19 @@ def test_protocol_constants_come_from_the_study_definition():
     assert values["ProtocolTuneImages"] == f"{60_000 - profile.val_size:,}".replace(",", "{,}")
     low, high = definition.WEIGHT_DECAY["coupled"]
     assert values["ProtocolWdCoupled"] == f"$10^{{{round(math.log10(low))}}}$ to $10^{{{round(math.log10(high))}}}$"
+
+
+def test_sparse_table_keeps_each_methods_holdout_strategy():
+    from helpers.evidence import report_artifacts as R
+    records = _study([("shampoo", 0, 88.0, 0.3), ("shampoo", 1, 88.2, 0.3), ("adam", 0, 90.0, 0.3)], [])
+    records = pd.concat([records, records.iloc[:2].assign(sparsity_strategy="gradual", test_acc=[90.5, 90.7],
+                                                          run_id=["g0", "g1"])], ignore_index=True)
+    records["scenario"] = "sparse60"
+    tuning = pd.DataFrame([dict(run_id=f"t{i}", epoch=10.0, val_acc=v, status="finished", optimizer=o,
+                                sparsity_strategy=st, scenario="sparse60", tag="tune", eval_split="val")
+                           for i, (o, st, v) in enumerate([("shampoo", "projection", 89.0),
+                                                           ("shampoo", "gradual", 88.0)])])
+    assert A.holdout_strategies(tuning) == {"shampoo": "projection"}  # not gradual, the better on test
+    results = A.final_results(A.final_frame(frame=records))
+    table = R.final_table_tex(results, "sparse60", strategies=A.holdout_strategies(tuning))
+    assert "second\\_order & 88.10" in table and "gradual" not in table and "adam & momentum" in table

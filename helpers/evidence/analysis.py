@@ -31,6 +31,11 @@ def method_label(row) -> str:
     return label
 
 
+def method_optimizer(label: str) -> str:
+    """The registry name a :func:`method_label` starts with."""
+    return str(label).split(" ")[0].split("+")[0]
+
+
 def study_frame(root=None, frame: pd.DataFrame | None = None,
                 statuses=("finished", "diverged")) -> pd.DataFrame:
     """Runs on the full training set evaluated on the test set whose status is in ``statuses``
@@ -64,6 +69,22 @@ def final_results(frame: pd.DataFrame) -> pd.DataFrame:
     best = table.sort_values(["seeds", "rank_key"], ascending=False).groupby(GROUP[:3]).head(1)
     return best.drop(columns="rank_key").sort_values(["scenario", "test_acc_mean"],
                                                      ascending=[True, False]).reset_index(drop=True)
+
+
+def holdout_strategies(records: pd.DataFrame, scenario: str = "sparse60", metric: str = "val_acc",
+                       tuning_tags=("tune",)) -> dict[str, str]:
+    """Per optimizer, the sparsity strategy whose best tuning trial in ``scenario`` scores best on the
+    hold-out (final ``metric``, highest accuracy); optimizers without hold-out runs there are absent."""
+    val = records[(records["eval_split"] == "val") & (records["scenario"] == scenario) &
+                  (records["status"] == "finished")]
+    if tuning_tags is not None and "tag" in val:
+        val = val[val["tag"].isin(tuning_tags)]
+    last = val.sort_values("epoch").groupby("run_id").tail(1).dropna(subset=[metric])
+    if last.empty:
+        return {}
+    scores = last.groupby(["optimizer", "sparsity_strategy"])[metric].max().reset_index()
+    best = scores.sort_values(metric, ascending=False).groupby("optimizer").head(1)
+    return dict(zip(best["optimizer"], best["sparsity_strategy"]))
 
 
 def best_per_scenario(results: pd.DataFrame, full_seeds: int = 3) -> pd.DataFrame:

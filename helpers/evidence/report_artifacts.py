@@ -46,10 +46,17 @@ def _tabular(columns: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def final_table_tex(results: pd.DataFrame, scenario: str, top: int | None = None) -> str:
+def final_table_tex(results: pd.DataFrame, scenario: str, top: int | None = None,
+                    strategies: dict[str, str] | None = None) -> str:
     """One row per method: test accuracy and test loss (mean $\\pm$ std over finished runs), the
-    starter's loss figure, runs finished/diverged/failed, mean oracle calls of finished runs."""
+    starter's loss figure, runs finished/diverged/failed, mean oracle calls of finished runs.
+    ``strategies`` (optimizer -> strategy, e.g. :func:`helpers.evidence.analysis.holdout_strategies`)
+    keeps one strategy per method: the hold-out's choice."""
     rows = results[results["scenario"] == scenario]
+    if strategies:
+        chosen = [strategies.get(A.method_optimizer(m), "projection") == st
+                  for m, st in zip(rows["method"], rows["sparsity_strategy"])]
+        rows = rows[chosen]
     if scenario.startswith("sparse"):
         rows = rows.sort_values("test_acc_mean", ascending=False)
     rows = rows.head(top) if top else rows
@@ -478,7 +485,9 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     files["final_families.tex"] = final_table_tex(families, "standard") if len(families) else ""
     files["families_by_scenario.tex"] = families_tex(A.families_by_scenario(results)) if len(results) else ""
     for scenario in A.MAIN_SCENARIOS:
-        files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10)
+        chosen = A.holdout_strategies(records, scenario) if cost and scenario.startswith("sparse") else None
+        files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10,
+                                                         strategies=chosen)
         files[f"comparison_{scenario}.tex"] = comparison_tex(comps.get(scenario, {}))
     for name, text in files.items():
         (tables / name).write_text(text)
