@@ -1,5 +1,6 @@
 # Two commands do everything: `make study` and `make test`. Each creates what is missing:
-# the .venv, the Fashion-MNIST files (Debian package when root), the Jupyter kernel.
+# the .venv, the Fashion-MNIST files (Debian package when root), the Jupyter kernel, latexmk
+# (Debian packages when root).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,12 +8,13 @@ KERNEL := fmnist-optim
 INSTALLED := $(VENV)/.installed
 KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 DATA_OK := $(VENV)/.data-verified
-PROFILE ?= quick
+TEX_OK := $(VENV)/.latex-found
+PROFILE ?= full
 JOBS ?=
 
 .PHONY: setup study test test-fast lab report benchmarks clean-venv
 
-setup: $(INSTALLED) $(KERNEL_SPEC) $(DATA_OK)
+setup: $(INSTALLED) $(KERNEL_SPEC) $(DATA_OK) $(TEX_OK)
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +29,13 @@ $(DATA_OK): $(INSTALLED)
 	$(PY) -m helpers data
 	touch $@
 
+# latexmk for the report (the Debian packages, installed when root; `make test` builds the CI report)
+$(TEX_OK): $(INSTALLED)
+	$(PY) -c "from helpers.evidence.report import ensure_latex; ensure_latex()"
+	touch $@
+
+# The study (PROFILE=full: train what the definition names and is missing, run every notebook,
+# the summary, the report); PROFILE=quick is the smoke run, PROFILE=ci the one `make test` runs.
 study: setup
 	$(PY) -m helpers sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
 

@@ -53,6 +53,11 @@ def _member(choices: Callable[[], tuple]) -> Callable[[object], bool]:
     return lambda x: x in choices()
 
 
+def _profiles() -> tuple:
+    from .study.definition import PROFILES
+    return tuple(PROFILES)
+
+
 def _schedules() -> tuple:
     from .engine.schedules import SCHEDULES
     return SCHEDULES
@@ -117,6 +122,7 @@ RULES: dict[str, Rule] = {
     "strategies": Rule("known sparsity strategies", _member(_strategies), each=True),
     "thin_strategy": Rule("a known sparsity strategy", _member(_strategies)),
     "tuned_scaling": Rule("a known scaling", _member(_scalings)),
+    "profile": Rule("a profile of the study definition", _member(_profiles)),
 }
 
 
@@ -128,7 +134,8 @@ def _choices(name: str) -> str:
     if name == "scenario":
         from .constraints.scenarios import SCENARIOS
         return ", ".join(SCENARIOS) + " (or sparseP / thinP)"
-    for key, choices in (("schedule", _schedules), ("strateg", _strategies), ("scaling", _scalings)):
+    for key, choices in (("schedule", _schedules), ("strateg", _strategies), ("scaling", _scalings),
+                         ("profile", _profiles)):
         if key in name:
             return ", ".join(choices())
     return ""
@@ -179,6 +186,7 @@ def check_value(name: str, value, declared: dict | None = None) -> str | None:
     where = f"allowed: {rule.allowed}" if rule else f"the notebook's default is {name} = {(declared or {}).get('default')}"
     if declared is not None:
         expected = declared_type(declared)
+        nullable = nullable or str(declared.get("default")).strip() == "None"
         if not _fits(value, expected, nullable):
             want = "text or null" if expected is None else TYPE_NAMES.get(expected, expected.__name__)
             return f"{shown} is not {want}; {where}"
@@ -187,7 +195,7 @@ def check_value(name: str, value, declared: dict | None = None) -> str | None:
             wrong = [x for x in value if not _fits(x, item, False)]
             if wrong:
                 return f"{shown}: {wrong!r} not {TYPE_NAMES.get(item, item.__name__)}; {where}"
-    if rule is None or (value is None and rule.nullable):
+    if rule is None or value is None and nullable:
         return None
     if rule.each:
         if not isinstance(value, list):

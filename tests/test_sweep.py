@@ -88,13 +88,34 @@ def test_bad_sweep_specification_is_rejected_before_anything_runs(tmp_path, caps
 def test_profiles_plan_every_notebook_and_scenario(tmp_path):
     jobs = sweep.plan("quick", notebooks=[PROBE], notebooks_dir=DATA, output_dir=tmp_path,
                       runs_dir="/somewhere", scheduler="tcp://127.0.0.1:8786")
-    scenarios = sweep.PROFILES["quick"]["scenarios"]
-    assert [j.output.name for j in jobs] == [f"{PROBE}__{s}.ipynb" for s in scenarios]
+    quick = sweep.profile_spec("quick")
+    assert quick["scenarios"] == ["standard", "l2", "sparse60"]
+    assert [j.output.name for j in jobs] == [f"{PROBE}__{s}.ipynb" for s in quick["scenarios"]]
     assert all(j.runs_dir == j.parameters["runs_dir"] == "/somewhere" and
                j.parameters["scheduler"] == "tcp://127.0.0.1:8786" for j in jobs)
-    assert {j.parameters["epochs"] for j in jobs} == {sweep.PROFILES["quick"]["params"]["epochs"]}
-    with pytest.raises(sweep.SweepSpecError, match="tune_budget"):
-        sweep.plan("full", notebooks=[PROBE], notebooks_dir=DATA)
+    assert {j.parameters["epochs"] for j in jobs} == {quick["params"]["epochs"]}
+    with pytest.raises(sweep.SweepSpecError, match=r"no parameter\(s\) \[.members.\]"):
+        sweep.plan("full", notebooks=[PROBE], notebooks_dir=DATA, overrides={"members": ["sgd"]})
+
+
+def test_the_study_runs_every_notebook_from_the_definition(tmp_path):
+    from helpers.study import definition as D
+    full = sweep.plan("full", output_dir=tmp_path, runs_dir=str(tmp_path / "runs"))
+    names = [j.name for j in full]
+    main = [s for s in D.main_scenarios("full") if s not in D.THINNER]
+    assert main == ["standard", "l2", "sparse60"]
+    assert names == ["00_starter_baseline", *(f"{f}__{s}" for f in sweep.FAMILIES for s in main),
+                     "50_sparsity", "90_summary"]
+    sparsity = next(j for j in full if j.name == "50_sparsity").parameters
+    assert sparsity["densities"] == [1.0, 0.6, 0.3, 0.1, 0.05, 0.01] and sparsity["thin_densities"] == [0.3]
+    assert next(j for j in full if j.name == "90_summary").parameters["report_dir"] == str(sweep.REPORT_DIR)
+    assert {j.output.parent for j in full} == {tmp_path}
+    ci = sweep.plan("ci", runs_dir=str(tmp_path / "runs"))
+    assert {j.output.parent for j in ci} == {sweep.SCRATCH / "ci" / "notebooks"}
+    assert [j.name for j in ci] == ["00_starter_baseline", "10_sgd__standard", "20_momentum__l2",
+                                    "30_noise_reduction__sparse60", "40_second_order__standard", "50_sparsity",
+                                    "90_summary"]
+    assert next(j for j in ci if j.name == "20_momentum__l2").parameters["members"] == ["adam"]
 
 
 @pytest.mark.slow

@@ -1,18 +1,32 @@
-"""The study driver: every family notebook x every scenario through papermill, then the
-summary notebook, then the report (``make study`` = ``python -m helpers sweep``).
+"""The study driver behind ``make study`` (``python -m helpers sweep``): train the study, run
+every notebook on its records, summarise, build the report.
+
+Stages, for a profile of :mod:`helpers.study.definition` (``ci``, ``quick``, ``full``):
+
+1. **train**: the planner (:func:`helpers.study.protocol.execute`) trains every run the
+   definition names, most valuable first, round by round (each round unblocks the next: tuning,
+   then finals, then extra seeds), batched, on the local pool or the Dask cluster. Finished runs
+   are never recomputed, so with complete records this stage trains nothing.
+2. **notebooks**: papermill executes ``00_starter_baseline``, each family notebook for each main
+   scenario of the profile (standard, l2, sparse60), ``50_sparsity`` over the thinner budgets,
+   then ``90_summary`` (which writes the report's tables and figures). The notebooks ask for the
+   same configurations through the same functions, so after stage 1 they only read records.
+3. **report**: ``full`` builds ``report/report.pdf`` and the README's results block
+   (``python -m helpers report --no-notebook``); ``ci`` and ``quick`` compile a copy of
+   ``report.tex`` over their own tables in their scratch folder.
+
+A failure in one stage (a run, a notebook, the report) lets the rest finish; the command then
+exits 1 naming what failed (exit 2: a bad specification, before anything ran).
 
 Notebooks execute one after another (kernel ``fmnist-optim``) into
-``outputs/notebooks/<profile>/<name>__<scenario>.ipynb``, each written atomically (executed
-to a hidden temporary path, then renamed); a failed one is kept as ``...failed.ipynb`` and
-the sweep goes on. The training runs inside a notebook go through ``helpers.study.experiment.run_all``
-to the executor this driver names in the environment (``$FMNIST_JOBS`` local processes, or
-the Dask scheduler in ``$FMNIST_DASK_SCHEDULER``; see :mod:`helpers.study.executors`).
+``<output_dir>/<name>__<scenario>.ipynb``, each written atomically (executed to a hidden
+temporary path, then renamed); a failed one is kept as ``...failed.ipynb``. Training runs a
+notebook asks for go through ``helpers.study.experiment.run_all`` to the executor this driver
+names in the environment (``$FMNIST_JOBS`` local processes, or the Dask scheduler in
+``$FMNIST_DASK_SCHEDULER``, over TLS with ``$FMNIST_DASK_TLS_*``; see :mod:`helpers.study.executors`).
+A notebook output whose parameters and source are unchanged is reused (key in its metadata).
 
-Reuse: a notebook output whose parameters and source are unchanged is kept (key in its
-metadata); runs are the real unit of reuse: a finished record in ``outputs/runs`` is never
-recomputed, so re-running the same command after an interruption redoes only what is missing.
-
-The sweep specification is checked before anything runs: every parameter's name against the
+The specification is checked before anything runs: every parameter's name against the
 notebook's own (``papermill.inspect_notebook``), its value against the type of the notebook's
 default and the study's range for it (:data:`helpers.notebook.RULES`: epochs >= 1,
 0 < train_fraction <= 1, seeds non-negative integers...), every scenario against
@@ -24,56 +38,95 @@ import contextlib
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..notebook import check_parameters
 from ..runtime import ROOT
-from ..constraints.scenarios import SCENARIOS
+from ..constraints.scenarios import SCENARIOS, get_scenario
 from .executors import TLSFiles
-from .protocol import PROFILES as STUDY
 
 KERNEL = "fmnist-optim"
 NOTEBOOKS_DIR = ROOT / "notebooks"
 OUTPUT_DIR = ROOT / "outputs" / "notebooks"
+SCRATCH = ROOT / "outputs" / "scratch"
+REPORT_DIR = ROOT / "report"
 BASELINE = ("00_starter_baseline",)  # run once, without a scenario
-FAMILIES = ("10_sgd", "20_momentum", "30_noise_reduction", "40_second_order", "50_sparsity")
-SPARSE_ONLY = ("50_sparsity",)  # swept over the sparse scenarios only
+FAMILIES = ("10_sgd", "20_momentum", "30_noise_reduction", "40_second_order")
+SPARSITY = "50_sparsity"  # once, over the profile's thinner budgets
 SUMMARY = "90_summary"
 
-# The two study sizes, in this one place. "params" go to every notebook of the study,
-# "family" to the family notebooks only, "summary" to the summary notebook; each key must be
-# a parameter of the notebook it goes to (checked before anything runs). "scenarios": the
-# family notebooks' sweep. "runs_dir": where the runs go unless --runs-dir/$FMNIST_RUNS_DIR
-# say otherwise. "report": build the report at the end.
-PROFILES = {
-    # minutes on 2 CPU cores: 2% of the training images, 1 epoch, one seed, the three
-    # scenarios the assignment names; tuning budgets stay at the notebooks' CI defaults.
-    # Its runs and summary figures stay apart from the study's (no mixing in the report).
-    "quick": {
-        "scenarios": ["standard", "l2", "sparse60"],
-        "params": {"epochs": 1, "train_fraction": 0.02, "seeds": [0]},
-        "family": {},
-        "runs_dir": ROOT / "outputs" / "scratch" / "quick" / "runs",
-        "summary": {"report_dir": str(ROOT / "outputs" / "scratch" / "quick" / "report")},
-        "report": False,
+# Where each profile of the study writes, and what trims its notebooks. "report": "project"
+# builds report/report.pdf and the README block; "scratch" compiles a copy of report.tex in
+# "report_dir". "trim": per notebook, parameters set only where the notebook declares them (the
+# CI profile's one or two members per notebook). "scenarios_of": per notebook, the subset of
+# the profile's main scenarios it runs (default: all of them).
+PLACES = {
+    # the whole pipeline in about two minutes on 2 CPU cores, inside `make test`
+    "ci": {
+        "runs_dir": SCRATCH / "ci" / "runs", "output_dir": SCRATCH / "ci" / "notebooks",
+        "report_dir": SCRATCH / "ci" / "report", "report": "scratch",
+        "trim": {"10_sgd": {"members": ["sgd"]},
+                 "20_momentum": {"members": ["adam"]},
+                 "30_noise_reduction": {"members": ["sarah"], "variance_samples": 128,
+                                        "variance_epochs": 1, "variance_warmup_epochs": 0},
+                 "40_second_order": {"members": ["kfac"]},
+                 SPARSITY: {"optimizers": ["sgd"]}},
+        # each family notebook once, each main scenario at least once
+        "scenarios_of": {"10_sgd": ("standard",), "20_momentum": ("l2",), "30_noise_reduction": ("sparse60",),
+                         "40_second_order": ("standard",)},
     },
-    # the study: all 60,000 training images, 10 epochs, 3 seeds, every scenario
-    # (standard, l2, sparse60 and the thinner ones); tuning as helpers.study.protocol.PROFILES["full"]
+    # the smoke run of every method (make study PROFILE=quick)
+    "quick": {
+        "runs_dir": SCRATCH / "quick" / "runs", "output_dir": SCRATCH / "quick" / "notebooks",
+        "report_dir": SCRATCH / "quick" / "report", "report": "scratch", "trim": {}, "scenarios_of": {},
+    },
+    # the study behind the report; its executed notebooks are committed
     "full": {
-        "scenarios": list(SCENARIOS),
-        "params": {"epochs": 10, "train_fraction": 1.0, "seeds": [0, 1, 2]},
-        "family": {k: STUDY["full"][k] for k in ("tune_budget", "tune_epochs", "evals_per_epoch")},
-        "runs_dir": ROOT / "outputs" / "runs",
-        "summary": {},
-        "report": True,
+        "runs_dir": ROOT / "outputs" / "runs", "output_dir": OUTPUT_DIR / "full",
+        "report_dir": REPORT_DIR, "report": "project", "trim": {}, "scenarios_of": {},
     },
 }
-DEFAULT_PROFILE = "quick"
+PROFILES = tuple(PLACES)
+DEFAULT_PROFILE = "full"
+
+
+def profile_spec(profile: str, report_dir: str | os.PathLike | None = None) -> dict:
+    """A profile as the sweep runs it, derived from the study definition: "scenarios" (the family
+    notebooks' main scenarios), "thinner" (50_sparsity's), "params" (every notebook), "family"
+    (the family notebooks' tuning sizes), "sparsity" (50_sparsity's densities and strategies),
+    "summary", plus :data:`PLACES`. ``report_dir`` other than report/ makes the report a scratch one."""
+    if profile not in PLACES:
+        raise SweepSpecError(f"unknown profile {profile!r}; known profiles: {', '.join(PLACES)}")
+    from . import definition as D
+    from .protocol import notebook_parameters
+    sizes = notebook_parameters(profile)
+    rows = D.get_profile(profile).rows_in()
+    scenarios = D.main_scenarios(profile)
+    thinner = [s for s in scenarios if s in D.THINNER]
+    sparse = [get_scenario(s) for s in scenarios if get_scenario(s).sparse]
+    strategies = {st for r in rows if get_scenario(r.scenario).sparse for st in r.strategies}
+    from ..constraints.sparsity import STRATEGIES
+    place = dict(PLACES[profile])
+    if report_dir is not None and Path(report_dir).resolve() != REPORT_DIR.resolve():
+        place.update(report_dir=Path(report_dir).resolve(), report="scratch")
+    return {
+        **place,
+        "scenarios": [s for s in scenarios if s not in D.THINNER],
+        "thinner": thinner,
+        "params": {k: sizes[k] for k in ("epochs", "train_fraction", "seeds")},
+        "family": {k: sizes[k] for k in ("tune_budget", "tune_epochs", "evals_per_epoch")},
+        "sparsity": {"densities": [1.0, *sorted({sc.density for sc in sparse if not sc.structured},
+                                               reverse=True)],
+                     "thin_densities": sorted({sc.density for sc in sparse if sc.structured}, reverse=True),
+                     "strategies": [st for st in STRATEGIES if st in strategies],
+                     "evals_per_epoch": sizes["evals_per_epoch"]},
+        "summary": {"report_dir": str(place["report_dir"])},
+    }
 
 
 class SweepSpecError(ValueError):
@@ -115,7 +168,7 @@ def declared_parameters(path: Path) -> dict:
 
 def study_runs_dir(profile: str, runs_dir: str | os.PathLike | None = None) -> Path:
     """Absolute runs directory: ``runs_dir``, else ``$FMNIST_RUNS_DIR``, else the profile's."""
-    chosen = runs_dir or os.environ.get("FMNIST_RUNS_DIR") or PROFILES[profile]["runs_dir"]
+    chosen = runs_dir or os.environ.get("FMNIST_RUNS_DIR") or PLACES[profile]["runs_dir"]
     return Path(chosen).resolve()  # kernels run in the notebooks' folder
 
 
@@ -123,14 +176,13 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
          scenarios: list[str] | None = None, overrides: dict | None = None,
          notebooks_dir: Path = NOTEBOOKS_DIR, output_dir: Path | None = None,
          runs_dir: str | None = None, scheduler: str | None = None,
-         summary: bool = True) -> list[Job]:
+         summary: bool = True, report_dir: str | os.PathLike | None = None) -> list[Job]:
     """The notebook executions of a sweep; raise :class:`SweepSpecError` naming every bad key."""
-    if profile not in PROFILES:
-        raise SweepSpecError(f"unknown profile {profile!r}; known profiles: {', '.join(PROFILES)}")
-    spec = PROFILES[profile]
+    spec = profile_spec(profile, report_dir)
     notebooks_dir = Path(notebooks_dir).resolve()
-    output_dir = Path(output_dir).resolve() if output_dir is not None else OUTPUT_DIR / profile
+    output_dir = Path(output_dir).resolve() if output_dir is not None else Path(spec["output_dir"])
     errors: list[str] = []
+    chosen_scenarios = bool(scenarios)
     scenarios = list(scenarios) if scenarios else list(spec["scenarios"])
     bad = [s for s in scenarios if s not in SCENARIOS]
     if bad:
@@ -144,31 +196,36 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
                           f"{', '.join(available) or 'none'}")
         selected = [p for p in selected if p.is_file()]
     else:
-        selected = [p for n in BASELINE + FAMILIES if (p := notebook_path(n, notebooks_dir)).is_file()]
+        selected = [p for n in (*BASELINE, *FAMILIES, SPARSITY)
+                    if (p := notebook_path(n, notebooks_dir)).is_file()]
     root = str(study_runs_dir(profile, runs_dir))
     plumbing = {"runs_dir": root, "scheduler": scheduler}  # also in the kernels' environment
     jobs: list[Job] = []
     bad_values: dict[str, list[str]] = {}  # message -> notebooks
     for path in selected:
         declared = declared_parameters(path)
-        takes_scenario = "scenario" in declared
-        parameters = {**spec["params"], **(spec["family"] if takes_scenario else {}), **(overrides or {})}
+        name, takes_scenario = path.stem, "scenario" in declared
+        trim = {k: v for k, v in spec["trim"].get(name, {}).items() if k in declared}
+        if "profile" in declared:  # the notebook sizes itself from the study definition
+            sizes = {"profile": profile}
+        else:
+            sizes = {**spec["params"], **(spec["family"] if takes_scenario else {}),
+                     **(spec["sparsity"] if name == SPARSITY else {})}
+        parameters = {**sizes, **trim, **(overrides or {})}
         unknown = sorted(set(parameters) - set(declared))
         if unknown:
-            errors.append(f"notebook {path.stem} has no parameter(s) {unknown}; "
+            errors.append(f"notebook {name} has no parameter(s) {unknown}; "
                           f"its parameters: {', '.join(declared) or 'none'}")
             continue
         for error in check_parameters(parameters, declared):
-            bad_values.setdefault(error, []).append(path.stem)
+            bad_values.setdefault(error, []).append(name)
         parameters.update({k: v for k, v in plumbing.items() if k in declared and v is not None})
         if not takes_scenario:
-            jobs.append(Job(path.stem, path, output_dir / path.name, parameters, runs_dir=root))
+            jobs.append(Job(name, path, output_dir / path.name, parameters, runs_dir=root))
             continue
-        mine = [s for s in scenarios if s in SCENARIOS
-                and (path.stem not in SPARSE_ONLY or SCENARIOS[s].sparse)]
-        for scenario in mine:
-            jobs.append(Job(f"{path.stem}__{scenario}", path,
-                            output_dir / f"{path.stem}__{scenario}.ipynb",
+        allowed = None if chosen_scenarios else spec["scenarios_of"].get(name)
+        for scenario in [s for s in scenarios if s in SCENARIOS and (allowed is None or s in allowed)]:
+            jobs.append(Job(f"{name}__{scenario}", path, output_dir / f"{name}__{scenario}.ipynb",
                             {**parameters, "scenario": scenario}, runs_dir=root))
     summary_path = notebook_path(SUMMARY, notebooks_dir)
     if summary and not notebooks and summary_path.is_file():
@@ -256,27 +313,24 @@ def environment(**values):
                 os.environ[key] = value
 
 
-def report_available() -> bool:
-    """Whether ``python -m helpers report`` exists (another part of the project provides it)."""
-    probe = subprocess.run([sys.executable, "-m", "helpers", "report", "--help"], cwd=ROOT,
-                           capture_output=True, timeout=120)
-    return probe.returncode == 0
-
-
 def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, overrides=None,
               scheduler: str | None = None, jobs: int | None = None, runs_dir: str | None = None,
               notebooks_dir: Path = NOTEBOOKS_DIR, output_dir: Path | None = None,
               kernel: str = KERNEL, dry_run: bool = False, force: bool = False,
               summary: bool = True, report: bool = True, progress: bool = True,
-              tls: TLSFiles | None = None) -> int:
-    """Plan (rejecting a bad specification before anything runs), execute, summarise, report.
+              tls: TLSFiles | None = None, train: bool = True,
+              report_dir: str | os.PathLike | None = None) -> int:
+    """Plan (rejecting a bad specification before anything runs), train, execute the notebooks,
+    summarise, report.
 
-    ``tls``: the files that secure the Dask cluster (default: ``$FMNIST_DASK_TLS_*``), handed to
-    the kernels through the environment. Returns the exit status: 0 when every notebook ran,
-    1 when one failed, 2 for a bad spec.
+    ``train``: first train the study's runs through the planner (only for a whole study: not
+    with ``notebooks``). ``tls``: the files that secure the Dask cluster (default:
+    ``$FMNIST_DASK_TLS_*``), handed to the kernels through the environment. Returns the exit
+    status: 0 when everything ran, 1 when something failed (named on stderr), 2 for a bad spec.
     """
     from tqdm.auto import tqdm
 
+    from . import stages
     from .executors import check_address, cpu_cores, scheduler_address
     scheduler = scheduler_address(scheduler)
     tls = tls or TLSFiles.from_options()
@@ -284,7 +338,7 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
         scheduler = check_address(scheduler, tls)
     try:
         planned = plan(profile, notebooks, scenarios, overrides, notebooks_dir, output_dir,
-                       runs_dir, scheduler, summary)
+                       runs_dir, scheduler, summary, report_dir)
     except SweepSpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -292,11 +346,14 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
         print(f"error: --jobs must be a positive integer, got {jobs}", file=sys.stderr)
         return 2
     root = study_runs_dir(profile, runs_dir)
+    train = train and not notebooks
     where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs or cpu_cores()} local process(es)"
     print(f"sweep {profile}: {len(planned)} notebook(s), runs in {root} on {where}", file=sys.stderr)
     if force:
         planned = [Job(j.name, j.source, j.output, j.parameters, False, j.runs_dir) for j in planned]
     if dry_run:
+        if train:
+            print(stages.preview(profile, root))
         for job in planned:
             state = "reuse" if is_current(job) else "run"
             print(f"{state:5} {job.name} -> {job.output}  {json.dumps(job.parameters, default=str)}")
@@ -304,45 +361,50 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
     outcome: Counter = Counter()
     failed: list[str] = []
     before = run_counts(root)
-    bar = tqdm(total=len(planned), desc="notebooks", unit="nb", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
-    stop = threading.Event()
-
-    def watch_runs():
-        while not stop.wait(5.0):
-            now = run_counts(root)
-            bar.set_postfix(runs_done=sum(now[s] for s in ("finished", "diverged")) -
-                            sum(before[s] for s in ("finished", "diverged")),
-                            runs_failed=now["failed"], refresh=True)
-
-    watcher = threading.Thread(target=watch_runs, daemon=True)
     with environment(FMNIST_JOBS=None if scheduler else (jobs or cpu_cores()),
                      FMNIST_DASK_SCHEDULER=scheduler, FMNIST_RUNS_DIR=root,
                      **(tls.environment() if tls and scheduler else {})):
+        timings: list[str] = []
+        if train:
+            started = time.monotonic()
+            failed += stages.train(profile, root, scheduler, jobs, tls, progress)
+            timings.append(f"training {time.monotonic() - started:.0f} s")
+        bar = tqdm(total=len(planned), desc="notebooks", unit="nb", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True)
+        stop = threading.Event()
+
+        def watch_runs():
+            while not stop.wait(5.0):
+                now = run_counts(root)
+                bar.set_postfix(runs_done=sum(now[s] for s in ("finished", "diverged")) -
+                                sum(before[s] for s in ("finished", "diverged")),
+                                runs_failed=now["failed"], refresh=True)
+
+        watcher = threading.Thread(target=watch_runs, daemon=True)
         watcher.start()
         try:
             for job in planned:
                 bar.set_description(job.name)
+                started = time.monotonic()
                 status = execute(job, kernel, progress=progress)
+                timings.append(f"{job.name} {status} {time.monotonic() - started:.0f} s")
                 outcome[status] += 1
                 if status == "failed":
-                    failed.append(job.name)
+                    failed.append(f"notebook {job.name} (see {job.failed_output})")
                 bar.update(1)
         finally:
             stop.set()
             bar.close()
     after = run_counts(root)
     print(f"notebooks: {dict(outcome)}; runs in {root}: {dict(after)}", file=sys.stderr)
+    print("times: " + "; ".join(timings), file=sys.stderr)
+    if report and summary and not notebooks and not any(f.startswith(f"notebook {SUMMARY}") for f in failed):
+        spec = profile_spec(profile, report_dir)
+        started = time.monotonic()
+        failed += stages.build_report(spec["report"], spec["report_dir"])
+        print(f"report {time.monotonic() - started:.0f} s", file=sys.stderr)
     if failed:
-        print(f"failed notebooks (see their .failed.ipynb): {', '.join(failed)}", file=sys.stderr)
-    if report and PROFILES[profile]["report"] and not notebooks:
-        if report_available():
-            status = subprocess.run([sys.executable, "-m", "helpers", "report"], cwd=ROOT).returncode
-            if status != 0:
-                print(f"report failed (exit {status})", file=sys.stderr)
-                return 1
-        else:
-            print("note: no `python -m helpers report` yet; report skipped", file=sys.stderr)
+        print(f"failed ({len(failed)}):\n  " + "\n  ".join(failed), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -379,16 +441,23 @@ def add_arguments(parser) -> None:
                         help="override a notebook parameter (value parsed as JSON when possible)")
     parser.add_argument("--runs-dir", default=None,
                         help="run records (default: $FMNIST_RUNS_DIR, else the profile's: "
-                             "outputs/runs for full, outputs/scratch/quick/runs for quick)")
+                             "outputs/runs for full, outputs/scratch/<profile>/runs otherwise)")
     parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR),
                         help="where the notebooks are (default: notebooks/)")
     parser.add_argument("--output-dir", default=None,
-                        help="executed notebooks (default: outputs/notebooks/<profile>)")
+                        help="executed notebooks (default: outputs/notebooks/full for full, "
+                             "outputs/scratch/<profile>/notebooks otherwise)")
+    parser.add_argument("--report-dir", default=None,
+                        help="the summary's tables and figures and the compiled report (default: report/ "
+                             "for full, outputs/scratch/<profile>/report otherwise; another folder than "
+                             "report/ leaves report/ and the README untouched)")
     parser.add_argument("--kernel", default=KERNEL, help=f"Jupyter kernel (default: {KERNEL})")
     parser.add_argument("--dry-run", action="store_true", help="check the specification, print the plan, run nothing")
     parser.add_argument("--force", action="store_true", help="re-execute notebooks even when their output is current")
     parser.add_argument("--no-summary", action="store_true", help="skip the summary notebook")
     parser.add_argument("--no-report", action="store_true", help="skip the report")
+    parser.add_argument("--no-train", action="store_true",
+                        help="skip the planner's training stage (the notebooks still train what they ask for)")
 
 
 def main(args) -> int:
@@ -401,4 +470,5 @@ def main(args) -> int:
                      args.jobs, args.runs_dir, Path(args.notebooks_dir),
                      Path(args.output_dir) if args.output_dir else None, args.kernel,
                      args.dry_run, args.force, not args.no_summary, not args.no_report,
-                     tls=TLSFiles.from_options(args.tls_ca_file, args.tls_cert, args.tls_key))
+                     tls=TLSFiles.from_options(args.tls_ca_file, args.tls_cert, args.tls_key),
+                     train=not args.no_train, report_dir=args.report_dir)
