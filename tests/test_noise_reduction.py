@@ -462,9 +462,8 @@ def test_engine_counts_snapshots_and_growing_batches(small_data):
     assert saga.records[-1]["grad_evals"] == 2 * n and not saga.diverged
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="engine: skip the batch gradient when rule.uses_gradient is False")
 def test_engine_spends_no_batch_on_sarahs_full_gradient_step(small_data):
+    """The step right after a snapshot reads no batch (``uses_gradient`` is False)."""
     data = type(small_data)(train=small_data.train.subset(torch.arange(600)),
                             test=small_data.test.subset(torch.arange(500)))
     n = len(data.train)
