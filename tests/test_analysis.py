@@ -232,3 +232,21 @@ def test_y_range_on_the_informative_band_with_collapses_in_an_inset():
     per_panel = [len(ax.get_lines()) for ax in fig.axes if ax.get_legend() is not None]
     assert len(per_panel) == len(P.PANELS) and max(per_panel) <= P.MAX_LINES + 1  # + the target line
     matplotlib.pyplot.close("all")
+
+
+def test_difference_plot_marks_verdicts_and_keeps_outliers_at_the_edge():
+    import matplotlib
+    matplotlib.use("Agg")
+    from helpers.evidence import plots as P
+    table = pd.DataFrame({"method": ["adam", "sgd", "gd", "nadam"], "sparsity_strategy": "projection",
+                          "difference": [0.0, -0.5, -80.0, 0.1], "ci_low": [None, -0.9, -99.0, -0.5],
+                          "ci_high": [None, -0.1, -61.0, 0.7], "verdict": ["best", "separable", "separable",
+                                                                             "not separable"]})
+    ax = P.difference_plot({"test accuracy difference (points)": table})[0]
+    markers = [line for line in ax.get_lines() if line.get_marker() not in ("None", None, "")]
+    faces = {tuple(line.get_xdata()): line.get_markerfacecolor() for line in markers}
+    assert faces[(-0.5,)] != "white" and faces[(0.1,)] == "white"  # filled separable, hollow not
+    assert (-3.0,) in faces  # gd's -80 drawn at the axis edge
+    assert any(t.get_text() == "-80" for t in ax.texts)
+    assert ax.get_xlim() == (-3.0, 3.0)
+    matplotlib.pyplot.close("all")

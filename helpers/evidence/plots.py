@@ -34,7 +34,7 @@ PANELS = {
 _PALETTE = sns.color_palette("colorblind")
 FAMILY_COLORS = {"sgd": _PALETTE[4], "momentum": _PALETTE[0], "noise_reduction": _PALETTE[2],
                  "second_order": _PALETTE[3], None: _PALETTE[7]}
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
 LINESTYLES = ("-", "--", "-.", ":")
 MAX_LINES = 6
 COLLAPSE_POINTS = 8.0
@@ -382,6 +382,53 @@ def profile_plot(profile: pd.DataFrame, ax=None, max_lines: int = 8):
     ax.set_ylabel(r"share of problems solved, $\rho(\tau)$")
     _legend(ax, "outside")
     return ax
+
+
+def difference_plot(tables: dict[str, pd.DataFrame], axes=None, limits: dict | None = None):
+    """Seed-matched differences to the indicated best with their 95% intervals, one panel per metric
+    (``tables``: {"test accuracy (points)": :func:`helpers.evidence.statistics.separability` table, ...}):
+    one row per method in the shared style, filled markers for "separable", hollow for "not
+    separable", grey for "untested". The x axis keeps ``limits[name]`` (default: +-3 accuracy points,
+    +-0.1 loss); methods beyond it are drawn at the edge with their value written beside."""
+    limits = limits or {}
+    names = list(tables)
+    if axes is None:
+        rows = max(len(t) for t in tables.values())
+        _, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 1.5, 0.22 * rows + 1.2), sharey=True,
+                               squeeze=False)
+        axes = axes[0]
+    order = list(tables[names[0]].sort_values("difference", ascending=False)["method"] + " / " +
+                 tables[names[0]].sort_values("difference", ascending=False)["sparsity_strategy"])
+    for ax, name in zip(axes, names):
+        table = tables[name].assign(key=lambda t: t["method"] + " / " + t["sparsity_strategy"])
+        low, high = limits.get(name, (-3.0, 3.0) if "acc" in name else (-0.1, 0.1))
+        look = styles(table["method"])
+        for _, r in table.iterrows():
+            y = order.index(r["key"]) if r["key"] in order else len(order)
+            style = {**look[str(r["method"])], "linestyle": "none"}
+            if r["verdict"] == "untested":
+                style["color"] = FAMILY_COLORS[None]
+            if r["verdict"] == "not separable":
+                style["markerfacecolor"] = "white"
+            value = float(r["difference"]) if pd.notna(r["difference"]) else 0.0
+            shown = min(max(value, low), high)
+            if pd.notna(r.get("ci_low")):
+                ax.plot([max(r["ci_low"], low), min(r["ci_high"], high)], [y, y], color=style["color"], linewidth=1)
+            ax.plot([shown], [y], **style)
+            if shown != value:
+                ax.annotate(f"{value:+.3g}", (shown, y), xytext=(-7 if value > high else 7, 0),
+                            textcoords="offset points", fontsize=6, va="center",
+                            ha="right" if value > high else "left")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_xlim(low, high)
+        ax.set_xlabel(name)
+        best = set(table.loc[table["verdict"] == "best", "key"])
+        ax.set_yticks(range(len(order)), [o.replace(" / projection", "") + (" (best)" if o in best else "")
+                                          for o in order])
+        ax.tick_params(axis="y", labelsize=7)
+    axes[0].set_ylim(len(order) - 0.5, -0.5)
+    axes[0].set_title("filled: separable; hollow: not separable; grey: untested", fontsize=7, loc="left")
+    return axes
 
 
 def legend_inside_data(ax) -> bool:

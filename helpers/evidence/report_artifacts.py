@@ -11,7 +11,7 @@ import pandas as pd
 from . import analysis as A
 from . import statistics as S
 from ..optimizers import registry
-from .plots import density_plot, family_facets, metric_row, profile_plot
+from .plots import density_plot, difference_plot, family_facets, metric_row, profile_plot
 from .summary import COUNTING_RULE
 
 PDF_META = {"CreationDate": None, "Producer": None}
@@ -368,10 +368,11 @@ def macros_tex(values: dict[str, str]) -> str:
 
 
 def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6,
-            best: pd.DataFrame | None = None) -> list[Path]:
+            best: pd.DataFrame | None = None, comps: dict | None = None) -> list[Path]:
     """Training loss, test loss and test accuracy of the indicated best and the methods with the
     highest mean test accuracy (standard, ``top`` lines); per main scenario the family panels of
-    test accuracy and test loss; the performance profile; accuracy against density."""
+    test accuracy and test loss and the seed-matched differences to the best; the performance
+    profile; accuracy against density."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     matplotlib.rcParams.update({"font.size": 8})
@@ -389,6 +390,12 @@ def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6,
             if len(runs):
                 fig = family_facets(runs, y, hue="line", target=A.TARGET)
                 paths.append(_save(fig, out / f"families_{scenario}_{y}.pdf"))
+    for scenario, comp in (comps or {}).items():
+        if "accuracy" in comp and len(comp["accuracy"]) > 1:
+            axes = difference_plot({"test accuracy difference (points)": comp["accuracy"],
+                                    "test loss difference": comp["loss"]})
+            axes[0].figure.tight_layout()
+            paths.append(_save(axes[0].figure, out / f"differences_{scenario}.pdf"))
     profile = A.performance_profile(frame)
     if len(profile):
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -500,6 +507,6 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
             if isinstance(comp.get(part), pd.DataFrame) and len(comp[part]):
                 comp[part].to_csv(tables / f"statistics_{scenario}_{part}.csv", index=False)
     if draw:
-        figures(frame, results, report_dir / "figures", best=best)
+        figures(frame, results, report_dir / "figures", best=best, comps=comps)
     return {"results": results, "time_to_target": ttt, "macros": values, "targets": target_lines,
             "comparisons": comps, "best": best}
