@@ -61,8 +61,8 @@ timing: setup
 clean-venv:
 	rm -rf $(VENV)
 
-# Plants each bug of tools/mutants/mutations.py in a scratch copy and runs the tests that must
-# catch it (not part of `make test`); MUTANTS="--only NAME" runs a subset.
+# Plants each bug of the tables in tools/mutants/ in a scratch copy and runs the tests that must
+# catch it (not part of `make test`); MUTANTS="--table curvature" or "--only NAME" runs a subset.
 .PHONY: mutants
 mutants: setup
 	$(PY) tools/mutants/run.py $(MUTANTS)
