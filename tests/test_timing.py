@@ -114,15 +114,20 @@ def test_other_processes_cpu_or_training_refuse(quiet_machine, monkeypatch):
     assert any("helpers sweep" in r for r in timing.busy_reasons(timing.Settings(), sample_s=0.01))
 
 
-def test_a_measurement_disturbed_twice_stops_the_pass(monkeypatch):
+def test_a_disturbed_measurement_is_taken_again_then_stops_the_pass(monkeypatch):
+    clean = timing.Timing("sgd", 1, 10.0, 0.01, 64, 10, "64", 0.0, 1.0, others_cpu=0.0)
     busy = timing.Timing("sgd", 1, 10.0, 0.01, 64, 10, "64", 0.0, 1.0, others_cpu=1.0)
-    monkeypatch.setattr(timing, "measure", lambda *a, **k: busy)
-    settings = timing.Settings(pause_s=0.0)
+    results = iter([busy, clean])
+    monkeypatch.setattr(timing, "measure", lambda *a, **k: next(results))
+    assert timing.measure_idle("sgd", None, 1, timing.Settings(pause_s=0.0), []) is clean
+    calls = []
+    monkeypatch.setattr(timing, "measure", lambda *a, **k: calls.append(1) or busy)
     with pytest.raises(timing.MachineBusy, match="1.00 cores"):
-        timing.measure_idle("sgd", None, 1, settings, [])
+        timing.measure_idle("sgd", None, 1, timing.Settings(pause_s=0.0), [])
+    assert len(calls) == 2
     noted: list[str] = []
     assert timing.measure_idle("sgd", None, 1, timing.Settings(pause_s=0.0, force=True), noted) is busy
-    assert noted
+    assert noted and len(calls) == 3  # forced: warned and noted, not repeated
 
 
 def test_run_cost_by_hand():

@@ -328,7 +328,7 @@ def _time_size(loop: _Loop, size: int, settings: Settings, period: int) -> tuple
 
     Seconds per oracle call: the median over the repetitions; calls per step: their median."""
     warm_steps, warm_time = 0, 0.0
-    while warm_steps < 1 or warm_time < settings.warmup_s and warm_steps < 2 * max(period, 1):
+    while warm_steps < 1 or warm_time < settings.warmup_s:
         warm_time += _timed(lambda: (loop.steps(size, 1), loop.sync()))[0]
         warm_steps += 1
     per_step = warm_time / warm_steps
@@ -448,20 +448,23 @@ def measure(method: str, data, k: int = 1, settings: Settings | None = None) -> 
 
 
 def measure_idle(method: str, data, k: int, settings: Settings, busy: list[str]) -> Timing:
-    """:func:`measure`, again after a pause if others used the CPU meanwhile; refuses if they still do."""
+    """:func:`measure`, again after a pause if others used the CPU meanwhile; refuses if they still
+    do (with ``force``: no pause, a loud warning, the reason added to ``busy``)."""
     timing = measure(method, data, k, settings)
     if not settings.check or timing.others_cpu <= settings.max_others:
         return timing
-    print(f"{method} K={k}: other processes used {timing.others_cpu:.2f} cores; measuring again in "
-          f"{settings.pause_s:.0f} s", file=sys.stderr)
-    time.sleep(settings.pause_s)
-    timing = measure(method, data, k, settings)
-    if timing.others_cpu > settings.max_others:
-        reason = f"{method} K={k}: other processes used {timing.others_cpu:.2f} cores > {settings.max_others}"
-        if not settings.force:
-            raise MachineBusy(f"machine became busy, timing stopped (nothing written): {reason}")
-        print(f"WARNING: TIMING ON A BUSY MACHINE: {reason}", file=sys.stderr)
-        busy.append(reason)
+    if not settings.force:
+        print(f"{method} K={k}: other processes used {timing.others_cpu:.2f} cores; measuring again in "
+              f"{settings.pause_s:.0f} s", file=sys.stderr)
+        time.sleep(settings.pause_s)
+        timing = measure(method, data, k, settings)
+        if timing.others_cpu <= settings.max_others:
+            return timing
+    reason = f"{method} K={k}: other processes used {timing.others_cpu:.2f} cores > {settings.max_others}"
+    if not settings.force:
+        raise MachineBusy(f"machine became busy, timing stopped (nothing written): {reason}")
+    print(f"WARNING: TIMING ON A BUSY MACHINE: {reason}", file=sys.stderr)
+    busy.append(reason)
     return timing
 
 
