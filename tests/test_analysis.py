@@ -65,7 +65,7 @@ def test_study_recipe_comes_from_the_registry():
     assert schedule_for("adamw_schedulefree") == "constant" and schedule_for("adam") == "cosine"
     assert base_config("sgd_basic", epochs=10).epochs == 1
     assert base_config("kfac", epochs=10).grad_budget == 600_000
-    assert base_config("adam", epochs=10).grad_budget is None
+    assert base_config("adam", epochs=10).grad_budget == 600_000  # v2: every run has the oracle budget
 
 
 def test_averaging_start_scales_with_the_run_length():
