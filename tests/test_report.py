@@ -60,7 +60,7 @@ def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
     best = R.indicated_best(results, comps)
     assert best.loc["standard", "method"] == "adam" and best.loc["standard", "chosen_on"] == "hold-out"
     table = R.comparison_tex(comps["standard"])
-    assert "adam & 3 & -- & best" in table
+    assert "adam & 3 & -- & best" in table and "& yes &" in table
     assert "svrg & 2 & " in table  # the diverged seed is not paired
     assert "sgd & 3 & +1.00 [" in table  # seed-matched: (1.0 + 1.2 + 0.8) / 3
     final_tex = R.final_table_tex(results, "standard")

@@ -161,8 +161,9 @@ def _names(group) -> str:
 
 
 def comparison_tex(comparison: dict) -> str:
-    """Per method: seed-matched difference to the indicated best with its 95% interval and verdict, on
-    test accuracy and on test loss; per-image McNemar tests significant (Holm) against the best."""
+    """Per method: seed-matched difference to the indicated best with its 95% interval and whether it
+    is separable (yes/no; -- untested), on test accuracy and on test loss; per-image McNemar tests
+    (Holm) against the best: seeds significantly worse / better / not significant."""
     if "accuracy" not in comparison:
         return ""
     acc = comparison["accuracy"].set_index(list(S.KEYS))
@@ -172,11 +173,14 @@ def comparison_tex(comparison: dict) -> str:
     for key, a in acc.iterrows():
         l = loss.loc[key] if key in loss.index else None
         name = _tex(key[0]) + ("" if key[1] == "projection" else f" ({_tex(key[1])})")
-        body.append([name, str(int(a["n_pairs"])), _diff(a, 2), _tex(a["verdict"]),
-                     _diff(l, 4) if l is not None else "--", _tex(l["verdict"]) if l is not None else "--",
+        body.append([name, str(int(a["n_pairs"])), _diff(a, 2), _VERDICT[a["verdict"]],
+                     _diff(l, 3) if l is not None else "--", _VERDICT[l["verdict"]] if l is not None else "--",
                      _image_cell(images, key)])
-    return _tabular("lrrlrll", ["method", "seeds paired", r"$\Delta$ test acc.\ [95\% CI]", "accuracy",
-                                r"$\Delta$ test loss [95\% CI]", "loss", "McNemar (worse/better/n.s.)"], body)
+    return _tabular("lrrcrcc", ["method", "seeds", r"$\Delta$ acc.\ [95\% CI]", "sep.", r"$\Delta$ loss [95\% CI]",
+                                "sep.", "McNemar w/b/n.s."], body)
+
+
+_VERDICT = {"best": "best", "separable": "yes", "not separable": "no", "untested": "--"}
 
 
 def _diff(row, digits: int) -> str:
@@ -233,7 +237,8 @@ def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: 
                    StudyHours=f"{cost['train_hours']:.1f}")
     out["Coverage"] = _tex(coverage(frame))
     out["CountingRule"] = _tex(COUNTING_RULE)
-    out["StatsRule"] = _tex("; ".join(S.RULES.values()) + ".")
+    rules = "; ".join(S.RULES.values())
+    out["StatsRule"] = _tex(rules[:1].upper() + rules[1:] + ".")
     best = indicated_best(results, comps)
     names = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
     for scenario, key in names.items():
