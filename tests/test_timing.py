@@ -67,6 +67,25 @@ def test_seconds_per_run_from_the_table(table_path):
         "sgd", "seconds_per_epoch"]
 
 
+def test_batch_size_table_and_the_wall_time_of_oracle_calls(tmp_path):
+    path = tmp_path / "by_batch.csv"
+    timing.timing_pass(["sgd"], path, TINY, progress=False, batch_sizes=[8, "full"])
+    timing.timing_pass(["sgd"], path, TINY, progress=False, batch_sizes=[64])
+    table = timing.read_table(path)
+    assert list(table["batch_size"]) == ["8", "64", "full"]
+    assert (table["seconds_per_epoch"] > 0).all()
+    assert table["batched_seconds_per_epoch"].notna().tolist() == [True, True, False]  # full batch: K = 1
+    per_call = timing.seconds_per_oracle_call("sgd", 8, path=path)
+    assert per_call == pytest.approx(table["seconds_per_epoch"][0] / 60_000)
+    assert timing.wall_seconds("sgd", 30_000, 8, path=path) == pytest.approx(30_000 * per_call)
+    with pytest.raises(KeyError, match="not in the timing table"):
+        timing.seconds_per_oracle_call("sgd", "full", batched=True, path=path)
+    assert timing.parse_batch_sizes("1,8,full") == [1, 8, "full"]
+    for bad in ("0", "60001", "-3", "x"):
+        with pytest.raises(ValueError, match="from 1 to 60,000"):
+            timing.parse_batch_sizes(bad)
+
+
 def test_a_pass_over_some_methods_keeps_the_other_rows(table_path, tmp_path):
     path = tmp_path / "t.csv"
     pd.read_csv(table_path).to_csv(path, index=False)

@@ -50,8 +50,14 @@ Output (atomic: temp file, then rename): ``outputs/timing/seconds_per_epoch.csv`
 :func:`helpers.study.readout.cost_table` reads (method, seconds_per_epoch,
 batched_seconds_per_epoch, ...; one row per method, rows of methods not timed this time kept),
 and ``seconds_per_epoch.json``, where it was measured (machine, torch, commit, threads, load,
-the rule, the settings, the duration). Report figures for wall time come from this table
-(:func:`seconds_per_run`).
+the rule, the settings, the duration). Report figures for wall time come from this table:
+:func:`seconds_per_run` (per method, one final run), :func:`seconds_per_oracle_call` and
+:func:`wall_seconds` (e.g. the sample gradients a run spent to reach a target).
+
+Batch-size study (issue 15): ``--batch-sizes 1,8,32,64,256,1024,full --methods sgd,nesterov``
+times the methods at those batch sizes instead of their own, the same way, into
+``outputs/timing/seconds_per_epoch_by_batch.csv`` keyed by (method, batch_size);
+``seconds_per_oracle_call(method, batch_size=...)`` reads it.
 
 ``python -m helpers.study.timing [--methods a,b] [--k 4] [--target-s 2] [--force]``
 """
@@ -76,12 +82,13 @@ from ..engine.schedules import lr_factor
 from ..engine.stacked_model import MAX_SAMPLES_PER_STEP
 from ..engine.steppers import BudgetSpent, ModuleStepper, StackedStepper
 from ..optimizers import get_spec, names
-from ..problem.data import Split, batch_indices
+from ..problem.data import N_TRAIN, Split, batch_indices
 from ..problem.model import LeNet5
 from ..runtime import environment, git_commit, seed_everything
 from .readout import COSTS_FILE, ORACLE_EPOCH
 
 TABLE = COSTS_FILE
+BATCH_TABLE = COSTS_FILE.with_name("seconds_per_epoch_by_batch.csv")
 STUDY_K = 4
 REPS = 3
 STEP_CAP = 1  # full passes a timed step may spend
@@ -111,6 +118,7 @@ class Settings:
     force: bool = False
     check: bool = True
     train_fraction: float = 1.0  # tests only: the full pass times all 60,000 images
+    batch_size: int | str | None = None  # None: the study's batch size for the method
 
 
 # ---------------------------------------------------------------- the busy-machine rule
@@ -202,18 +210,21 @@ class Timing:
     reps: list = field(default_factory=list)
 
 
-def study_configs(method: str, k: int = 1, train_fraction: float = 1.0):
-    """K copies (seeds 0..K-1) of the study's final-run configuration of ``method`` (standard scenario)."""
+def study_configs(method: str, k: int = 1, train_fraction: float = 1.0, batch_size: int | str | None = None):
+    """K copies (seeds 0..K-1) of the study's final-run configuration of ``method`` (standard
+    scenario), at ``batch_size`` if given (the batch-size study's runs)."""
     from .recipe import base_config
     base = base_config(method, train_fraction=train_fraction)
+    if batch_size is not None:
+        base = replace(base, batch_size=batch_size, batch_growth=None)
     return [replace(base, seed=s) for s in range(k)]
 
 
-def batched_k(method: str, k: int = STUDY_K) -> int | None:
+def batched_k(method: str, k: int = STUDY_K, batch_size: int | str | None = None) -> int | None:
     """The K a batched measurement of ``method`` uses (``k`` capped by the engine), None if it does not batch."""
-    config = study_configs(method)[0]
+    config = study_configs(method, batch_size=batch_size)[0]
     k = min(k, max_models(config))
-    if k < 2 or why_not_batch(study_configs(method, 2)) is not None:
+    if k < 2 or why_not_batch(study_configs(method, 2, batch_size=batch_size)) is not None:
         return None
     return k
 
@@ -414,7 +425,7 @@ def run_cost(config, n: int, step: dict, start: tuple[float, float]) -> tuple[fl
 def measure(method: str, data, k: int = 1, settings: Settings | None = None) -> Timing:
     """Time ``method`` at K = ``k`` models at once on ``data`` (see the module docstring)."""
     settings = settings or Settings()
-    configs = study_configs(method, k, settings.train_fraction)
+    configs = study_configs(method, k, settings.train_fraction, settings.batch_size)
     with OthersMeter() as meter:
         loop = _Loop(configs, data)
         start = _time_epoch_start(loop, settings)
@@ -482,6 +493,10 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def _batch_order(size: str) -> float:
+    return float(size) if str(size).isdigit() else math.inf
+
+
 def header_path(path) -> Path:
     return Path(path).with_suffix(".json")
 
@@ -503,19 +518,24 @@ def _row(single: Timing, batched: Timing | None, env: dict, idle: bool, measured
                 note="; ".join(dict.fromkeys(x for x in (single.note, b.note if b else "", failed) if x)))
 
 
-def write_table(rows: list[dict], path=TABLE, header: dict | None = None) -> pd.DataFrame:
-    """Merge ``rows`` into the table at ``path`` (rows of other methods kept; methods no longer
-    registered dropped), write it and its header atomically; return the table."""
+def write_table(rows: list[dict], path=TABLE, header: dict | None = None, by_batch: bool = False) -> pd.DataFrame:
+    """Merge ``rows`` into the table at ``path`` (rows of other methods, or other (method, batch
+    size) pairs with ``by_batch``, kept; methods no longer registered dropped), write it and its
+    header atomically; return the table. The cost table has a row per registered method."""
     path = Path(path)
-    new = pd.DataFrame(rows, columns=COLUMNS)
+    key = ["method", "batch_size"] if by_batch else ["method"]
+    new = pd.DataFrame(rows, columns=COLUMNS).astype({"batch_size": str})
     if path.is_file():
-        old = pd.read_csv(path)
-        old = old[~old["method"].isin(new["method"]) & old["method"].isin(names())]
-        if "seconds_per_epoch" in old:
-            old = old[old["seconds_per_epoch"].notna()]
+        old = pd.read_csv(path, dtype={"batch_size": str})
+        old = old[old["method"].isin(names()) & old["seconds_per_epoch"].notna()]
+        taken = set(map(tuple, new[key].values))
+        old = old[[tuple(v) not in taken for v in old[key].values]]
         new = pd.concat([old.reindex(columns=COLUMNS), new], ignore_index=True) if len(old) else new
-    registered = pd.DataFrame({"method": names()})
-    table = registered.merge(new, on="method", how="left")[COLUMNS]
+    if by_batch:
+        table = new.sort_values(key, key=lambda c: c.map(_batch_order) if c.name == "batch_size" else c
+                                ).reset_index(drop=True)
+    else:
+        table = pd.DataFrame({"method": names()}).merge(new, on="method", how="left")[COLUMNS]
     if header is not None:
         _atomic_write(header_path(path), json.dumps(header, indent=1, default=str) + "\n")
     _atomic_write(path, table.to_csv(index=False))
@@ -523,9 +543,11 @@ def write_table(rows: list[dict], path=TABLE, header: dict | None = None) -> pd.
 
 
 def timing_pass(methods=None, path=TABLE, settings: Settings | None = None, data=None,
-                progress: bool = True, command: str = "timing_pass()") -> pd.DataFrame:
+                progress: bool = True, command: str = "timing_pass()", batch_sizes=None) -> pd.DataFrame:
     """Time ``methods`` (default: every registered one) at K = 1 and at the batched K with one
-    torch thread; write the table (see the module docstring)."""
+    torch thread; write the table (see the module docstring). ``batch_sizes`` (ints or "full"):
+    time each method at each of them instead of its own, into a table keyed by (method,
+    batch_size) (the batch-size study's wall times; default path :data:`BATCH_TABLE`)."""
     settings = settings or Settings()
     methods = list(methods or names())
     for m in methods:
@@ -534,7 +556,7 @@ def timing_pass(methods=None, path=TABLE, settings: Settings | None = None, data
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        return _timing_pass(methods, path, settings, data, progress, command)
+        return _timing_pass(methods, path, settings, data, progress, command, batch_sizes)
     finally:
         torch.set_num_threads(threads)
         if omp is None:
@@ -543,7 +565,8 @@ def timing_pass(methods=None, path=TABLE, settings: Settings | None = None, data
             os.environ["OMP_NUM_THREADS"] = omp
 
 
-def _timing_pass(methods, path, settings: Settings, data, progress: bool, command: str) -> pd.DataFrame:
+def _timing_pass(methods, path, settings: Settings, data, progress: bool, command: str,
+                 batch_sizes=None) -> pd.DataFrame:
     started, wall0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
     load_before = os.getloadavg()
     busy = check_idle(settings)
@@ -553,26 +576,30 @@ def _timing_pass(methods, path, settings: Settings, data, progress: bool, comman
     env = environment(data.device)
     idle = settings.check and not busy
     rows = []
-    for i, m in enumerate(methods):
-        single = measure_idle(m, data, 1, settings, busy)
-        k = batched_k(m, settings.k)
+    variants = [(m, replace(settings, batch_size=b)) for m in methods for b in (batch_sizes or [None])]
+    for i, (m, sized) in enumerate(variants):
+        single = measure_idle(m, data, 1, sized, busy)
+        k = batched_k(m, settings.k, sized.batch_size)
         batched, failed = None, ""
         if k:
             try:
-                batched = measure_idle(m, data, k, settings, busy)
+                batched = measure_idle(m, data, k, sized, busy)
             except MachineBusy:
                 raise
             except Exception as exc:  # the study's batched run fails the same way and trains them one by one
                 failed = f"batched engine failed at K={k} ({type(exc).__name__}: {str(exc)[:100]}): K=1 only"
                 print(f"{m}: {failed}", file=sys.stderr)
         rows.append(_row(single, batched, env, idle=idle and not busy, measured=started, failed=failed))
+        if sized.batch_size is not None:
+            rows[-1]["batch_size"] = str(sized.batch_size)
         if progress:
             extra = f", K={k}: {batched.seconds_per_epoch:.1f} s per model" if batched else ""
-            print(f"[{i + 1}/{len(methods)}] {m}: {single.seconds_per_epoch:.1f} s per 60,000 oracle calls"
+            at = f" at batch {single.batch_size}" if batch_sizes else ""
+            print(f"[{i + 1}/{len(variants)}] {m}{at}: {single.seconds_per_epoch:.1f} s per 60,000 oracle calls"
                   f"{extra} ({time.perf_counter() - wall0:.0f} s so far)", file=sys.stderr)
     header = {"command": command, "measured": started,
               "seconds": round(time.perf_counter() - wall0, 1), "environment": env,
-              "torch_threads": torch.get_num_threads(), "methods": methods,
+              "torch_threads": torch.get_num_threads(), "methods": methods, "batch_sizes": batch_sizes,
               "settings": {k: v for k, v in asdict(settings).items() if k != "check"},
               "load_average_before": load_before, "load_average_after": os.getloadavg(),
               "idle": idle and not busy, "busy_reasons": busy, "commit": git_commit(),
@@ -580,7 +607,7 @@ def _timing_pass(methods, path, settings: Settings, data, progress: bool, comman
               "rule": ("refuse when the 1-minute load average > max_load, other processes use > max_others "
                        "cores, or another process of this project runs; a measurement during which others "
                        "used > max_others cores is repeated once, then the pass stops")}
-    return write_table(rows, path, header)
+    return write_table(rows, path, header, by_batch=bool(batch_sizes))
 
 
 # ---------------------------------------------------------------- what the report reads
@@ -590,8 +617,33 @@ def read_table(path=TABLE) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    table = pd.read_csv(path)
+    table = pd.read_csv(path, dtype={"batch_size": str})
     return table[table["seconds_per_epoch"].notna()].reset_index(drop=True)
+
+
+def seconds_per_oracle_call(method: str, batch_size: int | str | None = None, batched: bool = False,
+                            path=None) -> float:
+    """Seconds of training per oracle call of ``method`` (per model, one process, one thread):
+    at its study batch size from the cost table, or at ``batch_size`` from the batch-size table
+    ("full" = all training images); the batched figure when ``batched`` (the models of a group
+    trained at once), else K = 1. KeyError if the pass has not timed it."""
+    table = read_table(path or (TABLE if batch_size is None else BATCH_TABLE))
+    rows = table[table["method"] == method]
+    if batch_size is not None:
+        rows = rows[rows["batch_size"] == str(batch_size)]
+    column = "batched_seconds_per_epoch" if batched else "seconds_per_epoch"
+    if rows.empty or pd.isna(rows.iloc[0][column]):
+        at = f" at batch size {batch_size}" if batch_size is not None else ""
+        raise KeyError(f"{method}{at} ({'batched' if batched else 'K = 1'}) is not in the timing table "
+                       f"{path or (TABLE if batch_size is None else BATCH_TABLE)}; run python -m helpers.study.timing")
+    return float(rows.iloc[0][column]) / ORACLE_EPOCH
+
+
+def wall_seconds(method: str, oracle_calls: float, batch_size: int | str | None = None, batched: bool = False,
+                 path=None) -> float:
+    """Training seconds that ``oracle_calls`` cost ``method`` by the timing pass (e.g. the sample
+    gradients a run spent to reach a target accuracy): see :func:`seconds_per_oracle_call`."""
+    return float(oracle_calls) * seconds_per_oracle_call(method, batch_size, batched, path)
 
 
 def read_header(path=TABLE) -> dict:
@@ -620,6 +672,20 @@ def seconds_per_run(path=TABLE, profile: str = "full", batched: bool = True) -> 
                                        "seconds_per_run", "idle"])
 
 
+def parse_batch_sizes(text: str) -> list[int | str]:
+    """"1,8,full" -> [1, 8, "full"]; each size in 1..60,000 or "full"."""
+    sizes: list[int | str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "full":
+            sizes.append(item)
+            continue
+        if not item.isdigit() or not 1 <= int(item) <= N_TRAIN:
+            raise ValueError(f"batch size {item!r} is not allowed: a whole number from 1 to {N_TRAIN:,} or 'full'")
+        sizes.append(int(item))
+    return sizes
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.study.timing",
                                      description=__doc__.split("\n\n")[0],
@@ -630,24 +696,32 @@ def main(argv=None) -> int:
     parser.add_argument("--max-load", type=float, default=Settings.max_load)
     parser.add_argument("--max-others", type=float, default=Settings.max_others)
     parser.add_argument("--force", action="store_true", help="time even on a busy machine (marked not idle)")
-    parser.add_argument("--out", default=str(TABLE))
+    parser.add_argument("--batch-sizes", default=None,
+                        help="e.g. 1,8,32,64,256,1024,full: time --methods at these batch sizes instead "
+                             f"of their own, into {BATCH_TABLE.name} (the batch-size study)")
+    parser.add_argument("--out", default=None, help=f"the table (default {TABLE}, or {BATCH_TABLE} "
+                                                    "with --batch-sizes)")
     parser.add_argument("--train-fraction", type=float, default=1.0, help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.k < 1 or args.target_s <= 0:
         raise ValueError(f"--k must be >= 1 and --target-s > 0, got {args.k} and {args.target_s}")
+    sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
+    if sizes and not args.methods:
+        raise ValueError("--batch-sizes needs --methods (e.g. --methods sgd,nesterov)")
+    out = args.out or str(BATCH_TABLE if sizes else TABLE)
     settings = Settings(target_s=args.target_s, k=args.k, max_load=args.max_load, max_others=args.max_others,
                         force=args.force, train_fraction=args.train_fraction)
     try:
-        table = timing_pass(args.methods.split(",") if args.methods else None, args.out, settings,
-                            command=" ".join(["python -m helpers.study.timing", *argv]))
+        table = timing_pass(args.methods.split(",") if args.methods else None, out, settings,
+                            command=" ".join(["python -m helpers.study.timing", *argv]), batch_sizes=sizes)
     except MachineBusy as exc:
         print(exc, file=sys.stderr)
         return 3
     with pd.option_context("display.width", 200):
-        print(table[["method", "seconds_per_epoch", "batched_seconds_per_epoch", "k_batched", "steps",
-                     "spread", "others_cpu", "note"]].round(3).to_string(index=False))
-    print(f"written: {args.out} and {header_path(args.out)}", file=sys.stderr)
+        print(table[["method", "batch_size", "seconds_per_epoch", "batched_seconds_per_epoch", "k_batched",
+                     "steps", "spread", "others_cpu", "note"]].round(3).to_string(index=False))
+    print(f"written: {out} and {header_path(out)}", file=sys.stderr)
     return 0
 
 
