@@ -6,12 +6,14 @@ from helpers.engine.config import RunConfig
 @pytest.mark.parametrize("kwargs, message", [
     ({"optimizer": "adamax2"}, "unknown optimizer 'adamax2'; known optimizers: .*adam"),
     ({"scenario": "dense"}, "unknown scenario 'dense'; known scenarios: standard, l2"),
-    ({"hparams": {"lr": -0.1}}, "lr must be a non-negative number, got -0.1"),
+    ({"hparams": {"lr": -0.1}}, r"lr must be a number in \[0, inf\), got -0.1"),
     ({"hparams": {"lr": 0}}, "lr must be positive"),
     ({"hparams": {"betas": (0.9, 0.99)}}, r"unknown hyperparameter\(s\) \['betas'\] for optimizer 'sgd'"),
     ({"schedule": "exp"}, "unknown schedule 'exp'"),
-    ({"epochs": 0}, "epochs must be a positive integer"),
-    ({"batch_size": 0}, "batch_size must be"),
+    ({"epochs": 0}, r"epochs \(the schedule's horizon\) must be a whole number >= 1, got 0"),
+    ({"batch_size": 0}, r"batch_size must be an integer in \[1, 60,000\] or 'full', got 0"),
+    ({"batch_size": 60_001}, r"batch_size must be an integer in \[1, 60,000\] or 'full', got 60001"),
+    ({"scenario": "l2", "hparams": {"weight_decay": -1e-4}}, r"weight_decay must be a number in \[0, inf\), got -0.0001"),
     ({"eval_split": "train"}, "eval_split must be"),
 ])
 def test_bad_settings_are_rejected_with_the_fix(kwargs, message):

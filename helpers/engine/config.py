@@ -5,11 +5,50 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from ..problem.data import SCALINGS
+from ..problem.data import N_TRAIN, SCALINGS
 from ..optimizers import get_spec
 from ..constraints.scenarios import get_scenario
 from .schedules import check_schedule
 from ..constraints.sparsity import STRATEGIES
+
+
+def check_batch_size(value) -> None:
+    """A batch size the training images can fill: an integer in [1, 60,000] or "full"."""
+    if value == "full":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= N_TRAIN:
+        raise ValueError(f"batch_size must be an integer in [1, {N_TRAIN:,}] or 'full', got {value!r}")
+
+
+def check_epochs(value) -> None:
+    """Epochs (the schedule's horizon): a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"epochs (the schedule's horizon) must be a whole number >= 1, got {value!r}")
+
+
+def check_nonnegative(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{key} must be a number in [0, inf), got {value!r}")
+
+
+def check_run_settings(settings: dict) -> None:
+    """Check what a study row sets on its runs (RunConfig fields and ``hparams``) before any run
+    is built: unknown fields, batch size, epochs, weight decay, learning rate."""
+    known = {f.name for f in fields(RunConfig)}
+    unknown = set(settings) - known
+    if unknown:
+        raise ValueError(f"unknown run setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    if settings.get("batch_size") is not None:
+        check_batch_size(settings["batch_size"])
+    if "epochs" in settings:
+        check_epochs(settings["epochs"])
+    if "evals_per_epoch" in settings and not (isinstance(settings["evals_per_epoch"], int)
+                                              and settings["evals_per_epoch"] >= 1):
+        raise ValueError(f"evals_per_epoch must be an integer >= 1, got {settings['evals_per_epoch']!r}")
+    hparams = settings.get("hparams", {})
+    for key in ("lr", "weight_decay"):
+        if hparams.get(key) is not None:
+            check_nonnegative(key, hparams[key])
 
 
 @dataclass(frozen=True)
@@ -51,18 +90,15 @@ class RunConfig:
             raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for optimizer "
                              f"{self.optimizer!r}; known: {sorted(spec.defaults)}")
         for key in ("lr", "weight_decay"):
-            value = self.hparams.get(key)
-            if value is not None and (not isinstance(value, (int, float)) or value < 0):
-                raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+            if self.hparams.get(key) is not None:
+                check_nonnegative(key, self.hparams[key])
         if self.hparams.get("lr") == 0:
             raise ValueError("lr must be positive, got 0")
         if self.sparsity_strategy not in STRATEGIES:
             raise ValueError(f"unknown sparsity strategy {self.sparsity_strategy!r}; choose one of {STRATEGIES}")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if self.batch_size is not None and self.batch_size != "full" and not (
-                isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be a positive integer or 'full', got {self.batch_size!r}")
+        check_epochs(self.epochs)
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size)
         if self.batch_growth is not None and not (isinstance(self.batch_growth, (int, float))
                                                   and self.batch_growth >= 1):
             raise ValueError(f"batch_growth must be a number >= 1, got {self.batch_growth!r}")

@@ -163,3 +163,202 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return (valid.groupby("estimator")[["relative", "mse"]].median()
             .rename(columns={"relative": "median_relative", "mse": "median_mse"})
             .sort_values("median_relative"))
+
+
+# ---------------------------------------------------------------- along a study run's trajectory
+# Per-sample gradients (torch.func) at a point give the mini-batch error at every batch size from
+# one pass: drawing b of the N samples without replacement (as the engine's shuffled epochs do),
+# E||g_B - F||^2 = sigma^2 (N - b) / (b (N - 1)), sigma^2 = mean_i ||g_i - F||^2. SVRG's error is
+# the same expression over the differences d_i = g_i(w) - g_i(snapshot).
+
+def _order(names) -> list[str]:
+    """Parameter names in the engine's flat layout (fc1/fc2 weights first), the order of every
+    flat tensor here and in the stacked rules' state."""
+    from ..engine.stacked_model import LAYOUT
+    return [n for n, _ in LAYOUT] if set(names) == {n for n, _ in LAYOUT} else list(names)
+
+
+def per_sample_gradients(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``[len(x), n_params]``: the gradient of each sample's cross-entropy (torch.func.vmap), flat
+    in the engine's layout."""
+    from torch.func import functional_call, grad, vmap
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss_one(p, xi, yi):
+        return F.cross_entropy(functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    per = vmap(grad(loss_one), in_dims=(None, 0, 0))(params, x, y)
+    return torch.cat([per[k].reshape(len(x), -1) for k in _order(params)], dim=1)
+
+
+def flat_gradient(model) -> torch.Tensor:
+    """The model's ``.grad`` as one vector in the engine's layout."""
+    grads = dict((k, p.grad) for k, p in model.named_parameters())
+    return torch.cat([grads[k].reshape(-1) for k in _order(grads)])
+
+
+def sample_moments(models, split: Split, chunk: int = 500) -> dict:
+    """One pass of per-sample gradients at each of ``models`` (1 or 2: w, then a reference point r).
+
+    Returns ``n``, ``mean`` (the full gradient F at w), ``spread`` (sigma^2 = mean_i ||g_i - F||^2)
+    and ``loss`` (mean cross-entropy at w); with two models also ``diff_mean`` (F(w) - F(r)) and
+    ``diff_spread`` (mean_i ||d_i - mean d||^2, d_i = g_i(w) - g_i(r)). Sums in float64."""
+    models = list(models)
+    n = len(split)
+    total = [torch.zeros(sum(p.numel() for p in models[0].parameters()), dtype=torch.float64,
+                         device=split.x.device) for _ in range(2)]
+    squares, loss = [0.0, 0.0], 0.0
+    for start in range(0, n, chunk):
+        x, y = split.x[start:start + chunk], split.y[start:start + chunk]
+        g = per_sample_gradients(models[0], x, y).double()
+        with torch.no_grad():
+            loss += float(F.cross_entropy(models[0](x), y, reduction="sum"))
+        rows = [g] if len(models) == 1 else [g, g - per_sample_gradients(models[1], x, y).double()]
+        for i, r in enumerate(rows):
+            total[i] += r.sum(0)
+            squares[i] += float(r.pow(2).sum())
+    out = {"n": n, "loss": loss / n}
+    for i, key in enumerate(["", "diff_"][:len(models)]):
+        mean = total[i] / n
+        out[f"{key}mean"] = mean
+        out[f"{key}spread"] = max(squares[i] / n - float(mean.pow(2).sum()), 0.0)
+    return out
+
+
+def minibatch_mse(spread: float, n: int, b: int) -> float:
+    """E||mean of b of n vectors drawn without replacement - their mean||^2, from their spread."""
+    if not 1 <= b <= n:
+        raise ValueError(f"batch size must be in [1, {n}], got {b}")
+    return spread * (n - b) / (b * (n - 1)) if n > 1 else 0.0
+
+
+class _StopMeasuring(Exception):
+    pass
+
+
+def _module(flat: torch.Tensor):
+    from ..engine.stacked_model import to_model
+    return to_model(flat.detach())
+
+
+def trajectory_variance(config, data, epochs, batch_sizes, progress: bool = False) -> pd.DataFrame:
+    """Estimator errors along the trajectory of ``config`` (trained again, the run stopped after
+    the last checkpoint), at the first step after each of ``epochs`` epochs of oracle calls
+    (sample gradients / N, so SVRG's and SARAH's checkpoints fall at the same cost as SGD's), on
+    the training split of ``data``; checkpoints past the run's budget are not reached.
+
+    Rows (``estimator``, ``batch_size``, ``mse``, ``kind``): ``minibatch`` at every batch size
+    (exact); on SVRG's trajectory ``svrg`` at every batch size (exact, its own snapshot; age in
+    ``age_steps``); on SAGA's, ``saga`` at the run's batch size (exact over its fixed batches and
+    its own table; ``age_steps`` the mean steps since each batch's entry); on SARAH's, ``sarah``
+    at the run's batch size (``realized``: ||v - F||^2 of its own estimate, one draw) and
+    ``sarah`` at every batch size (``estimate``: steps since the snapshot x the variance of the
+    next step's increment, which the recursion adds once per step); on a momentum method's,
+    ``momentum`` at the run's batch size (``realized``: ||(1 - mu) buf - F||^2 at the point the
+    buffer was formed) and at every batch size (``estimate``: the stationary variance of the
+    averaged direction, (1 - mu) / (1 + mu) x the mini-batch error). Also ``grad_sq`` = ||F||^2,
+    ``relative`` = mse / grad_sq, ``loss`` (training loss at the point).
+    """
+    from ..engine.train import run
+    from ..optimizers import get_spec
+    from ..problem.data import batch_indices
+    if get_spec(config.optimizer).rule is None:
+        raise ValueError(f"{config.optimizer!r} has no stacked rule: its trajectory state cannot be read")
+    from ..runtime import seed_everything
+    split = data.train
+    n = len(split)
+    run_batch = n if config.effective_batch_size == "full" else min(int(config.effective_batch_size), n)
+    steps_per_epoch = math.ceil(n / run_batch)
+    pending = sorted(epochs)
+    method = config.optimizer
+    momentum = float(config.effective_hparams.get("momentum", 0.0) or 0.0)
+    fixed = batch_indices(n, run_batch, seed_everything(config.seed)) if method == "saga" else None
+    visits: dict[int, int] = {}
+    rows: list[dict] = []
+    previous: list[torch.Tensor | None] = [None, None]  # the weights before the last step, after it
+
+    def add(step, epoch, estimator, b, mse, kind, grad_sq, loss, age=math.nan):
+        rows.append(dict(method=method, run_id=config.run_id, seed=config.seed, checkpoint=epoch,
+                         step=step, epoch=step / steps_per_epoch, oracle_epochs=spent[0] / n, estimator=estimator,
+                         batch_size=b, mse=mse, kind=kind, grad_sq=grad_sq,
+                         relative=mse / grad_sq if grad_sq else math.nan, loss=loss, age_steps=age,
+                         age_epochs=age / steps_per_epoch, run_batch=run_batch))
+
+    spent = [0]
+
+    def observe(step, stepper):
+        rule = getattr(stepper, "rule", None)
+        if fixed is not None and stepper.oracle.batch_ids is not None:
+            visits[int(stepper.oracle.batch_ids[0])] = step
+        if momentum > 0:
+            previous[0], previous[1] = previous[1], stepper.p[0].detach().clone()
+        spent[0] = sum(stepper.counts())
+        if not pending or spent[0] < pending[0] * n:
+            return
+        epoch = pending.pop(0)
+        while pending and spent[0] >= pending[0] * n:
+            pending.pop(0)  # one step passed several checkpoints (full batch): measured once
+        w = stepper.p[0].detach().clone()
+        here = _module(w)
+        if method == "svrg":
+            m = sample_moments([here, _module(rule.anchor[0])], split)
+        elif method == "sarah":
+            m = sample_moments([here, _module(rule.previous[0])], split)
+        else:
+            m = sample_moments([here], split)
+        grad_sq = float(m["mean"].pow(2).sum())
+        for b in batch_sizes:
+            if b <= n:
+                add(step, epoch, "minibatch", b, minibatch_mse(m["spread"], n, b), "exact", grad_sq, m["loss"])
+        if method == "svrg":
+            for b in batch_sizes:
+                if b <= n:
+                    add(step, epoch, "svrg", b, minibatch_mse(m["diff_spread"], n, b), "exact", grad_sq, m["loss"],
+                        rule.since)
+        elif method == "sarah":
+            at_previous = sample_moments([_module(rule.previous[0])], split)
+            realized = float((rule.v[0].double() - at_previous["mean"]).pow(2).sum())
+            add(step, epoch, "sarah", run_batch, realized, "realized", grad_sq, m["loss"], rule.since)
+            for b in batch_sizes:
+                if b <= n:
+                    add(step, epoch, "sarah", b, rule.since * minibatch_mse(m["diff_spread"], n, b), "estimate",
+                        grad_sq, m["loss"], rule.since)
+        elif method == "saga":
+            add(step, epoch, "saga", run_batch, saga_mse(here, rule, fixed, split, m["mean"]), "exact", grad_sq,
+                m["loss"], float(sum(step - v for v in visits.values()) / max(len(visits), 1)))
+        elif momentum > 0 and getattr(rule, "buf", None) is not None and previous[0] is not None:
+            at_point = sample_moments([_module(previous[0])], split)
+            realized = float(((1 - momentum) * rule.buf[0].double() - at_point["mean"]).pow(2).sum())
+            add(step, epoch, "momentum", run_batch, realized, "realized", grad_sq, m["loss"])
+            for b in batch_sizes:
+                if b <= n:
+                    add(step, epoch, "momentum", b, (1 - momentum) / (1 + momentum) * minibatch_mse(m["spread"], n, b),
+                        "estimate", grad_sq, m["loss"])
+        if not pending:
+            raise _StopMeasuring
+
+    try:
+        run([config], data, progress, observer=observe)
+    except _StopMeasuring:
+        pass
+    return pd.DataFrame(rows)
+
+
+def saga_mse(model, rule, batches, split: Split, full: torch.Tensor) -> float:
+    """Exact E_j||v_j - F||^2 of SAGA's estimator over its fixed batches j (uniform), with the
+    rule's own table T and batch sizes n_j: v_j = (g_j - T_j) n_b n_j / N + sum_k n_k T_k / N."""
+    from torch.func import functional_call
+    table = rule.table[0].double()
+    sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=table.device)
+    total = (table * sizes[:, None]).sum(0) / sizes.sum()
+    params = dict(model.named_parameters())
+    out = 0.0
+    for j, index in enumerate(batches):
+        model.zero_grad(set_to_none=False)
+        loss = F.cross_entropy(functional_call(model, params, (split.x[index],)), split.y[index])
+        loss.backward()
+        g = flat_gradient(model).double()
+        v = (g - table[j]) * len(batches) * sizes[j] / sizes.sum() + total
+        out += float((v - full).pow(2).sum())
+    model.zero_grad(set_to_none=True)
+    return out / len(batches)

@@ -20,6 +20,11 @@ Tuning kinds (the same counts for every method):
   hyperparameters as the base row chose them.
 - ``rates``: the base row's choice at ``sparse_rates`` rates half a decade apart around its rate.
 - ``base``: the base row's choice as it is (with the row's own fixed settings over it).
+- ``horizon``: the base row's choice with the schedule planned over each of ``horizons`` epochs
+  (the run's ``epochs`` and oracle budget); the choice is the horizon with the fewest oracle
+  calls to :data:`TARGET_ACC` on the hold-out (a trial that never reaches it scores after every
+  one that does, then by its final hold-out score). Methods with a schedule of their own
+  (``decays`` False: schedule-free, L-BFGS, GD) need no horizon: one trial at the longest.
 - ``none``: the row's fixed hyperparameters (the assignment's starter).
 
 Every tuning trial runs as long as a final run (``epochs``, same oracle budget per image) on the
@@ -36,15 +41,25 @@ and never planned again.
 Priority: runs go out lowest ``priority`` first (a stopped study holds the most valuable
 runs); a row's extra seeds for its best methods go out at ``top_priority``.
 
-Further studies join as rows: a study of another batch size is a ``grid`` row of its methods
-with ``overrides={"batch_size": b}`` (an ``epochs`` override sets the oracle budget too), the
-preprocessing ablation a row with ``overrides={"scaling": "unit"}`` over ``"best:standard"``, a
-weight decay of the weight-decay study a ``base`` row of scenario l2 with
-``overrides={"hparams": {"weight_decay": wd}}``.
+Members: ``"all"``, a tuple of names and selectors, or one selector: ``"best:<row>"`` (the
+row's best on the hold-out), ``"family_best:<row>"`` (the best of each family),
+``"fastest:<row>"`` (the row's ``top_k`` fastest to :data:`TARGET_ACC` on the hold-out: fewest
+oracle calls of each member's chosen trial). A row's ``study`` names the study it belongs to
+(the plan's counts and costs are given per study).
+
+The studies beyond the main comparison (issue 15) are rows too, after the main study's in
+priority: the batch-size study is a ``grid`` row per batch size of :data:`BATCH_METHODS` with
+``overrides={"batch_size": b}`` (an ``epochs`` override sets the oracle budget too), the
+preprocessing ablation a ``grid`` row with ``overrides={"scaling": "unit"}``, each weight decay
+of the weight-decay study a ``base`` row of scenario l2 with
+``overrides={"hparams": {"weight_decay": wd}}``, time to target a ``horizon`` row, the
+gradient-variance measurements a ``base`` row with ``measure`` (:data:`VARIANCE`): its finals
+are the base row's and its measurements records of their own (``outputs/measurements``).
 Rows that share a configuration share its runs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 PROTOCOL_VERSION = 2  # bump only for a change that a run's configuration does not show
@@ -90,8 +105,40 @@ RUN_SETTINGS = ("batch_size", "batch_growth")  # keys of KEY_HPARAMS that are Ru
 WEIGHT_DECAY = {"coupled": (1e-6, 1e-2), "decoupled": (1e-3, 1.0)}
 DECOUPLED = ("adamw", "adamw_schedulefree")
 
+TARGET_ACC = 89.38  # the assignment's "easily achievable in 10 epochs" accuracy (percent)
+MAX_BATCH = 60_000  # the training images: a batch size above it cannot be drawn
+
 STARTER = dict(hparams={"lr": 1e-3}, batch_size=64, scaling="unit", schedule="constant", tag="starter")
 THINNER = ("sparse30", "sparse10", "sparse5", "sparse1", "thin30")
+
+
+TUNINGS = ("grid", "l2", "rates", "base", "horizon", "none")
+MEASURES = ("variance",)
+
+
+def check_horizon(value) -> int:
+    """A schedule's horizon in whole epochs, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"a horizon must be a whole number of epochs >= 1 (allowed: 1, 2, ...), got {value!r}")
+    return value
+
+
+def check_row(row: "Row") -> None:
+    """One clear error for a row the planner could not run (names the value and what is allowed)."""
+    from ..engine.config import check_run_settings
+    if row.tuning not in TUNINGS:
+        raise ValueError(f"row {row.name!r}: unknown tuning {row.tuning!r}; choose one of {TUNINGS}")
+    if row.measure is not None and row.measure not in MEASURES:
+        raise ValueError(f"row {row.name!r}: unknown measure {row.measure!r}; choose one of {MEASURES}")
+    for key in ("seeds", "top_seeds"):
+        value = getattr(row, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"row {row.name!r}: {key} must be an integer >= 1, got {value!r}")
+    try:
+        check_run_settings(row.overrides)
+    except ValueError as error:
+        raise ValueError(f"row {row.name!r}: {error}") from None
+
 
 
 @dataclass(frozen=True)
@@ -110,6 +157,78 @@ class Row:
     top_priority: int | None = None
     base: str = "standard"
     overrides: dict = field(default_factory=dict)
+    study: str = "main"
+    measure: str | None = None
+
+    def __post_init__(self):
+        check_row(self)
+
+
+# ---------------------------------------------------------------- the studies of issue 15
+# Batch size: every batch size at the main study's budget (10 epochs: 600,000 sample gradients
+# per final, 500,000 per tuning trial) except batch 1, whose 600,000 single-sample steps take
+# about 10x a batch-64 run here (sgd_basic's v1 wall times): it joins at the small common budget
+# of one epoch (60,000 / 50,000), where every batch size runs. The rate is tuned by the main
+# protocol (grid, extension, quasi-random trials) per batch size; batch 64 at 10 epochs is the
+# main study's standard row (no row of its own: the same runs).
+BATCH_SIZES = (1, 8, 32, 64, 256, 1024, "full")
+BATCH_METHODS = ("sgd", "heavy_ball")
+BATCH_SMALL_EPOCHS = 1
+BATCH_FULL_BUDGET_SKIPS = (1,)
+BATCH_SMALL_EVALS = 8  # evaluations per epoch at the small budget (curves against oracle calls)
+
+# Weight decay at the standard row's tuned rates, each kind over the range where it acts
+# (WEIGHT_DECAY), points evenly spaced in log.
+WD_POINTS = 5
+WD_METHODS = {"coupled": ("adam", "heavy_ball"), "decoupled": ("adamw",)}
+
+# Time to target: the schedule's horizon (epochs) tuned for the fastest methods, evaluated every 1/8 epoch.
+HORIZONS = (2, 3, 4, 5, 6)
+HORIZON_EVALS = 8
+
+# Gradient variance along the tuned trajectories (helpers.evidence.variance.trajectory_variance).
+VARIANCE = dict(methods=("sgd", "svrg", "sarah", "saga", "heavy_ball"), epochs=(0.5, 2, 5, 9),
+                batch_sizes=(1, 8, 32, 64, 256, 1024), seeds=(0,))
+
+
+def log_points(low: float, high: float, n: int) -> tuple[float, ...]:
+    """``n`` values from ``low`` to ``high`` evenly spaced in log (4 significant digits)."""
+    if n < 2:
+        return (float(high),)
+    a, b = math.log10(low), math.log10(high)
+    return tuple(float(f"{10 ** (a + k * (b - a) / (n - 1)):.4g}") for k in range(n))
+
+
+def weight_decays(kind: str, n: int = WD_POINTS) -> tuple[float, ...]:
+    return log_points(*WEIGHT_DECAY[kind], n)
+
+
+def _batch_label(b) -> str:
+    return "full" if b == "full" else str(b)
+
+
+def _batch_settings(b) -> dict:
+    return {} if b == 64 else {"batch_size": b}  # 64: the default batch, so batch 64 shares the main runs
+
+
+STUDY_ROWS = (
+    Row("unit-pixels", "standard", ("best:standard", "sgd"), tuning="grid", priority=7,
+        overrides={"scaling": "unit"}, study="preprocessing"),
+    Row("horizon", "standard", "fastest:standard", tuning="horizon", seeds=5, top_seeds=5, priority=8,
+        overrides={"evals_per_epoch": HORIZON_EVALS}, study="time_to_target"),
+    *(Row(f"batch{_batch_label(b)}-{BATCH_SMALL_EPOCHS}ep", "standard", BATCH_METHODS, tuning="grid", priority=9,
+          overrides={**_batch_settings(b), "epochs": BATCH_SMALL_EPOCHS, "evals_per_epoch": BATCH_SMALL_EVALS},
+          study="batch_size")
+      for b in BATCH_SIZES),
+    *(Row(f"batch{_batch_label(b)}", "standard", BATCH_METHODS, tuning="grid", priority=10,
+          overrides=_batch_settings(b), study="batch_size")
+      for b in BATCH_SIZES if b not in BATCH_FULL_BUDGET_SKIPS and b != 64),
+    *(Row(f"wd-{kind}-{wd:g}", "l2", methods, tuning="base", priority=11,
+          overrides={"hparams": {"weight_decay": wd}}, study="weight_decay")
+      for kind, methods in WD_METHODS.items() for wd in weight_decays(kind)),
+    Row("variance", "standard", VARIANCE["methods"], tuning="base", seeds=1, top_seeds=1, priority=12,
+        measure="variance", study="variance"),
+)
 
 
 PROJECTION = ("projection",)
@@ -122,6 +241,7 @@ ROWS = (
     Row("sparse60-pruned", "sparse60", "all",                  ("gradual", "finetune"), "rates", 3,    3,  5,       None),
     *(Row(s,               s,          "family_best:sparse60", PROJECTION,              "rates", 3,    3,  6,       None)
       for s in THINNER),
+    *STUDY_ROWS,
 )
 
 
@@ -143,7 +263,14 @@ class Profile:
     sparse_rates: int = 3
     top_k: int = 6
     max_seeds: int | None = None
+    horizons: tuple = HORIZONS
     row_edits: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.horizons:
+            raise ValueError(f"profile {self.name!r}: horizons must name at least one horizon, got {self.horizons!r}")
+        for h in self.horizons:
+            check_horizon(h)
 
     def rows_in(self) -> tuple[Row, ...]:
         rows = ROWS if self.rows is None else tuple(r for r in ROWS if r.name in self.rows)
@@ -172,18 +299,45 @@ CUTS = (
 )
 
 
-def get_profile(profile: str | Profile, cuts: int = 0) -> Profile:
-    """A profile by name (or as given) with the first ``cuts`` of :data:`CUTS` applied."""
+def get_profile(profile: str | Profile, cuts: int = 0, study_cuts: int = 0) -> Profile:
+    """A profile by name (or as given) with the first ``cuts`` of :data:`CUTS` and the first
+    ``study_cuts`` of :data:`STUDY_CUTS` applied."""
     if isinstance(profile, str):
         if profile not in PROFILES:
             raise ValueError(f"unknown study profile {profile!r}; known profiles: {', '.join(PROFILES)}")
         profile = PROFILES[profile]
-    if not 0 <= cuts <= len(CUTS):
-        raise ValueError(f"cuts must be in [0, {len(CUTS)}], got {cuts}")
-    for _, change in CUTS[:cuts]:
-        edits = {**profile.row_edits, **change.get("row_edits", {})}
-        profile = replace(profile, **{**change, "row_edits": edits})
+    for name, table, n in (("cuts", CUTS, cuts), ("study_cuts", STUDY_CUTS, study_cuts)):
+        if not 0 <= n <= len(table):
+            raise ValueError(f"{name} must be in [0, {len(table)}], got {n}")
+        for _, change in table[:n]:
+            edits = dict(profile.row_edits)
+            for row, fields in change.get("row_edits", {}).items():
+                edits[row] = {**edits.get(row, {}), **fields}
+            profile = replace(profile, **{**change, "row_edits": edits})
     return profile
+
+
+# The studies beyond the main one (issue 15): about 5 hours with 2 processes on top of the main
+# study. If `python -m helpers.study plan --dry-run --per-method` estimates more, cut in this order.
+STUDIES_BUDGET_HOURS = 5
+
+
+def _fixed_momentum(names: tuple) -> dict:
+    """Row edits that fix heavy ball's momentum at its default in rows ``names`` (no quasi-random trials)."""
+    rows = {r.name: r for r in STUDY_ROWS}
+    return {n: {"overrides": {**rows[n].overrides, "hparams": {**rows[n].overrides.get("hparams", {}),
+                                                                "momentum": 0.9}}} for n in names}
+
+
+_BATCH_ROWS = tuple(r.name for r in STUDY_ROWS if r.study == "batch_size")
+STUDY_CUTS = (
+    ("batch-size rows: heavy ball's momentum fixed at 0.9 (no quasi-random trials; the rate still re-tuned)",
+     dict(row_edits=_fixed_momentum(_BATCH_ROWS))),
+    ("batch-size rows at 600,000 sample gradients: 2 seeds",
+     dict(row_edits={n: {"seeds": 2, "top_seeds": 2} for n in _BATCH_ROWS if not n.endswith("ep")})),
+    ("weight decay: 2 seeds",
+     dict(row_edits={r.name: {"seeds": 2, "top_seeds": 2} for r in STUDY_ROWS if r.study == "weight_decay"})),
+)
 
 
 def strategy_settings() -> dict[str, str]:

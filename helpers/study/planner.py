@@ -22,24 +22,46 @@ from . import definition as D
 from . import tuning as T
 from .definition import Profile, Row, get_profile
 from .experiment import run_all
-from .records import DONE, read_meta_file, runs_dir
+from .records import DONE, measure_and_record, measurement_done, measurement_id, read_meta_file, runs_dir
 from .recipe import study_config
 
 # Stages in planning order; "tuning" and "members" label blocked runs only.
-STAGES = ("fixed", "grid", "extension", "trials", "l2", "rates", "tuning", "final", "seeds", "members")
-TUNING_STAGES = ("grid", "extension", "trials", "l2", "rates")
+STAGES = ("fixed", "grid", "extension", "trials", "l2", "rates", "horizon", "tuning", "final", "seeds", "members",
+          "measure")
+TUNING_STAGES = ("grid", "extension", "trials", "l2", "rates", "horizon")
+SELECTORS = ("best", "family_best", "fastest")
 
 
 class Outcome(NamedTuple):
     status: str
     val_acc: float
     val_loss: float
+    first_hit: float | None = None  # oracle calls to TARGET_ACC on the hold-out (inf: never); None: not read yet
 
 
 class Choice(NamedTuple):
     hparams: dict  # optimizer hyperparameters (run-length shares excluded)
-    settings: dict  # RunConfig fields chosen by tuning (a method's own batch size)
+    settings: dict  # RunConfig fields chosen by tuning (a method's own batch size, a horizon's epochs)
     score: tuple | None
+    run_id: str | None = None  # the chosen tuning trial
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement along the trajectory of ``config`` (a final run's configuration): at each of
+    ``epochs`` (checkpoints), what :mod:`helpers.evidence.variance` measures at ``batch_sizes``.
+    Its records live under ``outputs/measurements/<measurement_id>``."""
+    kind: str
+    config: RunConfig
+    epochs: tuple
+    batch_sizes: tuple
+    row: str = ""
+    method: str = ""
+    study: str = "main"
+
+    @property
+    def measurement_id(self) -> str:
+        return measurement_id(self.kind, self.config, self.epochs, self.batch_sizes)
 
 
 
@@ -51,6 +73,7 @@ class Planned:
     strategy: str
     stage: str
     priority: tuple
+    study: str = "main"
 
 
 
@@ -63,6 +86,8 @@ class Blocked:
     runs: int  # expected (extra seeds: an upper bound; grid extensions: not counted)
     split: str
     waiting_for: str
+    study: str = "main"
+    epochs: int | None = None  # the runs' epochs when the row sets them (None: the profile's)
 
 
 
@@ -75,6 +100,8 @@ class Plan:
     failed: list[Planned] = field(default_factory=list)  # done, but as a failure (an exception)
     choices: dict = field(default_factory=dict)
     edges: dict = field(default_factory=dict)  # (row, method, strategy) -> T.edge_status of the rate
+    measurements: list[Measurement] = field(default_factory=list)  # to measure now
+    measured: list[Measurement] = field(default_factory=list)  # on disk
 
 
 def outcomes(records: pd.DataFrame | None = None, root=None) -> dict[str, Outcome]:
@@ -86,8 +113,10 @@ def outcomes(records: pd.DataFrame | None = None, root=None) -> dict[str, Outcom
         if "epoch" in frame:
             frame = frame.sort_values("epoch", na_position="first")
         last = frame.groupby("run_id").tail(1)
+        hits = T.first_hits(frame)
         get = lambda row, key: row.get(key, math.nan)  # noqa: E731
-        return {r["run_id"]: Outcome(r["status"], get(r, "val_acc"), get(r, "val_loss"))
+        return {r["run_id"]: Outcome(r["status"], get(r, "val_acc"), get(r, "val_loss"),
+                                     hits.get(r["run_id"], math.inf))
                 for r in last.to_dict("records")}
     found = {}
     for path in runs_dir(root).glob("*/meta.json"):
@@ -100,8 +129,8 @@ def outcomes(records: pd.DataFrame | None = None, root=None) -> dict[str, Outcom
 
 class _Planner:
     def __init__(self, profile: Profile, found: dict[str, Outcome], rows, bases, retry_failed: bool,
-                 seeds: tuple | None):
-        self.p, self.found, self.retry, self.seeds = profile, found, retry_failed, seeds
+                 seeds: tuple | None, root=None):
+        self.p, self.found, self.retry, self.seeds, self.root = profile, found, retry_failed, seeds, root
         self.rows = sorted(rows, key=lambda r: (r.priority, row_index(r)))
         self.catalog = {r.name: r for r in [*profile.rows_in(), *(bases or ()), *rows]}
         self.plan = Plan(profile)
@@ -116,7 +145,7 @@ class _Planner:
     def need(self, config: RunConfig, row: Row, method: str, strategy: str, stage: str,
              priority: tuple) -> Outcome | None:
         rid = config.run_id
-        planned = Planned(config, row.name, method, strategy, stage, priority)
+        planned = Planned(config, row.name, method, strategy, stage, priority, row.study)
         if stage in TUNING_STAGES:
             key = (row.name, method, strategy)
             self._tuning_seen[key] = self._tuning_seen.get(key, 0) + 1
@@ -137,23 +166,55 @@ class _Planner:
 
     # members and rankings
     def members(self, row: Row) -> list[str] | None:
+        """The row's methods (None while a selection waits for its source row's ranking)."""
         if row.methods == "all":
             return list(self.p.methods or names())
-        if isinstance(row.methods, tuple):
-            return list(row.methods)
-        selector, _, source = row.methods.partition(":")
-        if selector not in ("family_best", "best") or source not in self.catalog:
-            raise ValueError(f"row {row.name!r}: methods {row.methods!r}; use 'all', a tuple of names, "
-                             f"'family_best:<row>' or 'best:<row>' with a row of the study")
+        out: list[str] = []
+        for item in (row.methods if isinstance(row.methods, tuple) else (row.methods,)):
+            chosen = self.select(row, item) if ":" in item else [item]
+            if chosen is None:
+                return None
+            out += [m for m in chosen if m not in out]
+        return out
+
+    def select(self, row: Row, item: str) -> list[str] | None:
+        selector, _, source = item.partition(":")
+        if selector not in SELECTORS or source not in self.catalog:
+            raise ValueError(f"row {row.name!r}: methods {item!r}; use 'all', names, 'family_best:<row>', "
+                             f"'best:<row>' or 'fastest:<row>' with a row of the study")
         ranking = self.ranking(self.catalog[source])
         if ranking is None:
             return None
         if selector == "best":
             return [ranking[0][0]]
+        if selector == "fastest":
+            return [m for m, _ in self.fastest(self.catalog[source], ranking)]
         best: dict[str, str] = {}
         for method, _, _ in ranking:
             best.setdefault(get_spec(method).family, method)
         return list(best.values())
+
+    def fastest(self, row: Row, ranking: list[tuple]) -> list[tuple[str, float]]:
+        """The row's ``top_k`` methods fastest to the target on the hold-out: (method, oracle calls
+        of its chosen trial to TARGET_ACC), fewest first; methods that never reach it are left out."""
+        hits: dict[str, float] = {}
+        for method, strategy, _ in ranking:
+            hit = self.first_hit(self.choice(row, method, strategy).run_id)
+            hits[method] = min(hit, hits.get(method, math.inf))
+        reached = sorted(((h, m) for m, h in hits.items() if math.isfinite(h)))
+        return [(m, h) for h, m in reached[:self.p.top_k]]
+
+    def first_hit(self, run_id: str | None) -> float:
+        """Oracle calls of run ``run_id`` to TARGET_ACC on the hold-out (inf: never reached)."""
+        if run_id is None or run_id not in self.found:
+            return math.inf
+        outcome = self.found[run_id]
+        if outcome.first_hit is None:
+            path = runs_dir(self.root) / run_id / "records.csv"
+            hit = T.first_hits(pd.read_csv(path).assign(run_id=run_id)).get(run_id, math.inf) if path.is_file() \
+                else math.inf
+            outcome = self.found[run_id] = outcome._replace(first_hit=hit)
+        return outcome.first_hit
 
     def ranking(self, row: Row) -> list[tuple] | None:
         """[(method, strategy, score)] best first on the hold-out, once every member has a choice."""
@@ -181,16 +242,18 @@ class _Planner:
         key = (row.name, method, strategy)
         if key not in self._choices:
             tune = {"grid": self._grid, "l2": self._l2, "rates": self._rates, "base": self._base_choice,
-                    "none": self._fixed}
+                    "horizon": self._horizon, "none": self._fixed}
             if row.tuning not in tune:
                 raise ValueError(f"row {row.name!r}: unknown tuning {row.tuning!r}; choose one of {sorted(tune)}")
             self._choices[key] = tune[row.tuning](row, method, strategy)
         return self._choices[key]
 
     def _config(self, row, method, strategy, split, hparams, settings, seed=0) -> RunConfig:
-        """A run of ``row``: its fixed settings and hyperparameters over the tuned ones."""
+        """A run of ``row``: its fixed settings and hyperparameters over the tuned ones (a fixed
+        hyperparameter applies to the row's methods that have it)."""
         fixed = {k: v for k, v in row.overrides.items() if k != "hparams"}
-        hparams = {**hparams, **row.overrides.get("hparams", {})}
+        own = get_spec(method).defaults
+        hparams = {**hparams, **{k: v for k, v in row.overrides.get("hparams", {}).items() if k in own}}
         return study_config(method, row.scenario, split, self.p, hparams, seed=seed, strategy=strategy,
                             **{**settings, **fixed})
 
@@ -203,9 +266,13 @@ class _Planner:
             self._waiting[(row.name, method, strategy)] = f"the {row.tuning} trials of {method} in {row.name}"
             return None
         shares = get_spec(method).run_share
-        config, outcome, settings = max(trials, key=lambda t: T.score(t[1].val_acc, t[1].val_loss))
+        if row.tuning == "horizon":
+            key = lambda t: T.target_score(self.first_hit(t[0].run_id), t[1].val_acc, t[1].val_loss)  # noqa: E731
+        else:
+            key = lambda t: T.score(t[1].val_acc, t[1].val_loss)  # noqa: E731
+        config, outcome, settings = max(trials, key=key)
         hparams = {k: v for k, v in config.hparams.items() if k not in shares}
-        return Choice(hparams, settings, T.score(outcome.val_acc, outcome.val_loss))
+        return Choice(hparams, settings, T.score(outcome.val_acc, outcome.val_loss), config.run_id)
 
     def _grid(self, row, method, strategy) -> Choice | None:
         grid = T.grid_exponents(method, self.p.grid_points)
@@ -264,6 +331,21 @@ class _Planner:
     def _base_choice(self, row, method, strategy) -> Choice | None:
         return self._base(row, method)
 
+    def horizons(self, method: str) -> tuple:
+        """The horizons a method's schedule is tried at (one, the longest, for a schedule of its own)."""
+        return tuple(self.p.horizons) if get_spec(method).decays else (max(self.p.horizons),)
+
+    def _horizon(self, row, method, strategy) -> Choice | None:
+        base = self._base(row, method)
+        if base is None:
+            return None
+        trials = []
+        for horizon in self.horizons(method):
+            settings = {**base.settings, "epochs": horizon}
+            config, outcome = self._trial(row, method, strategy, "horizon", base.hparams, settings)
+            trials.append((config, outcome, settings))
+        return self._best(row, method, strategy, trials)
+
     def _fixed(self, row, method, strategy) -> Choice:
         return Choice(dict(row.overrides.get("hparams", {})), {}, None)
 
@@ -288,11 +370,13 @@ class _Planner:
         seeds, extra = self.seed_counts(row)
         members = self.members(row)
         if members is None:
-            source = row.methods.split(":", 1)[1]
-            n = 1 if row.methods.startswith("best:") else len({get_spec(m).family for m in (self.p.methods or names())})
+            items = row.methods if isinstance(row.methods, tuple) else (row.methods,)
+            sources = sorted({i.split(":", 1)[1] for i in items if ":" in i})
             per_member = self.expected_tuning(row, None) + len(seeds)
-            self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "members", n * per_member,
-                                             "val", f"the hold-out ranking of {source}"))
+            self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "members",
+                                             self.expected_members(row) * per_member, "val",
+                                             f"the hold-out ranking of {', '.join(sources)}", row.study,
+                                             self.row_epochs(row)))
             return
         for method in members:
             for strategy in row.strategies:
@@ -300,8 +384,13 @@ class _Planner:
                 self.plan.choices[(row.name, method, strategy)] = choice
                 if choice is None:
                     self.block_tuning(row, method, strategy)
-                    self.plan.blocked.append(Blocked(row.name, method, strategy, "final", len(seeds), "test",
-                                                     f"the choice of {method} in {row.name}"))
+                    stage, runs = ("measure", len(D.VARIANCE["seeds"])) if row.measure else ("final", len(seeds))
+                    self.plan.blocked.append(Blocked(row.name, method, strategy, stage, runs, "test",
+                                                     f"the choice of {method} in {row.name}", row.study,
+                                                     self.row_epochs(row)))
+                    continue
+                if row.measure is not None:
+                    self.measure(row, method, strategy, choice)  # along the base's finals: no runs of its own
                     continue
                 for seed in seeds:
                     self.need(self.final(row, method, strategy, choice, seed), row, method, strategy,
@@ -312,7 +401,8 @@ class _Planner:
         if ranking is None:
             n = min(len(members) * len(row.strategies), self.p.top_k + len(FAMILIES))
             self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "seeds", n * len(extra),
-                                             "test", f"the hold-out ranking of {row.name}"))
+                                             "test", f"the hold-out ranking of {row.name}", row.study,
+                                             self.row_epochs(row)))
             return
         for method, strategy in self.top(row, ranking):
             choice = self.choice(row, method, strategy)
@@ -323,15 +413,43 @@ class _Planner:
     def expected_tuning(self, row: Row, method: str | None) -> int:
         """Tuning runs a (row, method) takes, grid extensions aside."""
         if row.tuning == "grid":
-            has_keys = method is None or bool(T.key_space(method))
+            fixed = {*row.overrides, *row.overrides.get("hparams", {})}
+            has_keys = method is None or bool(set(T.key_space(method)) - fixed)
             return self.p.grid_points + (self.p.qmc_trials if has_keys else 0)
+        if row.tuning == "horizon":
+            return len(self.p.horizons) if method is None else len(self.horizons(method))
         return {"l2": self.p.l2_trials, "rates": self.p.sparse_rates}.get(row.tuning, 0)
+
+    def expected_members(self, row: Row) -> int:
+        """How many methods a row's selectors will pick (before their source rows are ranked)."""
+        every = self.p.methods or names()
+        sizes = {"best": 1, "family_best": len({get_spec(m).family for m in every}),
+                 "fastest": min(self.p.top_k, len(every))}
+        items = row.methods if isinstance(row.methods, tuple) else (row.methods,)
+        return sum(sizes[i.split(":", 1)[0]] if ":" in i else 1 for i in items)
+
+    def row_epochs(self, row: Row) -> int | None:
+        """The epochs a row's runs take when it sets them (a horizon row: its longest horizon)."""
+        if "epochs" in row.overrides:
+            return row.overrides["epochs"]
+        return max(self.p.horizons) if row.tuning == "horizon" else None
 
     def block_tuning(self, row, method, strategy) -> None:
         left = self.expected_tuning(row, method) - self._tuning_seen.get((row.name, method, strategy), 0)
         if left > 0:
             why = self._waiting.get((row.name, method, strategy)) or self._waiting.get((row.name, method, ""), "")
-            self.plan.blocked.append(Blocked(row.name, method, strategy, "tuning", left, "val", why))
+            self.plan.blocked.append(Blocked(row.name, method, strategy, "tuning", left, "val", why, row.study,
+                                             self.row_epochs(row)))
+
+    def measure(self, row: Row, method: str, strategy: str, choice: Choice) -> None:
+        """The row's measurements along ``method``'s final trajectories (seeds of D.VARIANCE)."""
+        spec = D.VARIANCE
+        for seed in spec["seeds"]:
+            config = self.final(row, method, strategy, choice, seed)
+            epochs = tuple(e for e in spec["epochs"] if e < config.epochs) or (config.epochs / 2,)
+            m = Measurement(row.measure, config, epochs, tuple(spec["batch_sizes"]), row.name, method, row.study)
+            (self.plan.measured if measurement_done(m.measurement_id, self.root) else
+             self.plan.measurements).append(m)
 
     def run(self) -> Plan:
         for row in self.rows:
@@ -354,7 +472,7 @@ def study_plan(records: pd.DataFrame | None = None, profile: str | Profile = "fu
     instead of the rows' (no extra seeds)."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     rows = list(rows) if rows is not None else list(profile.rows_in())
-    return _Planner(profile, outcomes(records, root), rows, bases, retry_failed, seeds).run()
+    return _Planner(profile, outcomes(records, root), rows, bases, retry_failed, seeds, root).run()
 
 
 def plan(records: pd.DataFrame | None = None, profile: str | Profile = "full", root=None, **kwargs) -> list[Planned]:
@@ -373,7 +491,17 @@ def execute(profile: str | Profile = "full", executor=None, root=None, progress:
     """Train the plan round by round (each round unblocks the next) until nothing is runnable."""
     for _ in range(max_rounds):
         current = study_plan(None, profile, root, rows=rows, bases=bases, seeds=seeds)
-        if not current.runnable:
+        if not current.runnable and not current.measurements:
             return current
         run_all([r.config for r in current.runnable], executor, root, progress)
+        measure_all(current.measurements, executor, root, progress)
     raise RuntimeError(f"the study still had runs to train after {max_rounds} rounds")
+
+
+def measure_all(measurements, executor=None, root=None, progress: bool = True) -> list[str]:
+    """Take every measurement not yet on disk (through ``executor`` when given); return their ids."""
+    todo = list(measurements)
+    if executor is None:
+        return [measure_and_record(m, root, progress) for m in todo]
+    futures = [executor.submit(measure_and_record, m, root, False) for m in todo]
+    return [f.result() for f in futures]

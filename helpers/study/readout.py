@@ -16,6 +16,7 @@ from . import definition as D
 from . import tuning as T
 from .definition import Profile, get_profile
 from .planner import STAGES, TUNING_STAGES, Plan, row_index, execute, study_plan
+from ..problem.data import N_TRAIN
 from .recipe import epochs_of, n_train, oracle_budget, schedule_for
 from .records import read_meta_file, runs_dir
 
@@ -33,11 +34,15 @@ def definition_table(profile: str | Profile = "full") -> pd.DataFrame:
             methods = f"all ({len(p.methods or names())})"
         tuning = {"grid": f"{p.grid_points} rates +<= {p.grid_extension} edge, {p.qmc_trials} qmc",
                   "l2": f"{p.l2_trials} qmc (rate, wd)", "rates": f"{p.sparse_rates} rates",
-                  "base": f"{row.base}'s choice", "none": "fixed"}[row.tuning]
+                  "base": f"{row.base}'s choice",
+                  "horizon": f"horizons {','.join(map(str, p.horizons))} ep (fewest calls to {D.TARGET_ACC}%)",
+                  "none": "fixed"}[row.tuning]
+        if row.measure:
+            tuning += f" + {row.measure} measurements"
         cap = p.max_seeds or 99
-        out.append(dict(priority=row.priority, row=row.name, scenario=row.scenario, methods=methods,
+        out.append(dict(priority=row.priority, study=row.study, row=row.name, scenario=row.scenario, methods=methods,
                         strategies=",".join(row.strategies) if get_scenario(row.scenario).sparse else "-",
-                        tuning=tuning, base=row.base if row.tuning in ("l2", "rates", "base") else "-",
+                        tuning=tuning, base=row.base if row.tuning in ("l2", "rates", "base", "horizon") else "-",
                         seeds=min(row.seeds, cap),
                         top_seeds=(f"{min(row.top_seeds, cap)} (top {p.top_k} + family best, priority "
                                    f"{row.top_priority})" if min(row.top_seeds, cap) > min(row.seeds, cap) else "-"),
@@ -135,42 +140,109 @@ def _rates_from(root: Path) -> dict[str, float]:
     return {m: float(pd.Series(v).median()) for m, v in rates.items()}
 
 
+def step_overhead(costs: dict) -> float:
+    """The fixed cost of a step in sample gradients, s0 in cost(b) ~ (1 + s0 / b) per sample,
+    from the cost table's sgd (batch 64) and sgd_basic (batch 1); 0 without both."""
+    if not costs.get("sgd") or not costs.get("sgd_basic"):
+        return 0.0
+    ratio = costs["sgd_basic"] / costs["sgd"]
+    return max(0.0, (ratio - 1) / (1 - ratio / 64))
+
+
+def _batch(config) -> int:
+    size = config.effective_batch_size
+    return round(config.train_fraction * N_TRAIN) if size == "full" else int(size)
+
+
+def _seconds(costs: dict, method: str, config=None, typical: float = math.nan) -> float:
+    """Seconds per 60,000 oracle calls of ``method`` at ``config``'s batch size (the cost table
+    holds each method at its own batch size; other sizes scale by the step overhead)."""
+    base = costs.get(method, typical)
+    s0 = step_overhead(costs)
+    if config is None or not s0:
+        return base
+    own = get_spec(method).batch_size or 64
+    own = round(config.train_fraction * N_TRAIN) if own == "full" else own
+    return base * (1 + s0 / _batch(config)) / (1 + s0 / own)
+
+
+def _blocked_oracle(state: Plan, b) -> float:
+    epochs = b.epochs if b.epochs is not None else (
+        epochs_of(b.method, state.profile) if b.method != "?" else state.profile.epochs)
+    return epochs * n_train(state.profile, b.split)
+
+
+def _oracle(state: Plan, r) -> float:
+    return r.config.grad_budget or r.config.epochs * n_train(state.profile, r.config.eval_split)
+
+
 def per_method(state: Plan) -> pd.DataFrame:
-    """Runs left per method and their oracle budget in epochs of 60,000 calls (multiply by the
-    cost table's seconds); members not yet known (family best) count as "?"."""
-    rows = [(r.method, 1, (r.config.grad_budget or r.config.epochs * n_train(state.profile, r.config.eval_split))
-             / ORACLE_EPOCH) for r in state.runnable]
-    for b in state.blocked:
-        oracle = (oracle_budget(b.method, state.profile, b.split) if b.method != "?"
-                  else state.profile.epochs * n_train(state.profile, b.split))
-        rows.append((b.method, b.runs, b.runs * oracle / ORACLE_EPOCH))
-    frame = pd.DataFrame(rows, columns=["method", "runs", "oracle_epochs"])
-    return frame.groupby("method").sum().sort_values("oracle_epochs", ascending=False)
+    """Runs left per (study, method) and their oracle budget in epochs of 60,000 calls (multiply
+    by the cost table's seconds); members not yet known (selected from results) count as "?"."""
+    rows = [(r.study, r.method, 1, _oracle(state, r) / ORACLE_EPOCH) for r in state.runnable]
+    rows += [(b.study, b.method, b.runs, b.runs * _blocked_oracle(state, b) / ORACLE_EPOCH) for b in state.blocked]
+    rows += [(m.study, m.method, 0, 0.0) for m in state.measurements]
+    frame = pd.DataFrame(rows, columns=["study", "method", "runs", "oracle_epochs"])
+    return frame.groupby(["study", "method"]).sum().sort_values(["study", "oracle_epochs"], ascending=[True, False])
 
 
 def estimate(state: Plan, costs: dict) -> pd.DataFrame:
     """Seconds of training per (row, stage) for the runnable and blocked runs (one process)."""
+    return _estimate_rows(state, costs).groupby(["row", "stage"], sort=False)[["runs", "seconds"]].sum()
+
+
+def _estimate_rows(state: Plan, costs: dict) -> pd.DataFrame:
     typical = float(pd.Series(list(costs.values())).median()) if costs else math.nan
     rows = []
     for r in state.runnable:
-        oracle = r.config.grad_budget or r.config.epochs * n_train(state.profile, r.config.eval_split)
-        rows.append(dict(row=r.row, stage=r.stage, runs=1,
-                         seconds=oracle / ORACLE_EPOCH * costs.get(r.method, typical)))
+        oracle = _oracle(state, r)
+        rows.append(dict(study=r.study, row=r.row, stage=r.stage, runs=1, oracle=oracle,
+                         seconds=oracle / ORACLE_EPOCH * _seconds(costs, r.method, r.config, typical)))
     for b in state.blocked:
-        oracle = (oracle_budget(b.method, state.profile, b.split) if b.method != "?"
-                  else state.profile.epochs * n_train(state.profile, b.split))
-        rows.append(dict(row=b.row, stage=b.stage, runs=b.runs,
+        if b.stage == "measure":
+            oracle = b.runs * measurement_oracle(b.method, D.VARIANCE["epochs"], n_train(state.profile, "test"))
+            rows.append(dict(study=b.study, row=b.row, stage=b.stage, runs=0, oracle=oracle,
+                             seconds=oracle / ORACLE_EPOCH * costs.get(b.method, typical)))
+            continue
+        oracle = _blocked_oracle(state, b)
+        rows.append(dict(study=b.study, row=b.row, stage=b.stage, runs=b.runs, oracle=b.runs * oracle,
                          seconds=b.runs * oracle / ORACLE_EPOCH * costs.get(b.method, typical)))
-    frame = pd.DataFrame(rows, columns=["row", "stage", "runs", "seconds"])
-    return frame.groupby(["row", "stage"], sort=False).sum()
+    for m in state.measurements:
+        oracle = measurement_oracle(m.method, m.epochs, n_train(state.profile, "test"))
+        rows.append(dict(study=m.study, row=m.row, stage="measure", runs=0, oracle=oracle,
+                         seconds=oracle / ORACLE_EPOCH * costs.get(m.method, typical)))
+    return pd.DataFrame(rows, columns=["study", "row", "stage", "runs", "oracle", "seconds"])
+
+
+def measurement_oracle(method: str, epochs, n: int) -> float:
+    """Sample gradients of a trajectory measurement, in ordinary-pass units: the trajectory to
+    its last checkpoint, and at each checkpoint a per-sample pass (counted as 3 ordinary passes)
+    at each point the estimator needs (2 for SVRG and SARAH) plus, for SAGA, its batch gradients."""
+    points = 2 if method in ("svrg", "sarah") else 1
+    per_checkpoint = 3 * points + (1 if method == "saga" else 0)
+    return (max(epochs) + len(epochs) * per_checkpoint) * n
+
+
+def by_study(state: Plan, costs: dict, jobs: int = 2) -> pd.DataFrame:
+    """Per study: runs left (runnable + blocked), measurements, oracle calls, hours with ``jobs`` processes."""
+    rows = _estimate_rows(state, costs)
+    table = rows.groupby("study", sort=False).agg(runs=("runs", "sum"), oracle_calls=("oracle", "sum"),
+                                                  seconds=("seconds", "sum"))
+    studies = [m.study for m in state.measurements] + [b.study for b in state.blocked for _ in range(b.runs)
+                                                       if b.stage == "measure"]
+    table["measurements"] = pd.Series(studies, dtype=object).value_counts()
+    table["measurements"] = table["measurements"].fillna(0).astype(int)
+    table["hours"] = table.pop("seconds") / 3600 / max(jobs, 1)
+    return table[["runs", "measurements", "oracle_calls", "hours"]]
 
 
 def _plan_command(args) -> int:
-    profile = get_profile(args.profile, args.cuts)
+    profile = get_profile(args.profile, args.cuts, getattr(args, "study_cuts", 0))
     if args.what == "definition":
         with pd.option_context("display.width", 250, "display.max_colwidth", 80):
             print(f"study definition, protocol v{D.PROTOCOL_VERSION}, profile {profile.name!r}"
-                  + (f" with the first {args.cuts} cut(s)" if args.cuts else ""))
+                  + (f" with the first {args.cuts} cut(s)" if args.cuts else "")
+                  + (f" and {args.study_cuts} study cut(s)" if args.study_cuts else ""))
             print(definition_table(profile).to_string(index=False))
             print()
             print(methods_table(profile).to_string(index=False))
@@ -192,11 +264,23 @@ def _plan_command(args) -> int:
         print(table.to_string())
         if args.per_method:
             print(per_method(state).round(1).to_string())
+            print()
+            studies = by_study(state, costs, args.jobs or 2)
+            print(f"per study (runs left, measurements, oracle calls, hours with {args.jobs or 2} processes):")
+            print(studies.round(1).to_string())
+            extra = studies.drop(index="main", errors="ignore")["hours"].sum()
+            if costs:
+                verdict = "over" if extra > D.STUDIES_BUDGET_HOURS else "within"
+                print(f"studies beyond the main one: {extra:.1f} h, {verdict} their budget of "
+                      f"{D.STUDIES_BUDGET_HOURS} h" + (f" (cut in order with --study-cuts: "
+                      + "; ".join(w for w, _ in D.STUDY_CUTS) + ")" if verdict == "over" else ""))
         total = table.sum()
         print(f"done {total['done']}, runnable now {total['runnable']}, blocked {total['blocked']} "
               f"(blocked: expected counts; grid extensions not counted, extra seeds an upper bound)")
         for cut, (what, _) in enumerate(D.CUTS[:args.cuts], 1):
             print(f"cut {cut}: {what}")
+        for cut, (what, _) in enumerate(D.STUDY_CUTS[:args.study_cuts], 1):
+            print(f"study cut {cut}: {what}")
         hours = cost["seconds"].sum() / 3600
         if costs:
             print(f"cost of what is left: {hours:.1f} h on one process, {hours / max(args.jobs or 2, 1):.1f} h "
@@ -229,6 +313,8 @@ def _command_parser() -> argparse.ArgumentParser:
         p.set_defaults(what=what)
         p.add_argument("--profile", default="full", choices=sorted(D.PROFILES))
         p.add_argument("--cuts", type=int, default=0, help=f"apply the first N of the {len(D.CUTS)} cuts")
+        p.add_argument("--study-cuts", type=int, default=0,
+                       help=f"apply the first N of the {len(D.STUDY_CUTS)} cuts of the studies beyond the main one")
         p.add_argument("--runs-dir", default=None)
         p.add_argument("--dry-run", action="store_true")
         p.add_argument("--retry-failed", action="store_true")

@@ -161,11 +161,24 @@ def start_meta(config: RunConfig) -> dict:
 
 
 def finished_meta(meta: dict, result) -> dict:
-    """``meta`` marked finished or diverged, with the final record (``result``: a RunResult)."""
+    """``meta`` marked finished or diverged, with the final record (``result``: a RunResult) and
+    the final weights' Euclidean norm over every parameter (``final["weight_norm"]``, of the
+    trained weights, not of an average the method evaluates; NaN when diverged)."""
     final = result.records[-1] if result.records else {}
     meta.update(status="diverged" if result.diverged else "finished", ended=_now(),
                 final={k: v for k, v in final.items() if k != "diverged"})
+    if final:
+        meta["final"]["weight_norm"] = weight_norm(getattr(result, "model", None))
     return meta
+
+
+def weight_norm(model) -> float:
+    """sqrt(sum of every parameter squared) of ``model`` (NaN without one, or when not finite)."""
+    import math
+    if model is None:
+        return math.nan
+    total = sum(float(p.detach().double().pow(2).sum()) for p in model.parameters())
+    return math.sqrt(total) if math.isfinite(total) else math.nan
 
 
 def failed_meta(meta: dict, exc: BaseException) -> dict:
@@ -206,6 +219,7 @@ def load_records(root=None, status: tuple[str, ...] | None = None, protocol: int
                              hparams=json.dumps(meta.get("hparams", {}), sort_keys=True),
                              versions=json.dumps(versions_of(meta), sort_keys=True),
                              protocol=versions_of(meta)["protocol"],
+                             weight_norm=(meta.get("final") or {}).get("weight_norm", np.nan),
                              error=meta.get("error", ""))
         frames.append(frame)
     if not frames:
@@ -259,3 +273,68 @@ def archive_runs(protocol: int = 1, root=None, dest=None, dry_run: bool = False)
         atomic_write_text(dest.parent / "README.md",
                           ARCHIVE_README.format(protocol=protocol, current=PROTOCOL_VERSION))
     return moved
+
+
+# ---------------------------------------------------------------- measurements
+# Measurements along a run's trajectory (the gradient-variance study): one folder per
+# measurement, ``outputs/measurements/<measurement_id>/{measurements.csv, meta.json}``, beside
+# ``outputs/runs``, written as runs are (atomically, meta.json last); a folder with its
+# meta.json is done and never measured again.
+MEASUREMENT_VERSION = 1  # bump when a change of helpers.evidence.variance moves its numbers
+
+
+def measurements_dir(root=None) -> Path:
+    """``outputs/measurements`` (the sibling of the runs folder ``root``)."""
+    return runs_dir(root).parent / "measurements"
+
+
+def measurement_id(kind: str, config: RunConfig, epochs, batch_sizes) -> str:
+    import hashlib
+    key = json.dumps({"kind": kind, "run": config.run_id, "epochs": list(epochs), "batch_sizes": list(batch_sizes),
+                      "version": MEASUREMENT_VERSION}, sort_keys=True, default=str)
+    return f"{kind}-{config.run_id}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def measurement_done(mid: str, root=None) -> bool:
+    path = measurements_dir(root) / mid / "meta.json"
+    return path.is_file() and read_meta_file(path).get("status") == "finished"
+
+
+def measure_and_record(measurement, root=None, progress: bool = False, device: str | None = None) -> str:
+    """Take ``measurement`` (a :class:`helpers.study.planner.Measurement`) unless done; write its
+    table and meta.json (a failure is recorded with its error and retried next time); return its id."""
+    mid = measurement.measurement_id
+    if measurement_done(mid, root):
+        return mid
+    folder = measurements_dir(root) / mid
+    meta = {"measurement_id": mid, "kind": measurement.kind, "run_id": measurement.config.run_id,
+            "config": measurement.config.to_dict(), "epochs": list(measurement.epochs),
+            "batch_sizes": list(measurement.batch_sizes), "row": measurement.row, "method": measurement.method,
+            "study": measurement.study, "version": MEASUREMENT_VERSION, "started": _now()}
+    try:
+        from ..evidence.variance import trajectory_variance
+        data = data_for(measurement.config, device)
+        meta["environment"] = environment(data.device)
+        table = trajectory_variance(measurement.config, data, measurement.epochs, measurement.batch_sizes,
+                                    progress=progress)
+    except Exception as exc:
+        meta.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                    ended=_now())
+        atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
+        return mid
+    atomic_write_text(folder / "measurements.csv", table.assign(measurement_id=mid).to_csv(index=False))
+    meta.update(status="finished", ended=_now(), rows=len(table))
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return mid
+
+
+def load_measurements(root=None, kind: str | None = None) -> pd.DataFrame:
+    """Every finished measurement's table under ``measurements_dir(root)`` as one DataFrame."""
+    frames = []
+    for meta_path in sorted(measurements_dir(root).glob("*/meta.json")):
+        meta = read_meta_file(meta_path)
+        if meta.get("status") != "finished" or (kind is not None and meta.get("kind") != kind):
+            continue
+        frames.append(pd.read_csv(meta_path.parent / "measurements.csv").assign(
+            row=meta.get("row", ""), study=meta.get("study", ""), run_id=meta["run_id"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -161,6 +161,25 @@ def score(val_acc, val_loss) -> tuple[float, float]:
     return acc, loss
 
 
+def first_hits(frame: pd.DataFrame, target: float | None = None, metric: str = "val_acc") -> dict[str, float]:
+    """run id -> oracle calls (``oracle_evals``, else ``grad_evals``) at the first record whose
+    ``metric`` reaches ``target`` (default :data:`~helpers.study.definition.TARGET_ACC`); runs that
+    never reach it are absent."""
+    target = D.TARGET_ACC if target is None else target
+    cost = "oracle_evals" if "oracle_evals" in frame else "grad_evals"
+    if frame.empty or metric not in frame or cost not in frame:
+        return {}
+    reached = frame[pd.to_numeric(frame[metric], errors="coerce") >= target]
+    return {k: float(v) for k, v in reached.groupby("run_id")[cost].min().items()}
+
+
+def target_score(first_hit: float, val_acc, val_loss) -> tuple:
+    """Higher is better: fewer oracle calls to the target; a run that never reaches it (inf)
+    after every run that does, then by :func:`score`."""
+    hit = math.inf if first_hit is None or not np.isfinite(first_hit) else float(first_hit)
+    return (-hit, *score(val_acc, val_loss))
+
+
 def best_of(frame: pd.DataFrame) -> pd.Series:
     """The run with the highest final validation accuracy (lower loss breaks ties); diverged runs last."""
     last = frame.sort_values("epoch").groupby("run_id").tail(1).copy()

@@ -1,0 +1,195 @@
+"""The studies beyond the main comparison (issue 15) as rows of the one definition: what they plan
+(on fake records), how time to target is scored, bad inputs, their cost apart from the main study."""
+import math
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from helpers.engine.config import RunConfig
+from helpers.study import definition as D
+from helpers.study import planner as PL
+from helpers.study import readout as R
+from helpers.study import tuning as T
+
+FULL = D.get_profile("full")
+
+
+def fake_rows(config):
+    """Two records per run: half way and at the end. Accuracy peaks at the grid's centre; a
+    horizon row's trials peak at 4 epochs; the half-way record is 1 point lower."""
+    grid = T.grid_exponents(config.optimizer, 7)
+    j = 2 * math.log10(config.hparams["lr"])
+    acc = 90.5 - 0.5 * (j - grid[3]) ** 2 + {"adam": 0.3, "sgd_schedulefree": -0.2}.get(config.optimizer, 0.0)
+    if config.evals_per_epoch == D.HORIZON_EVALS:
+        acc -= 0.4 * abs(config.epochs - 4)
+    budget = config.grad_budget
+    return [dict(run_id=config.run_id, status="finished", epoch=config.epochs / 2, oracle_evals=budget / 2,
+                 val_acc=acc - 1, val_loss=(101 - acc) / 50),
+            dict(run_id=config.run_id, status="finished", epoch=float(config.epochs), oracle_evals=budget,
+                 val_acc=acc, val_loss=(100 - acc) / 50)]
+
+
+def simulate(profile, max_rounds=40):
+    frame = pd.DataFrame(columns=["run_id", "status", "epoch", "oracle_evals", "val_acc", "val_loss"])
+    seen = {}
+    for _ in range(max_rounds):
+        state = PL.study_plan(frame, profile)
+        new = [row for r in state.runnable for row in fake_rows(r.config)]
+        seen.update({r.config.run_id: r for r in state.runnable})
+        if not new:
+            return state, seen, frame
+        frame = pd.concat([frame, pd.DataFrame(new)], ignore_index=True)
+    raise AssertionError("the plan never finished")
+
+
+def test_batch_rows_plan_every_batch_size_at_both_budgets():
+    state = PL.study_plan(pd.DataFrame(), FULL)
+    grid = {}
+    for r in state.runnable:
+        if r.row.startswith("batch"):
+            grid.setdefault(r.row, []).append(r.config)
+    small = {b: grid[f"batch{'full' if b == 'full' else b}-1ep"] for b in D.BATCH_SIZES}
+    for b, configs in small.items():
+        assert len(configs) == 7 * len(D.BATCH_METHODS)
+        assert {c.optimizer for c in configs} == set(D.BATCH_METHODS)
+        assert {c.effective_batch_size for c in configs} == {b}
+        assert {c.grad_budget for c in configs} == {50_000} and {c.epochs for c in configs} == {1}
+    large = {r: cs for r, cs in grid.items() if not r.endswith("ep")}
+    assert sorted(large) == sorted(f"batch{b}" for b in (8, 32, 256, 1024, "full"))  # 1: too slow; 64: main row
+    for configs in large.values():
+        assert len(configs) == 14 and {c.grad_budget for c in configs} == {500_000}
+    assert {r.study for r in state.runnable if r.row.startswith("batch")} == {"batch_size"}
+
+
+def test_weight_decays_span_each_kind_s_range():
+    rows = [r for r in D.ROWS if r.study == "weight_decay"]
+    for kind, methods in D.WD_METHODS.items():
+        decays = sorted(r.overrides["hparams"]["weight_decay"] for r in rows if r.methods == methods)
+        low, high = D.WEIGHT_DECAY[kind]
+        assert len(decays) >= 5 and decays[0] == low and decays[-1] == high
+        assert all(D.weight_decay_kind(m) == kind for m in methods)
+    assert {r.scenario for r in rows} == {"l2"} and {r.tuning for r in rows} == {"base"}
+    assert {r.seeds for r in rows} == {3}
+
+
+def test_weight_decay_finals_take_the_standard_choice_with_each_decay():
+    profile = replace(FULL, methods=("adam", "adamw", "heavy_ball"),
+                      rows=("standard", *(r.name for r in D.ROWS if r.study == "weight_decay")), qmc_trials=1)
+    state, seen, _ = simulate(profile)
+    finals = [r.config for r in seen.values() if r.row.startswith("wd-")]
+    assert len(finals) == 3 * (2 * 5 + 5)
+    for c in finals:
+        lr = state.choices[("standard", c.optimizer, "projection")].hparams["lr"]
+        assert c.hparams["lr"] == lr and c.scenario == "l2"
+        low, high = D.WEIGHT_DECAY[D.weight_decay_kind(c.optimizer)]
+        assert low <= c.hparams["weight_decay"] <= high
+
+
+def test_time_to_target_scoring_picks_the_fewest_oracle_calls():
+    frame = pd.DataFrame(dict(run_id=["a"] * 3 + ["b"] * 3 + ["c"] * 2,
+                              oracle_evals=[1e5, 2e5, 3e5, 1e5, 1.5e5, 2e5, 1e5, 2e5],
+                              val_acc=[85, 89.4, 91, 88, 89.38, 89.0, 80, 89.0]))
+    hits = T.first_hits(frame)
+    assert hits == {"a": 2e5, "b": 1.5e5}  # b reaches 89.38 exactly, then falls back: the first hit counts
+    scores = {k: T.target_score(hits.get(k, math.inf), 90.0, 0.3) for k in "abc"}
+    assert max(scores, key=scores.get) == "b" and min(scores, key=scores.get) == "c"
+    assert T.target_score(1e5, 85.0, 1.0) > T.target_score(2e5, 95.0, 0.1)  # speed first, then accuracy
+
+
+def test_horizon_row_tunes_the_fastest_methods_horizon_on_the_hold_out():
+    methods = ("sgd", "adam", "heavy_ball", "sgd_schedulefree")
+    profile = replace(FULL, methods=methods, rows=("standard", "horizon"), qmc_trials=1, top_k=2)
+    state, seen, frame = simulate(profile)
+    horizon = [r for r in seen.values() if r.row == "horizon"]
+    tuned = {r.method for r in horizon if r.stage == "horizon"}
+    hits = T.first_hits(frame)
+    chosen = {m: state.choices[("standard", m, "projection")].run_id for m in methods}
+    fastest = sorted(methods, key=lambda m: (hits.get(chosen[m], math.inf), m))[:2]
+    assert tuned == set(fastest)
+    for m in tuned:
+        trials = [r.config for r in horizon if r.method == m and r.stage == "horizon"]
+        expected = D.HORIZONS if PL.get_spec(m).decays else (max(D.HORIZONS),)
+        assert sorted(c.epochs for c in trials) == sorted(expected)
+        assert all(c.grad_budget == c.epochs * 50_000 and c.evals_per_epoch == 8 for c in trials)
+        best = min(trials, key=lambda c: (hits.get(c.run_id, math.inf), -c.epochs))
+        choice = state.choices[("horizon", m, "projection")]
+        assert choice.run_id == best.run_id and choice.settings["epochs"] == best.epochs
+        finals = [r.config for r in horizon if r.method == m and r.stage == "final"]
+        assert len(finals) == 5 and {c.epochs for c in finals} == {best.epochs}
+        assert {c.grad_budget for c in finals} == {best.epochs * 60_000} and {c.eval_split for c in finals} == {"test"}
+
+
+def test_preprocessing_row_retunes_the_best_method_and_sgd_on_unit_pixels():
+    methods = ("sgd", "adam", "heavy_ball")
+    profile = replace(FULL, methods=methods, rows=("standard", "unit-pixels"), qmc_trials=1)
+    state, seen, _ = simulate(profile)
+    unit = [r.config for r in seen.values() if r.row == "unit-pixels"]
+    assert {c.optimizer for c in unit} == {"adam", "sgd"}  # adam: the fake hold-out's best
+    assert {c.scaling for c in unit} == {"unit"}
+    assert sum(1 for c in unit if c.eval_split == "test") == 2 * 3
+    assert sum(1 for c in unit if c.eval_split == "val" and c.optimizer == "sgd") >= 7
+
+
+def test_variance_row_measures_along_the_standard_choices():
+    profile = replace(FULL, methods=D.VARIANCE["methods"], rows=("standard", "variance"), qmc_trials=1)
+    state, seen, _ = simulate(profile)
+    assert not [r for r in seen.values() if r.row == "variance"]  # no runs of its own
+    measured = {m.method: m for m in state.measurements}
+    assert set(measured) == set(D.VARIANCE["methods"])
+    for m in measured.values():
+        final = PL.study_plan(pd.DataFrame(), profile)  # the configuration is the standard row's final
+        assert m.config.eval_split == "test" and m.config.seed == 0 and m.epochs == D.VARIANCE["epochs"]
+        assert m.measurement_id.startswith(f"variance-{m.config.run_id}-")
+    del final
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": 0}, r"batch_size must be an integer in \[1, 60,000\] or 'full', got 0"),
+    ({"batch_size": 60_001}, r"batch_size must be an integer in \[1, 60,000\] or 'full', got 60001"),
+    ({"hparams": {"weight_decay": -1e-3}}, r"weight_decay must be a number in \[0, inf\), got -0.001"),
+    ({"epochs": 0}, r"epochs \(the schedule's horizon\) must be a whole number >= 1, got 0"),
+])
+def test_bad_row_settings_name_the_value_and_the_allowed_range(overrides, message):
+    with pytest.raises(ValueError, match=r"row 'bad': " + message):
+        D.Row("bad", "l2", ("sgd",), overrides=overrides)
+
+
+def test_bad_horizons_and_run_settings_are_refused():
+    with pytest.raises(ValueError, match=r"a horizon must be a whole number of epochs >= 1 \(allowed: 1, 2, ...\), got 0"):
+        replace(FULL, horizons=(0, 2))
+    with pytest.raises(ValueError, match="unknown tuning"):
+        D.Row("bad", "standard", tuning="horizons")
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 60,000\]"):
+        RunConfig(batch_size=100_000)
+    with pytest.raises(ValueError, match=r"epochs \(the schedule's horizon\)"):
+        RunConfig(epochs=0)
+
+
+def test_the_estimate_shows_each_study_apart_from_the_main_one(capsys, tmp_path):
+    state = PL.study_plan(pd.DataFrame(), FULL)
+    costs = {m: 10.0 for m in PL.names()}
+    table = R.by_study(state, costs, jobs=2)
+    assert set(table.index) == {"main", "batch_size", "preprocessing", "time_to_target", "weight_decay", "variance"}
+    assert table.loc["weight_decay", "runs"] == 3 * 5 * 3
+    assert table.loc["variance", "runs"] == 0 and table.loc["variance", "measurements"] == 5
+    assert table.loc["time_to_target", "runs"] == min(FULL.top_k, len(PL.names())) * (len(D.HORIZONS) + 5)
+    assert all(table["hours"] > 0)
+    cut = R.by_study(PL.study_plan(pd.DataFrame(), D.get_profile("full", study_cuts=len(D.STUDY_CUTS))), costs)
+    assert cut.loc["batch_size", "runs"] < table.loc["batch_size", "runs"]
+    assert cut.loc["weight_decay", "runs"] == 3 * 5 * 2
+    costs_file = tmp_path / "costs.csv"
+    costs_file.write_text("method,seconds_per_epoch\n" + "".join(f"{m},10\n" for m in PL.names()))
+    assert R.main(["plan", "--dry-run", "--per-method", "--runs-dir", str(tmp_path / "runs"),
+                   "--costs", str(costs_file)]) == 0
+    out = capsys.readouterr().out
+    assert "per study" in out and "batch_size" in out and "their budget of 5 h" in out
+
+
+def test_batch_size_costs_scale_with_the_step_overhead():
+    costs = {"sgd": 25.0, "sgd_basic": 100.0}
+    s0 = R.step_overhead(costs)
+    assert (1 + s0) / (1 + s0 / 64) == pytest.approx(4.0)
+    one = RunConfig(optimizer="sgd", batch_size=1)
+    assert R._seconds(costs, "sgd", one) == pytest.approx(100.0)
+    assert R._seconds(costs, "sgd", RunConfig(optimizer="sgd")) == pytest.approx(25.0)
