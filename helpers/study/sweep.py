@@ -214,8 +214,11 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
         parameters = {**sizes, **trim, **(overrides or {})}
         unknown = sorted(set(parameters) - set(declared))
         if unknown:
+            sized = "profile" in declared and set(unknown) & {*spec["params"], *spec["family"]}
             errors.append(f"notebook {name} has no parameter(s) {unknown}; "
-                          f"its parameters: {', '.join(declared) or 'none'}")
+                          f"its parameters: {', '.join(declared) or 'none'}"
+                          + ("; its sizes come from the study profile (--profile; "
+                             "python -m helpers.study definition --profile NAME)" if sized else ""))
             continue
         for error in check_parameters(parameters, declared):
             bad_values.setdefault(error, []).append(name)
