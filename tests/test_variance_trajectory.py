@@ -1,0 +1,92 @@
+"""Gradient-variance measurements: the per-sample (torch.func) formula against brute force over
+every batch of a tiny problem, and a measurement along a tiny trajectory through the records."""
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers.evidence import variance as V
+from helpers.problem.data import FashionMNIST, Split
+from helpers.problem.model import LeNet5
+
+
+def tiny_split(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+
+def batch_gradient(model, split, index):
+    model.zero_grad()
+    F.cross_entropy(model(split.x[list(index)]), split.y[list(index)]).backward()
+    return V.flat_gradient(model).double()
+
+
+def brute_mse(models, split, b):
+    """Mean over every b-subset of ||estimate - full||^2 (estimate: the batch gradient at models[0],
+    minus the same batch's at models[1] plus its full gradient when given)."""
+    n = len(split)
+    full = [batch_gradient(m, split, range(n)) for m in models]
+    errors = []
+    for subset in itertools.combinations(range(n), b):
+        v = batch_gradient(models[0], split, subset)
+        if len(models) == 2:
+            v = v - batch_gradient(models[1], split, subset) + full[1]
+        errors.append(float((v - full[0]).pow(2).sum()))
+    return sum(errors) / len(errors)
+
+
+@pytest.mark.parametrize("b", [1, 3, 8])
+def test_minibatch_error_from_per_sample_gradients_matches_every_batch(b):
+    torch.manual_seed(0)
+    model, split = LeNet5().double(), tiny_split()
+    split = Split(split.x.double(), split.y)
+    m = V.sample_moments([model], split, chunk=3)
+    assert torch.allclose(m["mean"], batch_gradient(model, split, range(8)), rtol=1e-9, atol=1e-12)
+    assert V.minibatch_mse(m["spread"], 8, b) == pytest.approx(brute_mse([model], split, b), rel=1e-8, abs=1e-14)
+
+
+def test_svrg_error_from_per_sample_differences_matches_every_batch():
+    torch.manual_seed(1)
+    model, anchor, split = LeNet5().double(), LeNet5().double(), tiny_split(seed=1)
+    split = Split(split.x.double(), split.y)
+    with torch.no_grad():
+        for p, q in zip(anchor.parameters(), model.parameters()):
+            p.copy_(q + 0.05 * torch.randn_like(q))
+    m = V.sample_moments([model, anchor], split, chunk=5)
+    for b in (2, 4):
+        assert V.minibatch_mse(m["diff_spread"], 8, b) == pytest.approx(brute_mse([model, anchor], split, b), rel=1e-8)
+
+
+def test_per_sample_gradients_are_in_the_engine_s_layout():
+    from helpers.engine.stacked_model import losses_and_grad, stack_models
+    torch.manual_seed(2)
+    model, split = LeNet5(), tiny_split(4, seed=2)
+    per = V.per_sample_gradients(model, split.x, split.y)
+    _, g = losses_and_grad(stack_models([model]), split.x[None], split.y[None])
+    assert torch.allclose(per.mean(0), g[0], atol=1e-6)
+
+
+def test_minibatch_error_refuses_a_batch_larger_than_the_data():
+    with pytest.raises(ValueError, match=r"batch size must be in \[1, 8\], got 9"):
+        V.minibatch_mse(1.0, 8, 9)
+
+
+@pytest.mark.parametrize("method, hparams", [("svrg", {"lr": 0.05}), ("heavy_ball", {"lr": 0.02, "momentum": 0.9}),
+                                             ("saga", {"lr": 0.02})])
+def test_a_trajectory_measurement_reaches_its_checkpoints(method, hparams):
+    from helpers.engine.config import RunConfig
+    g = torch.Generator().manual_seed(3)
+    train = Split(torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))
+    data = FashionMNIST(train=train, test=tiny_split(16, seed=4), val=None)
+    config = RunConfig(optimizer=method, hparams=hparams, epochs=9, batch_size=16, grad_budget=9 * 64)
+    table = V.trajectory_variance(config, data, (1, 4), (1, 16, 64))  # epochs of oracle calls
+    assert sorted(table["checkpoint"].unique()) == [1, 4]
+    mini = table[table["estimator"] == "minibatch"]
+    assert (mini[mini["batch_size"] == 64]["mse"] == 0).all() and (mini["mse"] >= 0).all()
+    own = {"svrg": "svrg", "heavy_ball": "momentum", "saga": "saga"}[method]
+    assert len(table[table["estimator"] == own]) >= 2
+    assert (table["oracle_epochs"] >= table["checkpoint"]).all()
+    if method == "svrg":
+        assert table[table["estimator"] == "svrg"]["age_steps"].notna().all()
