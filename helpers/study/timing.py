@@ -54,8 +54,9 @@ the rule, the settings, the duration). Report figures for wall time come from th
 :func:`seconds_per_run` (per method, one final run), :func:`seconds_per_oracle_call` and
 :func:`wall_seconds` (e.g. the sample gradients a run spent to reach a target).
 
-Batch-size study (issue 15): ``--batch-sizes 1,8,32,64,256,1024,full --methods sgd,nesterov``
-times the methods at those batch sizes instead of their own, the same way, into
+Batch-size study (issue 15): ``--batch-study`` (the definition's ``BATCH_METHODS`` at its
+``BATCH_SIZES``), or ``--batch-sizes 1,8,full --methods sgd``, times the methods at those batch
+sizes instead of their own, the same way, into
 ``outputs/timing/seconds_per_epoch_by_batch.csv`` keyed by (method, batch_size);
 ``seconds_per_oracle_call(method, batch_size=...)`` reads it.
 
@@ -699,6 +700,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", default=None,
                         help="e.g. 1,8,32,64,256,1024,full: time --methods at these batch sizes instead "
                              f"of their own, into {BATCH_TABLE.name} (the batch-size study)")
+    parser.add_argument("--batch-study", action="store_true",
+                        help="the batch-size study's methods at its batch sizes (helpers.study.definition "
+                             "BATCH_METHODS x BATCH_SIZES)")
     parser.add_argument("--out", default=None, help=f"the table (default {TABLE}, or {BATCH_TABLE} "
                                                     "with --batch-sizes)")
     parser.add_argument("--train-fraction", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -707,8 +711,12 @@ def main(argv=None) -> int:
     if args.k < 1 or args.target_s <= 0:
         raise ValueError(f"--k must be >= 1 and --target-s > 0, got {args.k} and {args.target_s}")
     sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
+    if args.batch_study:
+        from . import definition as D
+        sizes = sizes or list(D.BATCH_SIZES)
+        args.methods = args.methods or ",".join(D.BATCH_METHODS)
     if sizes and not args.methods:
-        raise ValueError("--batch-sizes needs --methods (e.g. --methods sgd,nesterov)")
+        raise ValueError("--batch-sizes needs --methods (e.g. --methods sgd,heavy_ball), or use --batch-study")
     out = args.out or str(BATCH_TABLE if sizes else TABLE)
     settings = Settings(target_s=args.target_s, k=args.k, max_load=args.max_load, max_others=args.max_others,
                         force=args.force, train_fraction=args.train_fraction)
