@@ -193,3 +193,14 @@ def test_batch_size_costs_scale_with_the_step_overhead():
     one = RunConfig(optimizer="sgd", batch_size=1)
     assert R._seconds(costs, "sgd", one) == pytest.approx(100.0)
     assert R._seconds(costs, "sgd", RunConfig(optimizer="sgd")) == pytest.approx(25.0)
+
+
+def test_the_timing_pass_s_batch_size_figures_are_used_where_measured(tmp_path):
+    (tmp_path / "seconds_per_epoch.csv").write_text("method,seconds_per_epoch\nsgd,20\nheavy_ball,30\n")
+    (tmp_path / R.BY_BATCH).write_text("method,batch_size,seconds_per_epoch\nsgd,8,50\nsgd,full,5\n")
+    costs, source = R.cost_table(tmp_path / "seconds_per_epoch.csv")
+    assert "timing pass" in source and costs[("sgd", "8")] == 50.0
+    assert R._seconds(costs, "sgd", RunConfig(optimizer="sgd", batch_size=8)) == 50.0
+    assert R._seconds(costs, "sgd", RunConfig(optimizer="sgd", batch_size="full")) == 5.0
+    assert R._seconds(costs, "sgd", RunConfig(optimizer="sgd", batch_size=32)) == 20.0  # not timed: no overhead known
+    assert R._seconds(costs, "heavy_ball", RunConfig(optimizer="heavy_ball", batch_size=8)) == 30.0

@@ -90,3 +90,21 @@ def test_a_trajectory_measurement_reaches_its_checkpoints(method, hparams):
     assert (table["oracle_epochs"] >= table["checkpoint"]).all()
     if method == "svrg":
         assert table[table["estimator"] == "svrg"]["age_steps"].notna().all()
+
+
+def test_a_measurement_is_recorded_once_and_read_back(runs_root):
+    from helpers.engine.config import RunConfig
+    from helpers.study import records
+    from helpers.study.planner import Measurement
+    config = RunConfig(optimizer="sgd", hparams={"lr": 0.05}, epochs=2, train_fraction=0.01, grad_budget=1_200)
+    m = Measurement("variance", config, (0.5, 1), (1, 64), "variance", "sgd", "variance")
+    assert not records.measurement_done(m.measurement_id)
+    assert records.measure_and_record(m) == m.measurement_id
+    folder = records.measurements_dir() / m.measurement_id
+    assert folder.parent == runs_root.parent / "measurements"
+    stamp = (folder / "meta.json").stat().st_mtime_ns
+    table = records.load_measurements(kind="variance")
+    assert set(table["checkpoint"]) == {0.5, 1} and set(table["batch_size"]) == {1, 64}
+    assert set(table["study"]) == {"variance"} and set(table["run_id"]) == {config.run_id}
+    records.measure_and_record(m)
+    assert (folder / "meta.json").stat().st_mtime_ns == stamp and records.measurement_done(m.measurement_id)

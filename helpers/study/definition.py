@@ -171,8 +171,9 @@ class Row:
 # of one epoch (60,000 / 50,000), where every batch size runs. The rate is tuned by the main
 # protocol (grid, extension, quasi-random trials) per batch size; batch 64 at 10 epochs is the
 # main study's standard row (no row of its own: the same runs).
+MOMENTUM_METHOD = "heavy_ball"  # the studies' momentum method: SGD with momentum (torch.optim.SGD)
 BATCH_SIZES = (1, 8, 32, 64, 256, 1024, "full")
-BATCH_METHODS = ("sgd", "heavy_ball")
+BATCH_METHODS = ("sgd", MOMENTUM_METHOD)
 BATCH_SMALL_EPOCHS = 1
 BATCH_FULL_BUDGET_SKIPS = (1,)
 BATCH_SMALL_EVALS = 8  # evaluations per epoch at the small budget (curves against oracle calls)
@@ -180,14 +181,14 @@ BATCH_SMALL_EVALS = 8  # evaluations per epoch at the small budget (curves again
 # Weight decay at the standard row's tuned rates, each kind over the range where it acts
 # (WEIGHT_DECAY), points evenly spaced in log.
 WD_POINTS = 5
-WD_METHODS = {"coupled": ("adam", "heavy_ball"), "decoupled": ("adamw",)}
+WD_METHODS = {"coupled": ("adam", MOMENTUM_METHOD), "decoupled": ("adamw",)}
 
 # Time to target: the schedule's horizon (epochs) tuned for the fastest methods, evaluated every 1/8 epoch.
 HORIZONS = (2, 3, 4, 5, 6)
 HORIZON_EVALS = 8
 
 # Gradient variance along the tuned trajectories (helpers.evidence.variance.trajectory_variance).
-VARIANCE = dict(methods=("sgd", "svrg", "sarah", "saga", "heavy_ball"), epochs=(0.5, 2, 5, 9),
+VARIANCE = dict(methods=("sgd", "svrg", "sarah", "saga", MOMENTUM_METHOD), epochs=(0.5, 2, 5, 9),
                 batch_sizes=(1, 8, 32, 64, 256, 1024), seeds=(0,))
 
 

@@ -22,6 +22,7 @@ from .records import read_meta_file, runs_dir
 
 ORACLE_EPOCH = 60_000  # the cost table's unit: seconds per 60,000 oracle calls
 COSTS_FILE = Path(__file__).resolve().parents[2] / "outputs" / "timing" / "seconds_per_epoch.csv"
+BY_BATCH = "seconds_per_epoch_by_batch.csv"  # the timing pass's batch-size table, beside COSTS_FILE
 
 
 def definition_table(profile: str | Profile = "full") -> pd.DataFrame:
@@ -113,11 +114,11 @@ def cost_table(path=COSTS_FILE, fallback_root=None) -> tuple[dict, str]:
     plan, at best an order of magnitude)."""
     path = Path(path)
     if path.is_file():
-        table = pd.read_csv(path)
-        single = table.get("seconds_per_epoch", pd.Series(dtype=float))
-        batched = table.get("batched_seconds_per_epoch", pd.Series(dtype=float))
-        seconds = batched.fillna(single) if len(batched) else single
-        source = {m: float(v) for m, v in zip(table["method"], seconds) if pd.notna(v)}
+        source = _seconds_of(pd.read_csv(path))
+        by_batch = path.with_name(BY_BATCH)
+        if source and by_batch.is_file():
+            table = pd.read_csv(by_batch, dtype={"batch_size": str})
+            source.update({(m, b): v for (m, b), v in _seconds_of(table, ["method", "batch_size"]).items()})
         if source:
             return source, f"timing pass ({path})"
     if fallback_root is not None:
@@ -126,6 +127,15 @@ def cost_table(path=COSTS_FILE, fallback_root=None) -> tuple[dict, str]:
             return rates, (f"median of the finished runs under {fallback_root} (mixed engines, concurrent "
                            f"runs: not a plan)")
     return {}, "no measured cost yet"
+
+
+def _seconds_of(table: pd.DataFrame, key=("method",)) -> dict:
+    """key -> seconds per 60,000 oracle calls, the batched figure first where there is one."""
+    single = table.get("seconds_per_epoch", pd.Series(dtype=float))
+    batched = table.get("batched_seconds_per_epoch", pd.Series(dtype=float))
+    seconds = batched.fillna(single) if len(batched) else single
+    keys = zip(*(table[k] for k in key)) if len(key) > 1 else table[key[0]]
+    return {k: float(v) for k, v in zip(keys, seconds) if pd.notna(v)}
 
 
 def _rates_from(root: Path) -> dict[str, float]:
@@ -155,8 +165,11 @@ def _batch(config) -> int:
 
 
 def _seconds(costs: dict, method: str, config=None, typical: float = math.nan) -> float:
-    """Seconds per 60,000 oracle calls of ``method`` at ``config``'s batch size (the cost table
-    holds each method at its own batch size; other sizes scale by the step overhead)."""
+    """Seconds per 60,000 oracle calls of ``method`` at ``config``'s batch size: the timing pass's
+    figure at that batch size where it has one; else the method's own figure, scaled to the batch
+    size by the step overhead (:func:`step_overhead`)."""
+    if config is not None and config.batch_size is not None and (method, str(config.batch_size)) in costs:
+        return costs[(method, str(config.batch_size))]
     base = costs.get(method, typical)
     s0 = step_overhead(costs)
     if config is None or not s0:
@@ -192,7 +205,7 @@ def estimate(state: Plan, costs: dict) -> pd.DataFrame:
 
 
 def _estimate_rows(state: Plan, costs: dict) -> pd.DataFrame:
-    typical = float(pd.Series(list(costs.values())).median()) if costs else math.nan
+    typical = float(pd.Series([v for k, v in costs.items() if isinstance(k, str)]).median()) if costs else math.nan
     rows = []
     for r in state.runnable:
         oracle = _oracle(state, r)
