@@ -20,9 +20,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 X_LABELS = {"epoch": "epoch", "grad_evals": "sample gradients",
             "oracle_evals": "oracle calls (gradients + HVPs)",
             "wall_s": "training wall time (s)"}
-Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss (mean cross-entropy)",
+Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss (cross-entropy)",
             "val_acc": "validation accuracy (%)", "val_loss": "validation loss",
-            "train_loss": "training loss (mean over batches)"}
+            "train_loss": "training loss (batch mean)"}
 PANELS = {
     "SGD: basic, mini-batch, full batch": ("sgd_basic", "sgd", "gd"),
     "momentum, SGD-type": ("heavy_ball", "nesterov", "lookahead_sgd", "sgd_schedulefree"),
@@ -117,7 +117,7 @@ def thousands(value, _pos=None) -> str:
 def format_x(ax, x: str) -> None:
     ax.set_xlabel(X_LABELS.get(x, x))
     if x == "epoch":
-        ax.xaxis.set_major_locator(plt.MaxNLocator(6, integer=True))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5, integer=True))
     if x in ("grad_evals", "oracle_evals"):
         ax.xaxis.set_major_formatter(FuncFormatter(thousands))
         ax.xaxis.set_major_locator(plt.MaxNLocator(5))
@@ -210,7 +210,7 @@ def _inset(ax, points, collapsed, look, hue, y):
     sub.xaxis.set_major_locator(plt.MaxNLocator(3))
 
 
-def _legend(ax, where):
+def _legend(ax, where, ncol: int | None = None):
     if where is None:
         if ax.get_legend():
             ax.get_legend().remove()
@@ -221,8 +221,9 @@ def _legend(ax, where):
     if where == "outside":
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     elif where == "below":
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, frameon=False,
-                  ncol=2)
+        width = ax.get_position().width * ax.figure.get_figwidth()
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7 if width > 2 else 6,
+                  frameon=False, ncol=ncol or (2 if width > 2.2 else 1))
     else:
         ax.legend(handles, labels, fontsize=7)
 
@@ -243,11 +244,12 @@ def curve_grid(frame: pd.DataFrame, y: str = "test_acc", hue: str = "method",
 
 
 def metric_row(frame: pd.DataFrame, ys=("train_loss", "test_loss", "test_acc"), x: str = "epoch",
-               hue: str = "method", target: float | None = None, suptitle=None):
-    """Training loss, test loss and test accuracy side by side against ``x``; one legend right."""
+               hue: str = "method", target: float | None = None, suptitle=None, panel: tuple = (3.6, 3.2)):
+    """Training loss, test loss and test accuracy side by side against ``x``; one legend right.
+    ``panel``: (width, height) of one panel in inches."""
     hue = hue if hue in frame else "optimizer"
     ys = [y for y in ys if y in frame and frame[y].notna().any()]
-    fig, axes = plt.subplots(1, len(ys), figsize=(3.6 * len(ys) + 1.8, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(ys), figsize=(panel[0] * len(ys) + 1.8, panel[1]), squeeze=False)
     for i, (y, ax) in enumerate(zip(ys, axes[0])):
         curves(frame, y=y, x=x, hue=hue, ax=ax, target=target if y.endswith("acc") else None,
                legend="outside" if i == len(ys) - 1 else None)
@@ -286,19 +288,21 @@ def family_grid(frame: pd.DataFrame, ys=("train_loss", "test_loss", "test_acc"),
 
 
 def family_facets(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str = "method",
-                  target: float | None = None, ncols: int = 3, max_lines: int = MAX_LINES, panels=None):
+                  target: float | None = None, ncols: int = 3, max_lines: int = MAX_LINES, panels=None,
+                  panel: tuple = (3.3, 3.5)):
     """One metric, one panel per :data:`PANELS` entry present (``ncols`` per row, at most
-    ``max_lines`` lines each), each panel's legend below it: the compact page figure."""
+    ``max_lines`` lines each), each panel's legend below it: the compact page figure.
+    ``panel``: (width, height) of one panel in inches, legend included."""
     hue = hue if hue in frame else "optimizer"
     frame = frame.assign(_panel=[panel_of(base_optimizer(m)) for m in frame[hue]])
     names = [p for p in (panels or [*PANELS, *sorted(set(frame["_panel"]) - set(PANELS))])
              if (frame["_panel"] == p).any()]
     nrows = max(1, math.ceil(len(names) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.5 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         part = _top_lines(frame[frame["_panel"] == name], y, hue, max_lines)
         curves(part, y=y, x=x, hue=hue, ax=ax, target=target if y.endswith("acc") else None, legend="below")
-        ax.set_title(name, fontsize="medium")
+        ax.set_title(name.replace(": ", ":\n") if panel[0] < 3 else name, fontsize="medium")
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -384,7 +388,7 @@ def profile_plot(profile: pd.DataFrame, ax=None, max_lines: int = 8):
     return ax
 
 
-def difference_plot(tables: dict[str, pd.DataFrame], axes=None, limits: dict | None = None):
+def difference_plot(tables: dict[str, pd.DataFrame], axes=None, limits: dict | None = None, width: float = 6.6):
     """Seed-matched differences to the indicated best with their 95% intervals, one panel per metric
     (``tables``: {"test accuracy (points)": :func:`helpers.evidence.statistics.separability` table, ...}):
     one row per method in the shared style, filled markers for "separable", hollow for "not
@@ -394,8 +398,7 @@ def difference_plot(tables: dict[str, pd.DataFrame], axes=None, limits: dict | N
     names = list(tables)
     if axes is None:
         rows = max(len(t) for t in tables.values())
-        _, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 1.5, 0.22 * rows + 1.2), sharey=True,
-                               squeeze=False)
+        _, axes = plt.subplots(1, len(names), figsize=(width, 0.17 * rows + 1.0), sharey=True, squeeze=False)
         axes = axes[0]
     order = list(tables[names[0]].sort_values("difference", ascending=False)["method"] + " / " +
                  tables[names[0]].sort_values("difference", ascending=False)["sparsity_strategy"])

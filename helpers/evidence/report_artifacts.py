@@ -15,6 +15,8 @@ from .plots import density_plot, difference_plot, family_facets, metric_row, pro
 from .summary import COUNTING_RULE
 
 PDF_META = {"CreationDate": None, "Producer": None}
+PAGE_WIDTH = 6.6  # inches: the report's text width (A4, 2.1 cm margins), so figures print at 1:1
+PAGE_PANEL = (1.6, 2.1)
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
@@ -387,13 +389,13 @@ def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6,
         std = pd.concat([lead, std.drop(lead.index)])
     chosen = _lines(frame.merge(std.head(top)[A.GROUP], on=A.GROUP))
     if len(chosen):
-        fig = metric_row(chosen, hue="line", target=A.TARGET)
+        fig = metric_row(chosen, hue="line", target=A.TARGET, panel=PAGE_PANEL)
         paths.append(_save(fig, out / "curves_standard.pdf"))
     for scenario in A.MAIN_SCENARIOS:
         runs = _lines(frame.merge(results[results["scenario"] == scenario][A.GROUP], on=A.GROUP))
         for y in ("test_acc", "test_loss"):
             if len(runs):
-                fig = family_facets(runs, y, hue="line", target=A.TARGET)
+                fig = family_facets(runs, y, hue="line", target=A.TARGET, panel=(PAGE_WIDTH / 3, 3.4))
                 paths.append(_save(fig, out / f"families_{scenario}_{y}.pdf"))
     for scenario, comp in (comps or {}).items():
         if "accuracy" in comp and len(comp["accuracy"]) > 1:
@@ -409,7 +411,7 @@ def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6,
         paths.append(_save(fig, out / "performance_profile.pdf"))
     dens = A.accuracy_vs_density(frame)
     if dens["density"].nunique() > 1:
-        fig, ax = plt.subplots(figsize=(7, 3))
+        fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 2.8))
         density_plot(dens, ax)
         fig.tight_layout()
         paths.append(_save(fig, out / "accuracy_vs_density.pdf"))
