@@ -159,3 +159,25 @@ def test_holdout_best_ranks_each_sparsity_strategy_apart():
     runs.loc[2, ["sparsity_strategy", "run_id"]] = ["gradual", "g0"]
     assert S.reference_of(runs, "shampoo", "gradual") == ("shampoo", "gradual")
     assert S.reference_of(runs, "shampoo") == ("shampoo", "projection")  # most finished runs
+
+
+def test_scenario_comparison_reads_stored_predictions_and_separates_by_images(tmp_path):
+    from helpers.study.records import PREDICTIONS, atomic_write_npz
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 400).astype(np.uint8)
+    runs = _final([("adam", s, 90.0 + 0.1 * s, 0.30) for s in range(3)] +
+                   [("sgd", s, 89.9 - 0.2 * s, 0.31) for s in range(3)])  # seed-level: not separable
+    for _, run in runs.iterrows():
+        pred = labels.copy()
+        wrong = 10 if run["method"] == "adam" else 60  # sgd loses 50 images on every seed
+        pred[:wrong] = (labels[:wrong] + 1) % 10
+        atomic_write_npz(tmp_path / run["run_id"] / PREDICTIONS,
+                         {"pred": pred, "loss": np.where(pred == labels, 0.1, 2.0).astype(np.float32)})
+    records = pd.DataFrame([dict(run_id=f"t-{m}", optimizer=m, eval_split="val", scenario="standard",
+                                 status="finished", tag="tune", epoch=10.0, val_acc=v)
+                            for m, v in (("adam", 90.0), ("sgd", 89.0))])
+    out = S.scenario_comparison(runs, records, "standard", labels=labels, root=tmp_path)
+    assert out["reference"] == ("adam", "projection")
+    assert len(out["per_image"]) == 3 and (out["per_image"]["right_only_best"] == 50).all()
+    assert out["accuracy"].set_index("method").loc["sgd", "verdict"] == "separable"
+    assert out["group_accuracy"] == [("adam", "projection")]
