@@ -9,7 +9,7 @@ in a loop that does what ``run`` does per step (batch selection, schedule factor
 with one torch thread, as the study's worker processes use (two workers on two cores):
 
 - warm-up: steps until ``warmup_s`` seconds have passed (at least one step);
-- N = ``target_s`` / the warm-up's seconds per step (at least 1), rounded up to a multiple of the
+- N = ``target_s`` / the warm-up's fastest step (at least 1), rounded up to a multiple of the
   method's own period (K-FAC's factor/inverse intervals, Shampoo's update interval, Lookahead's
   k, SWA's interval) when N > 1; full-batch and other slow steps: N = 1;
 - 3 repetitions of N steps; per-step cost = the median over the repetitions of seconds per
@@ -292,6 +292,10 @@ class _Loop:
             if self._fixed is not None:
                 self._orders = [[(int(j), f[j]) for j in torch.randperm(len(f), generator=g)]
                                 for f, g in zip(self._fixed, self.generators)]
+                sizes = {tuple(len(b) for _, b in o) for o in self._orders}
+                if len(sizes) > 1:  # run() stacks the models' batches position by position
+                    raise RuntimeError(f"the models' fixed batches differ in size at some position of the "
+                                       f"epoch (n={self.n}, batch {size}): the batched run cannot stack them")
             else:
                 self._orders = [list(enumerate(batch_indices(self.n, size, g))) for g in self.generators]
             self._orders = [list(reversed(o)) for o in self._orders]
@@ -339,11 +343,10 @@ def _time_size(loop: _Loop, size: int, settings: Settings, period: int) -> tuple
     """(seconds per step, oracle calls per step, N, spread, reps) at batch ``size``: warm-up, then 3 x N steps.
 
     Seconds per oracle call: the median over the repetitions; calls per step: their median."""
-    warm_steps, warm_time = 0, 0.0
-    while warm_steps < 1 or warm_time < settings.warmup_s:
-        warm_time += _timed(lambda: (loop.steps(size, 1), loop.sync()))[0]
-        warm_steps += 1
-    per_step = warm_time / warm_steps
+    warm: list[float] = []
+    while not warm or sum(warm) < settings.warmup_s:
+        warm.append(_timed(lambda: (loop.steps(size, 1), loop.sync()))[0])
+    per_step = min(warm)  # the first steps allocate state (SAGA's table): slower than the rest
     count = max(1, math.ceil(settings.target_s / max(per_step, 1e-6)))
     if count > 1:
         count = math.ceil(count / period) * period
