@@ -169,3 +169,16 @@ def test_benchmark_starter_loop_reads_local_files(tmp_path):
     assert len(dataset) == 60_000
     got = starter_loop(dataset, steps=2, device=torch.device("cpu"))
     assert got["samples"] == 128 and got["steps"] == 2 and got["wall_s"] > 0
+
+
+def test_fixed_batches_line_up_when_the_last_batch_is_short(tiny_val):
+    """SAGA's fixed partition with n not a multiple of the batch: the short batch comes last in
+    every model's epoch, so K models stack; each model's records equal its lone run."""
+    n = len(tiny_val.train)
+    assert n % 64
+    configs = [RunConfig(optimizer="saga", hparams={"lr": lr}, seed=s, **{**TINY, "epochs": 2})
+               for s, lr in enumerate((0.05, 0.02))]
+    results = train_many(configs, tiny_val, progress=False)
+    for config, result in zip(configs, results):
+        _assert_same_records(result.records, train(config, tiny_val, progress=False).records)
+    assert results[0].records[-1]["grad_evals"] == 2 * n

@@ -16,7 +16,9 @@ stacked rule (``OptimizerSpec.rule``) as K rows of one tensor
 (:class:`~helpers.engine.steppers.StackedStepper`), the others (they call the model
 themselves: L-BFGS, Newton-CG, K-FAC, ...) as one module (K = 1,
 :class:`~helpers.engine.steppers.ModuleStepper`). Batch selection, the schedule, the budget,
-pruning, evaluation and records are this one loop's. Each model k is seeded exactly as a run
+pruning, evaluation and records are this one loop's. Fixed batches (``needs`` "fixed_batches",
+SAGA): each model's partition is drawn once from its generator; every epoch shuffles the full
+batches and takes a shorter last batch last. Each model k is seeded exactly as a run
 alone: ``seed_everything(seed_k)``, then ``LeNet5()``, then its batch order from that generator.
 
 Oracle budget (``grad_budget``): a step (or an epoch start's full pass) whose oracle calls
@@ -179,8 +181,7 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
         except BudgetSpent:
             break
         if fixed is not None:
-            orders = [[(int(j), f[j]) for j in torch.randperm(len(f), generator=g)]
-                      for f, g in zip(fixed, generators)]
+            orders = [_fixed_order(f, g) for f, g in zip(fixed, generators)]
         else:
             orders = [list(enumerate(batch_indices(n, sizes[epoch], g))) for g in generators]
         n_batches = len(orders[0])
@@ -218,6 +219,15 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
     return [RunResult(c, records[i], stepper.model(i, models[i] if models is not None else None),
                       not alive[i], predictions[i] if alive[i] else None)
             for i, c in enumerate(configs)]
+
+
+def _fixed_order(batches: list[torch.Tensor], generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
+    """One epoch's order of a fixed partition: the full batches shuffled, a shorter last batch
+    last (so K models' batches line up by size)."""
+    short = len(batches) > 1 and len(batches[-1]) < len(batches[0])
+    full = len(batches) - short
+    order = torch.randperm(full, generator=generator).tolist() + ([full] if short else [])
+    return [(j, batches[j]) for j in order]
 
 
 def _eval_points(steps_per_epoch: int, per_epoch: int) -> set[int]:
