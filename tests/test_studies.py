@@ -137,11 +137,11 @@ def test_variance_row_measures_along_the_standard_choices():
     assert not [r for r in seen.values() if r.row == "variance"]  # no runs of its own
     measured = {m.method: m for m in state.measurements}
     assert set(measured) == set(D.VARIANCE["methods"])
+    finals = {r.config.run_id for r in seen.values() if r.row == "standard" and r.stage == "final"}
     for m in measured.values():
-        final = PL.study_plan(pd.DataFrame(), profile)  # the configuration is the standard row's final
+        assert m.config.run_id in finals  # the standard row's final run of seed 0, trained again
         assert m.config.eval_split == "test" and m.config.seed == 0 and m.epochs == D.VARIANCE["epochs"]
         assert m.measurement_id.startswith(f"variance-{m.config.run_id}-")
-    del final
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -204,3 +204,39 @@ def test_the_timing_pass_s_batch_size_figures_are_used_where_measured(tmp_path):
     assert R._seconds(costs, "sgd", RunConfig(optimizer="sgd", batch_size="full")) == 5.0
     assert R._seconds(costs, "sgd", RunConfig(optimizer="sgd", batch_size=32)) == 20.0  # not timed: no overhead known
     assert R._seconds(costs, "heavy_ball", RunConfig(optimizer="heavy_ball", batch_size=8)) == 30.0
+
+
+def test_first_hits_are_read_from_the_run_folders_when_needed(tmp_path):
+    folder = tmp_path / "adam-standard-s0-x"
+    folder.mkdir()
+    pd.DataFrame(dict(epoch=[0.5, 1.0, 1.5], oracle_evals=[25_000, 50_000, 75_000],
+                      val_acc=[88.0, 89.5, 90.1])).to_csv(folder / "records.csv", index=False)
+    found = {"adam-standard-s0-x": PL.Outcome("finished", 90.1, 0.3), "never": PL.Outcome("finished", 80.0, 0.6)}
+    planner = PL._Planner(FULL, found, [], None, False, None, tmp_path)
+    assert planner.first_hit("adam-standard-s0-x") == 50_000
+    assert planner.found["adam-standard-s0-x"].first_hit == 50_000  # read once
+    assert planner.first_hit("never") == math.inf and planner.first_hit("missing") == math.inf
+
+
+def test_study_rows_train_end_to_end_on_a_tiny_profile(runs_root):
+    """Real tiny runs through the planner: a horizon row (4 evaluations per epoch here: each
+    evaluates all 10,000 test images), a weight-decay row."""
+    from helpers.study import records
+    profile = replace(D.get_profile("ci"), rows=(), methods=("sgd",), horizons=(1, 2), max_seeds=1, grid_points=1)
+    standard = D.Row("standard", "standard", ("sgd",), tuning="grid", seeds=1, top_seeds=1)
+    rows = [D.Row("h", "standard", ("sgd",), tuning="horizon", seeds=1, top_seeds=1,
+                  overrides={"evals_per_epoch": 4}, study="time_to_target"),
+            D.Row("wd", "l2", ("sgd",), tuning="base", seeds=1, top_seeds=1,
+                  overrides={"hparams": {"weight_decay": 1e-3}}, study="weight_decay")]
+    state = PL.execute(profile, root=runs_root, progress=False, rows=[standard, *rows], bases=[standard])
+    assert not state.runnable and not state.blocked
+    frame = records.load_records(runs_root)
+    by_row = {r.config.run_id: r for r in state.done}
+    frame["row"] = frame["run_id"].map(lambda i: by_row[i].row)
+    horizon = frame[(frame["row"] == "h") & (frame["eval_split"] == "val")]
+    assert sorted(horizon.groupby("run_id")["planned_epochs"].first()) == [1, 2]
+    assert sorted(horizon.groupby("run_id").size()) == [4, 8]  # every 1/4 epoch
+    wd = frame[frame["row"] == "wd"]
+    assert set(wd["scenario"]) == {"l2"} and wd["weight_norm"].notna().all() and (wd["weight_norm"] > 0).all()
+    chosen = state.choices[("h", "sgd", "projection")]
+    assert chosen.settings["epochs"] in (1, 2) and chosen.run_id in set(horizon["run_id"])

@@ -74,7 +74,7 @@ def test_minibatch_error_refuses_a_batch_larger_than_the_data():
 
 
 @pytest.mark.parametrize("method, hparams", [("svrg", {"lr": 0.05}), ("heavy_ball", {"lr": 0.02, "momentum": 0.9}),
-                                             ("saga", {"lr": 0.02})])
+                                             ("saga", {"lr": 0.02}), ("sarah", {"lr": 0.05})])
 def test_a_trajectory_measurement_reaches_its_checkpoints(method, hparams):
     from helpers.engine.config import RunConfig
     g = torch.Generator().manual_seed(3)
@@ -85,8 +85,10 @@ def test_a_trajectory_measurement_reaches_its_checkpoints(method, hparams):
     assert sorted(table["checkpoint"].unique()) == [1, 4]
     mini = table[table["estimator"] == "minibatch"]
     assert (mini[mini["batch_size"] == 64]["mse"] == 0).all() and (mini["mse"] >= 0).all()
-    own = {"svrg": "svrg", "heavy_ball": "momentum", "saga": "saga"}[method]
+    own = {"svrg": "svrg", "heavy_ball": "momentum", "saga": "saga", "sarah": "sarah"}[method]
     assert len(table[table["estimator"] == own]) >= 2
+    if method in ("sarah", "heavy_ball"):
+        assert set(table[table["estimator"] == own]["kind"]) == {"realized", "estimate"}
     assert (table["oracle_epochs"] >= table["checkpoint"]).all()
     if method == "svrg":
         assert table[table["estimator"] == "svrg"]["age_steps"].notna().all()
