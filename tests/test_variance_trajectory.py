@@ -110,3 +110,35 @@ def test_a_measurement_is_recorded_once_and_read_back(runs_root):
     assert set(table["study"]) == {"variance"} and set(table["run_id"]) == {config.run_id}
     records.measure_and_record(m)
     assert (folder / "meta.json").stat().st_mtime_ns == stamp and records.measurement_done(m.measurement_id)
+
+
+def test_saga_error_is_the_mean_over_batches_of_the_rule_s_own_steps():
+    """saga_mse against the SAGA rule itself: v_j read off one step of lr 1 on a copy, for every batch j."""
+    import copy
+    from types import SimpleNamespace
+
+    from helpers.engine.stacked_model import losses_and_grad, stack_models
+    from helpers.optimizers.saga import SAGARule
+    torch.manual_seed(5)
+    split = tiny_split(10, seed=5)
+    batches = [torch.arange(0, 4), torch.arange(4, 8), torch.arange(8, 10)]  # a shorter last batch
+    model = LeNet5()
+    p = stack_models([model])
+    rule = SAGARule([{"lr": 1.0, "weight_decay": 0.0}], p)
+    lr = torch.ones(1, 1, dtype=torch.float64)
+
+    def oracle(j):
+        return SimpleNamespace(batch_ids=[j], n_batches=len(batches), batch_size=len(batches[j]))
+
+    for j in (1, 0, 2, 1):  # fill the table at moving points
+        g = losses_and_grad(p, split.x[batches[j]][None], split.y[batches[j]][None])[1]
+        rule.step(p, g, 0.01 * lr, oracle(j))
+    here = V._module(p[0])
+    full = V.sample_moments([here], split)["mean"]
+    errors = []
+    for j, index in enumerate(batches):
+        q, r = p.clone(), copy.deepcopy(rule)
+        g = losses_and_grad(q, split.x[index][None], split.y[index][None])[1]
+        r.step(q, g, lr, oracle(j))
+        errors.append(float(((p - q)[0].double() - full).pow(2).sum()))
+    assert V.saga_mse(here, rule, batches, split, full) == pytest.approx(sum(errors) / len(errors), rel=1e-4)

@@ -324,6 +324,10 @@ def trajectory_variance(config, data, epochs, batch_sizes, progress: bool = Fals
                     add(step, epoch, "sarah", b, rule.since * minibatch_mse(m["diff_spread"], n, b), "estimate",
                         grad_sq, m["loss"], rule.since)
         elif method == "saga":
+            sizes = torch.tensor([len(b) for b in fixed], dtype=rule.sizes.dtype, device=rule.sizes.device)
+            if len(fixed) != rule.table.shape[1] or not torch.equal(rule.sizes[0][rule.seen[0]], sizes[rule.seen[0]]):
+                raise RuntimeError("SAGA's table does not match batch_indices(n, batch, seed_everything(seed)): "
+                                   "the engine's fixed partition changed; update trajectory_variance")
             add(step, epoch, "saga", run_batch, saga_mse(here, rule, fixed, split, m["mean"]), "exact", grad_sq,
                 m["loss"], float(sum(step - v for v in visits.values()) / max(len(visits), 1)))
         elif momentum > 0 and getattr(rule, "buf", None) is not None and previous[0] is not None:
