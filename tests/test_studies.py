@@ -156,7 +156,8 @@ def test_bad_row_settings_name_the_value_and_the_allowed_range(overrides, messag
 
 
 def test_bad_horizons_and_run_settings_are_refused():
-    with pytest.raises(ValueError, match=r"a horizon must be a whole number of epochs >= 1 \(allowed: 1, 2, ...\), got 0"):
+    horizon = r"a horizon must be a whole number of epochs >= 1 \(allowed: 1, 2, ...\), got 0"
+    with pytest.raises(ValueError, match=horizon):
         replace(FULL, horizons=(0, 2))
     with pytest.raises(ValueError, match="unknown tuning"):
         D.Row("bad", "standard", tuning="horizons")
@@ -240,3 +241,16 @@ def test_study_rows_train_end_to_end_on_a_tiny_profile(runs_root):
     assert set(wd["scenario"]) == {"l2"} and wd["weight_norm"].notna().all() and (wd["weight_norm"] > 0).all()
     chosen = state.choices[("h", "sgd", "projection")]
     assert chosen.settings["epochs"] in (1, 2) and chosen.run_id in set(horizon["run_id"])
+
+
+def test_study_cuts_apply_in_order_and_keep_the_main_study():
+    full = D.get_profile("full")
+    cut = D.get_profile("full", study_cuts=len(D.STUDY_CUTS))
+    assert {r.name for r in full.rows_in()} - {r.name for r in cut.rows_in()} == {"batch32", "batch1024"}
+    main = lambda p: [r for r in p.rows_in() if r.study == "main"]  # noqa: E731
+    assert main(full) == main(cut)
+    edited = {r.name: r for r in cut.rows_in()}
+    assert edited["batch8"].overrides == {"batch_size": 8, "hparams": {"momentum": 0.9}} and edited["batch8"].seeds == 2
+    assert edited["batch8-1ep"].seeds == 3 and edited["wd-coupled-1e-06"].seeds == 2
+    with pytest.raises(ValueError, match=r"study_cuts must be in \[0, 4\], got 5"):
+        D.get_profile("full", study_cuts=5)

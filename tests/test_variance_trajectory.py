@@ -1,7 +1,6 @@
 """Gradient-variance measurements: the per-sample (torch.func) formula against brute force over
 every batch of a tiny problem, and a measurement along a tiny trajectory through the records."""
 import itertools
-import math
 
 import pytest
 import torch

@@ -249,7 +249,8 @@ ROWS = (
 @dataclass(frozen=True)
 class Profile:
     """A size of the study. ``methods``/``rows`` None: all. ``max_seeds`` caps every row's seeds.
-    ``row_edits``: per row name, Row fields replaced in this profile (the cuts)."""
+    ``row_edits``: per row name, Row fields replaced in this profile (the cuts); ``rows_dropped``:
+    rows left out (a cut)."""
     name: str
     methods: tuple | None = None
     rows: tuple | None = None
@@ -266,6 +267,7 @@ class Profile:
     max_seeds: int | None = None
     horizons: tuple = HORIZONS
     row_edits: dict = field(default_factory=dict)
+    rows_dropped: tuple = ()
 
     def __post_init__(self):
         if not self.horizons:
@@ -275,7 +277,7 @@ class Profile:
 
     def rows_in(self) -> tuple[Row, ...]:
         rows = ROWS if self.rows is None else tuple(r for r in ROWS if r.name in self.rows)
-        return tuple(replace(r, **self.row_edits.get(r.name, {})) for r in rows)
+        return tuple(replace(r, **self.row_edits.get(r.name, {})) for r in rows if r.name not in self.rows_dropped)
 
 
 PROFILES = {
@@ -314,7 +316,8 @@ def get_profile(profile: str | Profile, cuts: int = 0, study_cuts: int = 0) -> P
             edits = dict(profile.row_edits)
             for row, fields in change.get("row_edits", {}).items():
                 edits[row] = {**edits.get(row, {}), **fields}
-            profile = replace(profile, **{**change, "row_edits": edits})
+            dropped = (*profile.rows_dropped, *change.get("rows_dropped", ()))
+            profile = replace(profile, **{**change, "row_edits": edits, "rows_dropped": dropped})
     return profile
 
 
@@ -338,6 +341,8 @@ STUDY_CUTS = (
      dict(row_edits={n: {"seeds": 2, "top_seeds": 2} for n in _BATCH_ROWS if not n.endswith("ep")})),
     ("weight decay: 2 seeds",
      dict(row_edits={r.name: {"seeds": 2, "top_seeds": 2} for r in STUDY_ROWS if r.study == "weight_decay"})),
+    ("batch sizes 32 and 1024 only at the small budget (600,000 sample gradients: 8, 64, 256, full)",
+     dict(rows_dropped=("batch32", "batch1024"))),
 )
 
 

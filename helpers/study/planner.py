@@ -88,6 +88,7 @@ class Blocked:
     waiting_for: str
     study: str = "main"
     epochs: int | None = None  # the runs' epochs when the row sets them (None: the profile's)
+    batch_size: int | str | None = None  # the runs' batch size when the row sets it
 
 
 
@@ -376,7 +377,7 @@ class _Planner:
             self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "members",
                                              self.expected_members(row) * per_member, "val",
                                              f"the hold-out ranking of {', '.join(sources)}", row.study,
-                                             self.row_epochs(row)))
+                                             self.row_epochs(row), row.overrides.get("batch_size")))
             return
         for method in members:
             for strategy in row.strategies:
@@ -387,7 +388,7 @@ class _Planner:
                     stage, runs = ("measure", len(D.VARIANCE["seeds"])) if row.measure else ("final", len(seeds))
                     self.plan.blocked.append(Blocked(row.name, method, strategy, stage, runs, "test",
                                                      f"the choice of {method} in {row.name}", row.study,
-                                                     self.row_epochs(row)))
+                                                     self.row_epochs(row), row.overrides.get("batch_size")))
                     continue
                 if row.measure is not None:
                     self.measure(row, method, strategy, choice)  # along the base's finals: no runs of its own
@@ -402,7 +403,7 @@ class _Planner:
             n = min(len(members) * len(row.strategies), self.p.top_k + len(FAMILIES))
             self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "seeds", n * len(extra),
                                              "test", f"the hold-out ranking of {row.name}", row.study,
-                                             self.row_epochs(row)))
+                                             self.row_epochs(row), row.overrides.get("batch_size")))
             return
         for method, strategy in self.top(row, ranking):
             choice = self.choice(row, method, strategy)
@@ -439,7 +440,7 @@ class _Planner:
         if left > 0:
             why = self._waiting.get((row.name, method, strategy)) or self._waiting.get((row.name, method, ""), "")
             self.plan.blocked.append(Blocked(row.name, method, strategy, "tuning", left, "val", why, row.study,
-                                             self.row_epochs(row)))
+                                             self.row_epochs(row), row.overrides.get("batch_size")))
 
     def measure(self, row: Row, method: str, strategy: str, choice: Choice) -> None:
         """The row's measurements along ``method``'s final trajectories (seeds of D.VARIANCE)."""

@@ -159,24 +159,26 @@ def step_overhead(costs: dict) -> float:
     return max(0.0, (ratio - 1) / (1 - ratio / 64))
 
 
-def _batch(config) -> int:
-    size = config.effective_batch_size
-    return round(config.train_fraction * N_TRAIN) if size == "full" else int(size)
-
-
-def _seconds(costs: dict, method: str, config=None, typical: float = math.nan) -> float:
-    """Seconds per 60,000 oracle calls of ``method`` at ``config``'s batch size: the timing pass's
-    figure at that batch size where it has one; else the method's own figure, scaled to the batch
-    size by the step overhead (:func:`step_overhead`)."""
-    if config is not None and config.batch_size is not None and (method, str(config.batch_size)) in costs:
-        return costs[(method, str(config.batch_size))]
+def _seconds(costs: dict, method: str, config=None, typical: float = math.nan, batch_size=None,
+             train_fraction: float = 1.0) -> float:
+    """Seconds per 60,000 oracle calls of ``method`` at a batch size (``config``'s, else
+    ``batch_size``; None: the method's own): the timing pass's figure at that batch size where it
+    has one; else the method's own figure, scaled to the batch size by the step overhead
+    (:func:`step_overhead`)."""
+    if config is not None:
+        batch_size, train_fraction = config.batch_size, config.train_fraction
+    if batch_size is not None and (method, str(batch_size)) in costs:
+        return costs[(method, str(batch_size))]
     base = costs.get(method, typical)
     s0 = step_overhead(costs)
-    if config is None or not s0:
+    if batch_size is None or not s0:
         return base
+
+    def size(b):
+        return round(train_fraction * N_TRAIN) if b == "full" else int(b)
+
     own = get_spec(method).batch_size or 64
-    own = round(config.train_fraction * N_TRAIN) if own == "full" else own
-    return base * (1 + s0 / _batch(config)) / (1 + s0 / own)
+    return base * (1 + s0 / size(batch_size)) / (1 + s0 / size(own))
 
 
 def _blocked_oracle(state: Plan, b) -> float:
@@ -218,8 +220,9 @@ def _estimate_rows(state: Plan, costs: dict) -> pd.DataFrame:
                              seconds=oracle / ORACLE_EPOCH * costs.get(b.method, typical)))
             continue
         oracle = _blocked_oracle(state, b)
+        seconds = _seconds(costs, b.method, None, typical, b.batch_size, state.profile.train_fraction)
         rows.append(dict(study=b.study, row=b.row, stage=b.stage, runs=b.runs, oracle=b.runs * oracle,
-                         seconds=b.runs * oracle / ORACLE_EPOCH * costs.get(b.method, typical)))
+                         seconds=b.runs * oracle / ORACLE_EPOCH * seconds))
     for m in state.measurements:
         oracle = measurement_oracle(m.method, m.epochs, n_train(state.profile, "test"))
         rows.append(dict(study=m.study, row=m.row, stage="measure", runs=0, oracle=oracle,
