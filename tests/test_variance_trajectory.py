@@ -141,3 +141,17 @@ def test_saga_error_is_the_mean_over_batches_of_the_rule_s_own_steps():
         r.step(q, g, lr, oracle(j))
         errors.append(float(((p - q)[0].double() - full).pow(2).sum()))
     assert V.saga_mse(here, rule, batches, split, full) == pytest.approx(sum(errors) / len(errors), rel=1e-4)
+
+
+def test_a_failed_measurement_is_a_result_until_retried(runs_root):
+    from helpers.engine.config import RunConfig
+    from helpers.study import records
+    from helpers.study.planner import Measurement
+    config = RunConfig(optimizer="lbfgs", epochs=1, train_fraction=0.01)  # no stacked rule: refused
+    m = Measurement("variance", config, (0.5,), (1,))
+    records.measure_and_record(m)
+    meta = records.read_meta_file(records.measurements_dir() / m.measurement_id / "meta.json")
+    assert meta["status"] == "failed" and "no stacked rule" in meta["error"]
+    assert records.measurement_done(m.measurement_id) and not records.measurement_done(m.measurement_id,
+                                                                                        retry_failed=True)
+    assert records.load_measurements().empty

@@ -449,7 +449,7 @@ class _Planner:
             config = self.final(row, method, strategy, choice, seed)
             epochs = tuple(e for e in spec["epochs"] if e < config.epochs) or (config.epochs / 2,)
             m = Measurement(row.measure, config, epochs, tuple(spec["batch_sizes"]), row.name, method, row.study)
-            (self.plan.measured if measurement_done(m.measurement_id, self.root) else
+            (self.plan.measured if measurement_done(m.measurement_id, self.root, self.retry) else
              self.plan.measurements).append(m)
 
     def run(self) -> Plan:

@@ -295,16 +295,21 @@ def measurement_id(kind: str, config: RunConfig, epochs, batch_sizes) -> str:
     return f"{kind}-{config.run_id}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
-def measurement_done(mid: str, root=None) -> bool:
+def measurement_done(mid: str, root=None, retry_failed: bool = False) -> bool:
+    """Whether measurement ``mid`` is on disk: finished, or failed (a result, as a failed run is,
+    unless ``retry_failed``)."""
     path = measurements_dir(root) / mid / "meta.json"
-    return path.is_file() and read_meta_file(path).get("status") == "finished"
+    if not path.is_file():
+        return False
+    status = read_meta_file(path).get("status")
+    return status == "finished" or (status == "failed" and not retry_failed)
 
 
 def measure_and_record(measurement, root=None, progress: bool = False, device: str | None = None) -> str:
     """Take ``measurement`` (a :class:`helpers.study.planner.Measurement`) unless done; write its
     table and meta.json (a failure is recorded with its error and retried next time); return its id."""
     mid = measurement.measurement_id
-    if measurement_done(mid, root):
+    if measurement_done(mid, root, retry_failed=True):
         return mid
     folder = measurements_dir(root) / mid
     meta = {"measurement_id": mid, "kind": measurement.kind, "run_id": measurement.config.run_id,
