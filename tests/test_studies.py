@@ -123,6 +123,9 @@ def test_horizon_row_tunes_the_fastest_methods_horizon_on_the_hold_out():
 def test_preprocessing_row_retunes_the_best_method_and_sgd_on_unit_pixels():
     methods = ("sgd", "adam", "heavy_ball")
     profile = replace(FULL, methods=methods, rows=("standard", "unit-pixels"), qmc_trials=1)
+    first = PL.study_plan(pd.DataFrame(), profile)  # sgd, named, starts before the standard ranking
+    assert {r.method for r in first.runnable if r.row == "unit-pixels"} == {"sgd"}
+    assert [b.runs for b in first.blocked if b.row == "unit-pixels" and b.stage == "members"] == [7 + 1 + 3]
     state, seen, _ = simulate(profile)
     unit = [r.config for r in seen.values() if r.row == "unit-pixels"]
     assert {c.optimizer for c in unit} == {"adam", "sgd"}  # adam: the fake hold-out's best

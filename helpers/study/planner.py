@@ -372,14 +372,16 @@ class _Planner:
         members = self.members(row)
         if members is None:
             items = row.methods if isinstance(row.methods, tuple) else (row.methods,)
-            sources = sorted({i.split(":", 1)[1] for i in items if ":" in i})
+            waiting = [i for i in items if ":" in i and self.select(row, i) is None]
             per_member = self.expected_tuning(row, None) + len(seeds)
+            sources = ", ".join(i.split(":", 1)[1] for i in waiting)
             self.plan.blocked.append(Blocked(row.name, "?", ",".join(row.strategies), "members",
-                                             self.expected_members(row) * per_member, "val",
-                                             f"the hold-out ranking of {', '.join(sources)}", row.study,
-                                             self.row_epochs(row), row.overrides.get("batch_size")))
-            return
-        for method in members:
+                                             self.expected_members(row, waiting) * per_member, "val",
+                                             f"the hold-out ranking of {sources}", row.study, self.row_epochs(row),
+                                             row.overrides.get("batch_size")))
+            members = [m for i in items if i not in waiting for m in (self.select(row, i) if ":" in i else [i])]
+            extra = ()  # the row's ranking waits for every member
+        for method in dict.fromkeys(members):
             for strategy in row.strategies:
                 choice = self.choice(row, method, strategy)
                 self.plan.choices[(row.name, method, strategy)] = choice
@@ -421,12 +423,14 @@ class _Planner:
             return len(self.p.horizons) if method is None else len(self.horizons(method))
         return {"l2": self.p.l2_trials, "rates": self.p.sparse_rates}.get(row.tuning, 0)
 
-    def expected_members(self, row: Row) -> int:
-        """How many methods a row's selectors will pick (before their source rows are ranked)."""
+    def expected_members(self, row: Row, items=None) -> int:
+        """How many methods a row's selectors (``items``, default all of them) will pick, before
+        their source rows are ranked."""
         every = self.p.methods or names()
         sizes = {"best": 1, "family_best": len({get_spec(m).family for m in every}),
                  "fastest": min(self.p.top_k, len(every))}
-        items = row.methods if isinstance(row.methods, tuple) else (row.methods,)
+        if items is None:
+            items = row.methods if isinstance(row.methods, tuple) else (row.methods,)
         return sum(sizes[i.split(":", 1)[0]] if ":" in i else 1 for i in items)
 
     def row_epochs(self, row: Row) -> int | None:
