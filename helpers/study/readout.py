@@ -67,9 +67,12 @@ def methods_table(profile: str | Profile = "full") -> pd.DataFrame:
 
 
 def counts(state: Plan) -> pd.DataFrame:
-    """Runs per (row, stage): done, runnable now, blocked (expected)."""
+    """Runs per (row, stage): done, runnable now, blocked (expected); a row's measurements under
+    stage "measure"."""
     rows = [dict(row=r.row, stage=r.stage, state="done") for r in state.done]
     rows += [dict(row=r.row, stage=r.stage, state="runnable") for r in state.runnable]
+    rows += [dict(row=m.row, stage="measure", state="done") for m in state.measured]
+    rows += [dict(row=m.row, stage="measure", state="runnable") for m in state.measurements]
     frame = pd.DataFrame(rows, columns=["row", "stage", "state"])
     table = frame.groupby(["row", "stage", "state"]).size().unstack("state", fill_value=0)
     blocked_rows = pd.DataFrame([dict(row=b.row, stage=b.stage, blocked=b.runs) for b in state.blocked],
