@@ -7,78 +7,96 @@
 # ---
 
 # %% [markdown]
-# # 00 · Starter baseline and a tuned recipe
+# # 00 · The starter baseline and the study's best tuned method
 #
-# The assignment's starter script trains LeNet-5 with plain mini-batch SGD (lr 1e-3, batch 64,
-# pixels in [0, 1], 10 epochs) and reports about 61.5% test accuracy. This notebook reproduces it
-# with the project's engine and trains a tuned recipe within the same 10 epochs.
-# The defaults below are CI-sized; `make study` runs it with `epochs=10, train_fraction=1.0`.
+# The assignment's starter script trains LeNet-5 with plain mini-batch SGD (lr 1e-3, batch 64, pixels
+# in [0, 1], constant rate) and quotes its test accuracy; it calls 89.38% "easily achievable in 10
+# epochs". This notebook trains the starter as the study defines it (the `starter` row of
+# `helpers/study/definition.py`, at the profile's size) and sets beside it the study's best method in
+# the standard scenario, chosen on the hold-out (never on the test set) from the records, when the
+# study's standard runs exist. `profile="full"` gives the report's numbers; the default `ci` runs in
+# seconds.
 
 # %% tags=["parameters"]
-epochs = 2  # the starter trains 10
-train_fraction = 0.1  # share of the 60,000 training images (1.0 for the real figures)
-seeds = [0]
-device = None  # None: CUDA when available, else CPU
-runs_dir = None  # None: outputs/runs (or $FMNIST_RUNS_DIR)
-starter_lr = 1e-3
-tuned_optimizer = "nesterov"
-tuned_hparams = {"lr": 0.05, "momentum": 0.9}
-tuned_schedule = "onecycle"
-tuned_batch_size = 64
-tuned_scaling = "standardize"
+profile = "ci"  # the study's size (helpers/study/definition.py PROFILES): ci, quick, full
 target_acc = 89.38  # the assignment's "easily achievable in 10 epochs"
+device = None  # None: CUDA when available, else CPU
+runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outputs/runs)
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 import os
 
-import matplotlib.pyplot as plt
+import pandas as pd
 
-from helpers import RunConfig
-from helpers.study.experiment import run_and_collect
-from helpers.problem.model import LeNet5, constrained_weights, count_parameters
-from helpers.evidence.plots import curves
+from helpers.evidence.plots import metric_row
 from helpers.evidence.summary import final_table
+from helpers.problem.model import LeNet5, constrained_weights, count_parameters
+from helpers.study.definition import get_profile
+from helpers.study.experiment import records_of
+from helpers.study.protocol import execute, study_plan
+from helpers.study.sweep import study_runs_dir
 
 if device:
     os.environ["FMNIST_DEVICE"] = device
-common = dict(epochs=epochs, train_fraction=train_fraction)
-starter = [RunConfig(optimizer="sgd", hparams={"lr": starter_lr}, batch_size=64, scaling="unit",
-                     tag="starter", seed=s, **common) for s in seeds]
-tuned = [RunConfig(optimizer=tuned_optimizer, hparams=tuned_hparams, schedule=tuned_schedule,
-                   batch_size=tuned_batch_size, scaling=tuned_scaling, tag="tuned", seed=s, **common)
-         for s in seeds]
+pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
+sizes = get_profile(profile)
+root = study_runs_dir(profile, runs_dir)
+starter_row = next(r for r in sizes.rows_in() if r.name == "starter")
+FINAL_STAGES = ("fixed", "final", "seeds")
 
 # %%
 # NBVAL_CHECK_OUTPUT
 model = LeNet5()
 print("LeNet-5 parameters:", count_parameters(model))
 print("fc1 + fc2 weights:", " + ".join(str(w.numel()) for w in constrained_weights(model)))
-for config in starter + tuned:
-    print(config.run_id)
+print(f"starter row: {starter_row.overrides}, {min(starter_row.seeds, sizes.max_seeds or starter_row.seeds)} "
+      f"seed(s), {sizes.epochs} epoch(s) on {sizes.train_fraction:.0%} of the training images (profile {profile})")
 
 # %%
-frame = run_and_collect(starter + tuned, root=runs_dir)
-frame["recipe"] = frame["tag"]
+state = execute(profile, None, root, progress=True, rows=[starter_row])
+starter = [r.config for r in state.done if r.row == "starter" and r.stage in FINAL_STAGES]
+print("starter runs:", ", ".join(c.run_id for c in starter))
+
+# %% [markdown]
+# ## The study's best method in the standard scenario
+#
+# The method whose tuned choice scores best on the hold-out (accuracy, then loss), with its final runs,
+# read from the records; none until the study's standard runs exist.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-curves(frame, y="test_acc", hue="recipe", ax=axes[0], target=target_acc)
-curves(frame, y="test_loss", hue="recipe", ax=axes[1])
-fig.tight_layout()
+study = study_plan(None, profile, root)
+scores = {method: choice.score for (row, method, _), choice in study.choices.items()
+          if row == "standard" and choice is not None and choice.score is not None}
+best = max(scores, key=scores.get) if scores else None
+tuned = [r.config for r in study.done if r.row == "standard" and r.method == best and r.stage in ("final", "seeds")]
+frame = records_of(starter + tuned, root)
+if len(frame):
+    frame["recipe"] = ["starter" if tag == "starter" else f"{opt} (tuned)" for tag, opt in zip(frame["tag"], frame["optimizer"])]
+print(f"best on the hold-out: {best}" if tuned else "no tuned runs yet: the study's standard row has no final runs here")
+
+# %%
+if len(frame):
+    fig = metric_row(frame, hue="recipe", target=target_acc)
 
 # %% [markdown]
 # Final test figures per recipe (mean ± std over seeds). `test_loss` is the mean cross-entropy per
-# sample; `starter_loss` is the starter script's printed "Average loss" (sum of batch-64 mean
-# losses / 10,000, about `test_loss` / 64).
+# image; `test_starter_loss` is the starter script's printed "Average loss" (the sum of batch-64 mean
+# losses / 10,000).
 
 # %%
-table = final_table(frame, by=["recipe"])
-table
+table = final_table(frame, by=["recipe"]) if len(frame) else pd.DataFrame()
+table[["finished", "diverged", "failed", "test_acc_mean", "test_acc_std", "test_loss_mean", "test_starter_loss_mean",
+       "oracle_evals", "wall_s"]] if len(table) else "no runs yet"
 
 # %%
 for recipe, row in table.iterrows():
-    print(f"{recipe}: {row['test_acc_mean']:.2f}% ± {row['test_acc_std']:.2f} test accuracy after "
-          f"{row['epoch']:.0f} epochs on {train_fraction:.0%} of the training images "
-          f"(loss {row['test_loss_mean']:.4f}, starter's figure {row['test_starter_loss_mean']:.5f})")
-gap = table.loc["tuned", "test_acc_mean"] - target_acc
-print(f"tuned recipe vs the assignment's {target_acc}%: {gap:+.2f} points")
+    spread = f" ± {row['test_acc_std']:.2f}" if row["seeds"] > 1 else ""
+    print(f"{recipe}: {row['test_acc_mean']:.2f}%{spread} test accuracy over {int(row['seeds'])} seed(s) "
+          f"(loss {row['test_loss_mean']:.4f}, the starter's figure {row['test_starter_loss_mean']:.5f}), "
+          f"{row['epoch']:.0f} epoch(s) on {sizes.train_fraction:.0%} of the training images")
+    print(f"  against the assignment's {target_acc}%: {row['test_acc_mean'] - target_acc:+.2f} points")
+if table.empty:
+    print("no runs yet")

@@ -12,197 +12,152 @@
 # One update rule, x <- x - lr (g + wd x), with three ways of forming the gradient g:
 #
 # - **basic SGD** (`sgd_basic`): one training image per step (Robbins & Monro 1951);
-# - **mini-batch SGD** (`sgd`): the mean gradient over a batch of B images, here B = 64 and a sweep
-#   of batch sizes in which each size's learning rate is first scaled by the linear scaling rule
-#   lr_B = lr_64 * B / 64 (Goyal et al. 2017) and then tuned around that value;
+# - **mini-batch SGD** (`sgd`): the mean gradient over a batch of images;
 # - **full-batch gradient descent** (`gd`): the gradient over the whole training set, one step per epoch.
 #
-# Then the learning-rate schedules of `helpers/engine/schedules.py` on mini-batch SGD: constant, step
-# (x0.1 at 50% and 75% of the run), cosine, linear warm-up + cosine, and one-cycle. Every method
-# gets the same tuning budget on the validation hold-out (`helpers/study/tuning.py`) before its final
-# runs. Cost is counted in sample-gradient evaluations (`grad_evals`), so one epoch costs the same
-# for every batch size; what differs is the number of steps and the wall time.
-# Defaults are CI-sized; the real figures need `train_fraction=1.0, epochs=10, seeds=[0, 1]`.
+# Cost is counted in oracle calls (sample gradients), so one epoch costs the same for every batch size;
+# what differs is the number of steps and the wall time. Every member is tuned and trained by the
+# study's protocol (`helpers/study/definition.py`, sizes printed below): the same runs, with the same
+# run ids, as `make study` trains, so after the study this notebook only reads records; opened alone
+# it trains what it asks for. Mini-batch SGD at other batch sizes and with other learning-rate
+# schedules (`helpers/engine/schedules.py`) is tuned by the same protocol: the study's rows that set
+# a batch size or a schedule, plus any listed in the parameters. `profile="full"` gives the report's
+# numbers; the default `ci` runs in seconds.
 
 # %% tags=["parameters"]
-scenario = "standard"  # standard / l2 / sparse60 / ...
-members = ["sgd_basic", "sgd", "gd"]
-batch_sizes = [16, 64, 256, 1024]  # mini-batch SGD sweep (64 is the members' run, reused)
-schedules = ["constant", "step", "cosine", "warmup_cosine", "onecycle"]  # on mini-batch SGD, batch 64
-epochs = 1
-seeds = [0]
+scenario = "standard"  # standard / l2 / sparse60 (the study's main scenarios) or another scenario
+profile = "ci"  # the study's size (helpers/study/definition.py PROFILES): ci, quick, full
+members: list = None  # None: the family's methods in the profile's study; or a list of names
+batch_sizes = []  # mini-batch SGD at these batch sizes too, each tuned by the protocol
+schedules = []  # mini-batch SGD with these schedules too (constant, step, cosine, warmup_cosine, onecycle)
 device = None  # None: CUDA when available, else CPU
-train_fraction = 0.02  # share of the training images (1.0 for the real figures)
-tune_budget = 2  # configurations tried per method on the validation hold-out
-tune_epochs = 1
-evals_per_epoch = 1
-runs_dir = None  # None: outputs/runs (or $FMNIST_RUNS_DIR)
+runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outputs/runs)
 
 # %%
-import dataclasses
-import json
+import warnings
+from dataclasses import replace
 
-import numpy as np
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 import pandas as pd
 
-from helpers.study.experiment import records_of, run_all
-from helpers.notebook import prepare
-from helpers.optimizers import get_spec
-from helpers.evidence.plots import curve_grid
 from helpers.engine.schedules import check_schedule
-from helpers.study.protocol import base_config, scenario_hparams, tuned_hparams, tuning_scenario
+from helpers.evidence.analysis import method_label
+from helpers.evidence.plots import family_grid, metric_row
 from helpers.evidence.summary import final_table
-from helpers.study.tuning import best_of, final_configs, tuning_configs
+from helpers.notebook import prepare
+from helpers.optimizers import get_spec, names
+from helpers.study.definition import get_profile
+from helpers.study.experiment import records_of
+from helpers.study.readout import methods_table
+from helpers.study.protocol import run_family, study_plan
+from helpers.study.sweep import study_runs_dir
 
-prepare(scenario, members, device=device)
+FAMILY = "sgd"
+family = [m for m in names() if get_spec(m).family == FAMILY]
+sizes = get_profile(profile)
+if members is None:
+    members = [m for m in family if sizes.methods is None or m in sizes.methods] or family[:1]
+methods = prepare(scenario, members, "", device, parameters={"batch_sizes": batch_sizes, "schedules": schedules})
+root = study_runs_dir(profile, runs_dir)
+study_rows = [r for r in sizes.rows_in() if r.scenario == scenario and r.tuning != "none"
+              and (r.methods == "all" or "sgd" in r.methods)]
+batch_sizes = sorted({*batch_sizes, *(r.overrides["batch_size"] for r in study_rows if "batch_size" in r.overrides)})
+schedules = [*dict.fromkeys([*schedules, *(r.overrides["schedule"] for r in study_rows if "schedule" in r.overrides)])]
 for s in schedules:
     check_schedule(s)
-REFERENCE_BATCH = 64
-tune_scenario = tuning_scenario(scenario)
-
-
-def final_runs(optimizer: str, hparams: dict, **overrides):
-    base = base_config(optimizer, scenario, epochs=epochs, train_fraction=train_fraction,
-                       evals_per_epoch=evals_per_epoch, **overrides)
-    return final_configs(base, scenario_hparams(hparams, scenario), seeds)
-
-
-# %% [markdown]
-# ## The members as registered
 
 # %%
 # NBVAL_CHECK_OUTPUT
-registry_table = pd.DataFrame([{"name": m, "defaults": get_spec(m).defaults, "batch": get_spec(m).batch_size or 64,
-                                "tuned": get_spec(m).search_space, "rule": get_spec(m).description}
-                               for m in members])
-print(registry_table.to_string(index=False))
+print(f"profile {profile}: {sizes.epochs} epoch(s) on {sizes.train_fraction:.0%} of the training images, "
+      f"hold-out of {sizes.val_size:,} images, {sizes.evals_per_epoch} evaluation(s) per epoch; "
+      f"tuning: {sizes.grid_points} rates (+<= {sizes.grid_extension} at an edge), {sizes.qmc_trials} "
+      f"quasi-random trial(s); l2 {sizes.l2_trials} trial(s); sparse {sizes.sparse_rates} rate(s); "
+      f"seeds up to {sizes.max_seeds or 'the rows'}")
+print(methods_table(replace(sizes, methods=tuple(methods))).to_string(index=False))
+print("extra batch sizes of mini-batch SGD:", batch_sizes or "none", "| extra schedules:", schedules or "none")
 
 # %% [markdown]
-# ## 1 · Basic, mini-batch and full-batch
+# ## Tuning on the hold-out, then the final runs
 #
-# Each member: `tune_budget` learning rates log-spaced over its range, `tune_epochs` epochs, scored on
-# the 10,000-image hold-out (sparse scenarios reuse the standard scenario's choice); the best is
-# re-trained with every seed and evaluated on the test set. Schedules as in the study (`helpers/study/protocol.py`):
-# cosine decay, except constant for full-batch GD.
+# Standard: a grid of rates (extended at an edge); l2: joint trials of rate and weight decay around the
+# standard choice; sparse scenarios: a few rates around the standard choice. Every trial is as long as
+# a final run and scored on the hold-out.
 
 # %%
-tuning, finals, chosen = [], {}, {}
-for member in members:
-    table, best = tuned_hparams(member, scenario, tune_budget, tune_epochs, train_fraction, root=runs_dir,
-                                progress=False)
-    tuning.append(table.assign(part="members", method=member))
-    chosen[member] = best
-    finals[member] = final_runs(member, best)
-
-# %% [markdown]
-# ## 2 · Batch sizes: learning rate scaled, then tuned
-#
-# For batch size B the candidates are lr_64 * B / 64 times factors log-spaced over [1/4, 4], where
-# lr_64 is the rate tuned for mini-batch SGD at batch 64 above (or its default when `sgd` is not a
-# member); any other tuned hyperparameter (weight decay under l2) is drawn as in `helpers/study/tuning.py`.
-
-# %%
-lr_64 = chosen.get("sgd", get_spec("sgd").defaults)["lr"]
-factors = np.geomspace(0.25, 4.0, tune_budget) if tune_budget > 1 else np.array([1.0])
-batch_finals = {}
+runs = {"members": run_family(methods, scenario, profile, root=root, progress=True)}
 for b in batch_sizes:
-    if b == REFERENCE_BATCH and "sgd" in chosen:
-        batch_finals[b] = finals["sgd"]
-        continue
-    base = base_config("sgd", tune_scenario, epochs=tune_epochs, train_fraction=train_fraction, batch_size=b)
-    candidates = [dataclasses.replace(c, hparams={**c.hparams, "lr": float(f"{lr_64 * b / REFERENCE_BATCH * f:.4g}")})
-                  for c, f in zip(tuning_configs(base, tune_budget), factors)]
-    run_all(candidates, root=runs_dir, progress=False)
-    table = records_of(candidates, root=runs_dir)
-    best = best_of(table)
-    tuning.append(table.sort_values("epoch").groupby("run_id").tail(1).assign(part="batch size", method=f"B={b}"))
-    batch_finals[b] = final_runs("sgd", json.loads(best["hparams"]), batch_size=b)
-
-# %% [markdown]
-# ## 3 · Learning-rate schedules (mini-batch SGD, batch 64), each tuned on its own
-
-# %%
-schedule_finals = {}
+    runs[f"batch {b}"] = run_family(["sgd"], scenario, profile, root=root, progress=True, batch_size=b)
 for s in schedules:
-    table, best = tuned_hparams("sgd", scenario, tune_budget, tune_epochs, train_fraction, root=runs_dir,
-                                progress=False, schedule=s)
-    tuning.append(table.assign(part="schedule", method=s))
-    schedule_finals[s] = final_runs("sgd", best, schedule=s)
-
-# %%
-everything = [c for group in (finals, batch_finals, schedule_finals) for cs in group.values() for c in cs]
-run_all(everything, root=runs_dir, progress=False)
-frame = records_of(everything, root=runs_dir)
-failed = frame[frame["status"] == "failed"]
-assert failed.empty, failed[["run_id", "error"]].drop_duplicates().to_string()
-tuning = pd.concat(tuning, ignore_index=True)
-tuning[["part", "method", "hparams", "val_acc", "val_loss", "diverged"]].sort_values(["part", "method", "val_acc"])
-
-# %%
-# NBVAL_CHECK_OUTPUT
-for run_id in sorted(tuning.loc[tuning["part"] != "batch size", "run_id"]):  # derive from the configuration alone
-    print(run_id)
-
-# %%
-for config in everything:  # these depend on which candidate won, i.e. on floating-point outcomes
-    print(config.run_id)
-
-
-# %%
-def part(configs_by_key: dict, label) -> pd.DataFrame:
-    ids = {c.run_id: label(key) for key, cs in configs_by_key.items() for c in cs}
-    chosen_lr = {c.run_id: c.effective_hparams["lr"] for cs in configs_by_key.values() for c in cs}
-    rows = frame[frame["run_id"].isin(ids)]
-    return rows.assign(method=rows["run_id"].map(ids), chosen_lr=rows["run_id"].map(chosen_lr))
-
-
-members_frame = part(finals, str)
-batch_frame = part(batch_finals, lambda b: f"B={b}")
-schedule_frame = part(schedule_finals, str)
+    runs[f"schedule {s}"] = run_family(["sgd"], scenario, profile, root=root, progress=True, schedule=s)
+study = study_plan(None, profile, root)  # the study's extra seeds of its best methods, where trained
+extra = [r.config for r in study.done if r.row == scenario and r.method in methods and r.stage in ("final", "seeds")]
+finals = {c.run_id: (part, c) for part, run in runs.items() for c in run.finals}
+finals.update({c.run_id: ("members", c) for c in extra if c.run_id not in finals})
+frame = records_of([c for _, c in finals.values()], root)
+if len(frame):
+    frame["method"] = [method_label(row) for _, row in frame.iterrows()]
+    frame["part"] = frame["run_id"].map(lambda i: finals[i][0])
+chosen = pd.DataFrame([{"part": part, "method": c.optimizer, "batch": c.batch_size, "schedule": c.schedule,
+                        **c.effective_hparams} for part, c in finals.values() if c.seed == 0])
+chosen if len(chosen) else "no final runs"
 
 # %% [markdown]
-# ## Test accuracy and loss against epochs, sample-gradient evaluations and wall time
+# ## Training loss, test loss and test accuracy
 #
-# Mean over seeds with a ±1 std band.
+# Mean over seeds with a ±1 std band: the members, then mini-batch SGD by batch size and by schedule.
 
 # %%
-fig = curve_grid(members_frame, y="test_acc", hue="method", suptitle=f"basic / mini-batch / full-batch ({scenario})")
+if len(frame):
+    fig = family_grid(frame[frame["part"] == "members"], x="epoch")
 
 # %%
-fig = curve_grid(members_frame, y="test_loss", hue="method", suptitle=f"test loss ({scenario})")
-
-# %%
-fig = curve_grid(batch_frame, y="test_acc", hue="method", suptitle=f"mini-batch SGD by batch size ({scenario})")
-
-# %%
-fig = curve_grid(schedule_frame, y="test_acc", hue="method", suptitle=f"learning-rate schedules ({scenario})")
-
-# %%
-fig = curve_grid(schedule_frame, y="test_loss", hue="method", suptitle=f"schedules: test loss ({scenario})")
+for name, part in [("batch size", frame[frame["part"].str.startswith("batch")] if len(frame) else frame),
+                   ("schedule", frame[frame["part"].str.startswith("schedule")] if len(frame) else frame)]:
+    if len(part):
+        members_sgd = frame[(frame["part"] == "members") & (frame["optimizer"] == "sgd")]
+        metric_row(pd.concat([members_sgd, part]), suptitle=f"mini-batch SGD by {name} ({scenario})")
 
 # %% [markdown]
-# ## Final numbers (mean and std over seeds)
+# ## The members: runs, accuracy and loss, cost
+#
+# Means and standard deviations over finished runs; diverged and failed runs are counted, not averaged.
 
 # %%
-results = pd.concat([final_table(f, by=["method"]).assign(part=name, lr=f.groupby("method")["chosen_lr"].first())
-                     for name, f in [("members", members_frame), ("batch size", batch_frame),
-                                     ("schedule", schedule_frame)]])
-results[["part", "lr", "test_acc_mean", "test_acc_std", "test_loss_mean", "test_starter_loss_mean",
-         "grad_evals", "wall_s", "seeds", "diverged"]]
+def family_table(frame: pd.DataFrame) -> pd.DataFrame:
+    t = final_table(frame, by=["method"]).sort_values("test_acc_mean", ascending=False)
+    return pd.DataFrame({
+        "finished": t["finished"], "diverged": t["diverged"], "failed": t["failed"],
+        "test acc (%)": [f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}" for m, s in zip(t["test_acc_mean"], t["test_acc_std"])],
+        "test loss": [f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}" for m, s in zip(t["test_loss_mean"], t["test_loss_std"])],
+        "oracle calls": t["oracle_evals"].map(lambda v: f"{v:,.0f}"), "wall (s)": t["wall_s"].round(1)})
+
+
+results = final_table(frame, by=["method"]) if len(frame) else pd.DataFrame()
+family_table(frame) if len(frame) else "no runs yet"
 
 # %% [markdown]
-# ## Conclusion (computed from the records above)
+# ## Conclusion (printed from the records)
 
 # %%
-def accuracy(value) -> str:
-    return "diverged" if pd.isna(value) else f"{value:.2f}%"
+def conclusion(results: pd.DataFrame, reference: str = "") -> list[str]:
+    if results.empty or results["test_acc_mean"].isna().all():
+        return ["no finished runs yet"]
+    ranked = results.sort_values("test_acc_mean", ascending=False)
+    best, by_loss = ranked.index[0], results["test_loss_mean"].idxmin()
+    lines = [f"best by final test accuracy: {best} ({ranked.loc[best, 'test_acc_mean']:.2f}%, "
+             f"{int(ranked.loc[best, 'seeds'])} seed(s)); lowest test loss: {by_loss} "
+             f"({results.loc[by_loss, 'test_loss_mean']:.4f})"]
+    if reference in results.index and best != reference:
+        gap = ranked.loc[best, "test_acc_mean"] - results.loc[reference, "test_acc_mean"]
+        lines.append(f"{best} vs the reference {reference}: {gap:+.2f} points")
+    lost = results[(results["diverged"] > 0) | (results["failed"] > 0)]
+    lines += [f"{m}: {int(r['diverged'])} diverged, {int(r['failed'])} failed run(s)" for m, r in lost.iterrows()]
+    return lines
 
 
-print(f"scenario {scenario}, {epochs} epoch(s) on {train_fraction:.0%} of the training images, {len(seeds)} seed(s):")
-for name in ("members", "batch size", "schedule"):
-    table = results[results["part"] == name].sort_values("test_acc_mean", ascending=False)
-    top = table.index[0]
-    others = ", ".join(f"{m} {accuracy(table.loc[m, 'test_acc_mean'])}" for m in table.index[1:])
-    print(f"- {name}: best {top} with {accuracy(table.loc[top, 'test_acc_mean'])} test accuracy "
-          f"(lr {table.loc[top, 'lr']:.4g}, {table.loc[top, 'wall_s']:.1f} s training)"
-          + (f"; then {others}" if others else ""))
+print(f"{scenario}, profile {profile} ({sizes.epochs} epoch(s), {sizes.train_fraction:.0%} of the images):")
+print("\n".join(f"- {line}" for line in conclusion(results, "sgd")))
+if len(results) and "wall_s" in results:
+    steps = frame.sort_values("epoch").groupby("method")["step"].last()
+    for m in results.index:
+        print(f"- {m}: {int(steps[m]):,} steps, {results.loc[m, 'wall_s']:.1f} s of training (mean over seeds)")

@@ -11,141 +11,153 @@
 #
 # Methods that use curvature, each in `helpers/optimizers/` with its update rule in the docstring:
 #
-# - **L-BFGS** (`lbfgs`: large random batches of 4096; `lbfgs_full`: all training images, one
-#   step of up to `max_iter` iterations per epoch): torch.optim.LBFGS with a strong-Wolfe line search
+# - **L-BFGS** (`lbfgs`: large random batches; `lbfgs_full`: all training images, one step of up to
+#   `max_iter` iterations per epoch): torch.optim.LBFGS with a strong-Wolfe line search
 #   (Nocedal & Wright, Alg. 7.4), L2 inside the line-searched objective;
-# - **Hessian-free Newton-CG** (`newton_cg`, batch 512; Martens 2010): truncated CG on
-#   (B + λI) d = -g with Gauss-Newton products B v = Jᵀ H_L J v (autograd, no matrix formed),
-#   Levenberg-Marquardt adaptation of λ and rejection of steps that raise the batch loss;
-# - **K-FAC** (`kfac`, batch 128; Martens & Grosse 2015, Grosse & Martens 2016 for convolutions):
-#   the Fisher block of each Linear/Conv2d layer approximated by A ⊗ G (activation and output-gradient
+# - **Hessian-free Newton-CG** (`newton_cg`; Martens 2010): truncated CG on (B + λI) d = -g with
+#   Gauss-Newton products B v = Jᵀ H_L J v (autograd, no matrix formed), Levenberg-Marquardt
+#   adaptation of λ and rejection of steps that raise the batch loss;
+# - **K-FAC** (`kfac`; Martens & Grosse 2015, Grosse & Martens 2016 for convolutions): the Fisher
+#   block of each Linear/Conv2d layer approximated by A ⊗ G (activation and output-gradient
 #   covariances, targets sampled from the model), factored Tikhonov damping, KL clipping, momentum;
-# - **Shampoo** (`shampoo`, batch 128; Gupta et al. 2018): L^{-1/4} G R^{-1/4} per layer, step length
-#   grafted from Adam's second moment, momentum;
-# - **AdaHessian** (`adahessian`, batch 128; Yao et al. 2021): Adam with a Hutchinson estimate of
-#   the Hessian diagonal (one Hessian-vector product per step) in place of the squared gradient.
+# - **Shampoo** (`shampoo`; Gupta et al. 2018): L^{-1/4} G R^{-1/4} per layer, step length grafted
+#   from Adam's second moment, momentum;
+# - **AdaHessian** (`adahessian`; Yao et al. 2021): Adam with a Hutchinson estimate of the Hessian
+#   diagonal (one Hessian-vector product per step) in place of the squared gradient.
 #
-# Cost is counted as oracle calls: sample-gradient evaluations (`grad_evals`, with K-FAC's
-# sampled-target pass and the line searches' extra evaluations) plus Hessian/Gauss-Newton-vector
-# products in samples (`hvp_evals`); `oracle_evals` is their sum. A first-order `reference` runs
-# beside them under the same protocol. Defaults are CI-sized; the real figures need
-# `train_fraction=1.0, epochs=10, seeds=[0, 1]`.
+# Cost is counted in oracle calls: sample gradients (with K-FAC's sampled-target pass and the line
+# searches' extra evaluations) plus Hessian/Gauss-Newton-vector products in samples; every run has the
+# same oracle budget. Every member is tuned and trained by the study's protocol
+# (`helpers/study/definition.py`, sizes printed below): the same runs, with the same run ids, as
+# `make study` trains, so after the study this notebook only reads records; opened alone it trains
+# what it asks for. `profile="full"` gives the report's numbers; the default `ci` runs in seconds.
 
 # %% tags=["parameters"]
-scenario = "standard"  # standard / l2 / sparse60 / ...
-members = ["lbfgs", "lbfgs_full", "newton_cg", "kfac", "shampoo", "adahessian"]
-reference = "adam"  # a first-order method under the same protocol ("" for none)
-epochs = 1
-seeds = [0]
+scenario = "standard"  # standard / l2 / sparse60 (the study's main scenarios) or another scenario
+profile = "ci"  # the study's size (helpers/study/definition.py PROFILES): ci, quick, full
+members: list = None  # None: the family's methods in the profile's study; or a list of names
+reference = "adam"  # a first-order method under the same protocol, for comparison ("" for none)
 device = None  # None: CUDA when available, else CPU
-train_fraction = 0.02  # share of the training images (1.0 for the real figures)
-tune_budget = 2  # configurations tried per method on the validation hold-out
-tune_epochs = 1
-evals_per_epoch = 1
-runs_dir = None  # None: outputs/runs (or $FMNIST_RUNS_DIR)
+runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outputs/runs)
 
 # %%
-import json
+import warnings
+from dataclasses import replace
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 import pandas as pd
 
+from helpers.evidence.analysis import method_label
+from helpers.evidence.plots import family_grid
+from helpers.evidence.summary import final_table
 from helpers.notebook import prepare
-from helpers.optimizers import get_spec
-from helpers.evidence.plots import curve_grid
-from helpers.study.protocol import run_family
-from helpers.evidence.summary import final_table, last_rows
-from helpers.study.tuning import search_space
+from helpers.optimizers import get_spec, names
+from helpers.study.definition import get_profile
+from helpers.study.experiment import records_of
+from helpers.study.readout import methods_table
+from helpers.study.protocol import run_family, study_plan
+from helpers.study.sweep import study_runs_dir
 
+FAMILY = "second_order"
+family = [m for m in names() if get_spec(m).family == FAMILY]
+sizes = get_profile(profile)
+if members is None:
+    members = [m for m in family if sizes.methods is None or m in sizes.methods] or family[:1]
 methods = prepare(scenario, members, reference, device)
-profile = dict(epochs=epochs, seeds=seeds, train_fraction=train_fraction, tune_budget=tune_budget,
-               tune_epochs=tune_epochs, evals_per_epoch=evals_per_epoch)
-
-
-# %% [markdown]
-# ## The members as registered
+root = study_runs_dir(profile, runs_dir)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-registry_table = pd.DataFrame([{"name": m, "family": get_spec(m).family, "batch": get_spec(m).batch_size or 64,
-                                "tuned": sorted(get_spec(m).search_space), "description": get_spec(m).description}
-                               for m in methods])
-print(registry_table.to_string(index=False, max_colwidth=70))
+print(f"profile {profile}: {sizes.epochs} epoch(s) on {sizes.train_fraction:.0%} of the training images, "
+      f"hold-out of {sizes.val_size:,} images, {sizes.evals_per_epoch} evaluation(s) per epoch; "
+      f"tuning: {sizes.grid_points} rates (+<= {sizes.grid_extension} at an edge), {sizes.qmc_trials} "
+      f"quasi-random trial(s); l2 {sizes.l2_trials} trial(s); sparse {sizes.sparse_rates} rate(s); "
+      f"seeds up to {sizes.max_seeds or 'the rows'}")
+print(methods_table(replace(sizes, methods=tuple(methods))).to_string(index=False))
 
 # %% [markdown]
-# ## Tuning on the validation hold-out, then the final runs
+# ## Tuning on the hold-out, then the final runs
 #
-# Each method gets `tune_budget` configurations (helpers/study/tuning.py: learning rates log-spaced over
-# its range, other tuned values on a Latin-hypercube permutation), trained for `tune_epochs` epochs
-# and scored on the 10,000-image hold-out; sparse scenarios reuse the standard scenario's choice.
-# The chosen configuration is re-trained on the training share with every seed and evaluated on the
-# test set.
+# Standard: a grid of rates, then quasi-random trials of each member's key hyperparameters at the best
+# rate; l2: joint trials of rate and weight decay around the standard choice; sparse scenarios: a few
+# rates around the standard choice. Every trial is as long as a final run and scored on the hold-out.
 
 # %%
-tuning, finals, frame = run_family(methods, scenario, profile, root=runs_dir, progress=False)
-failed = frame[frame["status"] == "failed"]
-assert failed.empty, failed[["run_id", "error"]].drop_duplicates().to_string()
-
-# %%
-tuning["tried"] = [{k: v for k, v in json.loads(h).items() if k in search_space(m, scenario)}
-                   for m, h in zip(tuning["member"], tuning["hparams"])]
-tuning[["member", "tried", "val_acc", "val_loss", "diverged"]].sort_values(["member", "val_acc"])
-
-# %%
-# the final run ids depend on which candidate won the tuning
-for config in finals:
-    print(config.run_id)
+run = run_family(methods, scenario, profile, root=root, progress=True)
+study = study_plan(None, profile, root)  # the study's extra seeds of its best methods, where trained
+extra = [r.config for r in study.done if r.row == scenario and r.method in methods and r.stage in ("final", "seeds")]
+finals = list({c.run_id: c for c in [*run.finals, *extra]}.values())
+frame = records_of(finals, root)
+frame["method"] = [method_label(row) for _, row in frame.iterrows()] if len(frame) else []
+chosen = pd.DataFrame([{"method": c.optimizer, **c.effective_hparams} for c in run.finals]).drop_duplicates("method")
+chosen.set_index("method") if len(chosen) else "no final runs"
 
 # %% [markdown]
-# ## Test accuracy and loss against epochs, oracle calls and wall time
+# ## Training loss, test loss and test accuracy
 #
-# Mean over seeds with a ±1 std band. The middle axis charges each method for everything it
-# evaluated: line-search evaluations (L-BFGS), the Levenberg-Marquardt check and the curvature
-# products (Newton-CG), the sampled-target pass (K-FAC), the Hessian-vector product (AdaHessian).
+# Mean over seeds with a ±1 std band, against epochs, then test loss and accuracy against oracle calls
+# (everything each method evaluated: line searches, the Levenberg-Marquardt check, curvature products,
+# K-FAC's sampled-target pass) and against training wall time.
 
 # %%
-fig = curve_grid(frame, y="test_acc", xs=("epoch", "oracle_evals", "wall_s"),
-                 suptitle=f"test accuracy ({scenario})")
+if len(frame):
+    fig = family_grid(frame, x="epoch")
 
 # %%
-fig = curve_grid(frame, y="test_loss", xs=("epoch", "oracle_evals", "wall_s"),
-                 suptitle=f"test loss ({scenario})")
+if len(frame):
+    fig = family_grid(frame, ys=("test_loss", "test_acc"), x="oracle_evals")
+
+# %%
+if len(frame):
+    fig = family_grid(frame, ys=("test_loss", "test_acc"), x="wall_s")
 
 # %% [markdown]
-# ## Cost per epoch
+# ## The members: runs, accuracy and loss, cost
 #
-# Oracle calls per epoch in samples (an epoch of plain mini-batch SGD costs one per training image)
-# and training wall time per epoch (evaluation excluded), mean over seeds.
+# `oracle calls` counts sample gradients and curvature products (Hessian/Gauss-Newton-vector products,
+# in samples) together. Means and standard deviations over finished runs; diverged and failed runs are counted, not averaged.
 
 # %%
-last = last_rows(frame)
-per_epoch = last.assign(**{f"{k}_per_epoch": last[k] / last["epoch"]
-                           for k in ("grad_evals", "hvp_evals", "oracle_evals", "wall_s")})
-cost = per_epoch.groupby("optimizer")[["grad_evals_per_epoch", "hvp_evals_per_epoch", "oracle_evals_per_epoch",
-                                       "wall_s_per_epoch"]].mean()
-results = final_table(frame, by=["optimizer"]).join(cost)
-summary = results[["test_acc_mean", "test_acc_std", "test_loss_mean", "grad_evals_per_epoch",
-                   "hvp_evals_per_epoch", "oracle_evals_per_epoch", "wall_s_per_epoch", "diverged"]]
-summary = summary.sort_values("test_acc_mean", ascending=False)
-summary
+def family_table(frame: pd.DataFrame) -> pd.DataFrame:
+    t = final_table(frame, by=["method"]).sort_values("test_acc_mean", ascending=False)
+    return pd.DataFrame({
+        "finished": t["finished"], "diverged": t["diverged"], "failed": t["failed"],
+        "test acc (%)": [f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}" for m, s in zip(t["test_acc_mean"], t["test_acc_std"])],
+        "test loss": [f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}" for m, s in zip(t["test_loss_mean"], t["test_loss_std"])],
+        "oracle calls": t["oracle_evals"].map(lambda v: f"{v:,.0f}"), "wall (s)": t["wall_s"].round(1)})
+
+
+results = final_table(frame, by=["method"]) if len(frame) else pd.DataFrame()
+table = family_table(frame) if len(frame) else pd.DataFrame()
+if len(table):
+    table["curvature products"] = results["hvp_evals"].reindex(table.index).map(lambda v: f"{v:,.0f}")
+table if len(table) else "no runs yet"
 
 # %% [markdown]
-# ## Conclusion (computed from the records above)
+# ## Conclusion (printed from the records)
 
 # %%
-best = summary.index[0]
-second_order = [m for m in summary.index if get_spec(m).family == "second_order"]
-best_second = second_order[0] if second_order else None
-cheapest = summary["oracle_evals_per_epoch"].idxmin()
-print(f"scenario {scenario}, {epochs} epoch(s) on {train_fraction:.0%} of the training images, "
-      f"{len(seeds)} seed(s), tuning budget {tune_budget}:")
-print(f"- best by final test accuracy: {best} with {summary.loc[best, 'test_acc_mean']:.2f}%")
-if best_second and reference:
-    gap = summary.loc[best_second, "test_acc_mean"] - summary.loc[reference, "test_acc_mean"]
-    print(f"- best second-order member: {best_second} ({summary.loc[best_second, 'test_acc_mean']:.2f}%), "
-          f"{gap:+.2f} points against the first-order reference {reference}")
-for member in summary.index:
-    row = summary.loc[member]
-    ratio = row["oracle_evals_per_epoch"] / summary.loc[cheapest, "oracle_evals_per_epoch"]
-    print(f"- {member}: {row['test_acc_mean']:.2f}% test accuracy; per epoch {row['grad_evals_per_epoch']:,.0f} "
-          f"sample gradients + {row['hvp_evals_per_epoch']:,.0f} curvature products = {ratio:.2f}x the "
-          f"cheapest ({cheapest}), {row['wall_s_per_epoch']:.2f} s of training")
+def conclusion(results: pd.DataFrame, reference: str = "") -> list[str]:
+    if results.empty or results["test_acc_mean"].isna().all():
+        return ["no finished runs yet"]
+    ranked = results.sort_values("test_acc_mean", ascending=False)
+    best, by_loss = ranked.index[0], results["test_loss_mean"].idxmin()
+    lines = [f"best by final test accuracy: {best} ({ranked.loc[best, 'test_acc_mean']:.2f}%, "
+             f"{int(ranked.loc[best, 'seeds'])} seed(s)); lowest test loss: {by_loss} "
+             f"({results.loc[by_loss, 'test_loss_mean']:.4f})"]
+    if reference in results.index and best != reference:
+        gap = ranked.loc[best, "test_acc_mean"] - results.loc[reference, "test_acc_mean"]
+        lines.append(f"{best} vs the reference {reference}: {gap:+.2f} points")
+    lost = results[(results["diverged"] > 0) | (results["failed"] > 0)]
+    lines += [f"{m}: {int(r['diverged'])} diverged, {int(r['failed'])} failed run(s)" for m, r in lost.iterrows()]
+    return lines
+
+
+print(f"{scenario}, profile {profile} ({sizes.epochs} epoch(s), {sizes.train_fraction:.0%} of the images):")
+print("\n".join(f"- {line}" for line in conclusion(results, reference)))
+second = [m for m in results.sort_values("test_acc_mean", ascending=False).index
+          if get_spec(m.split(" ")[0].split("+")[0]).family == FAMILY and results.loc[m, "finished"] > 0]
+if second and reference in results.index:
+    gap = results.loc[second[0], "test_acc_mean"] - results.loc[reference, "test_acc_mean"]
+    print(f"- best second-order member: {second[0]}, {gap:+.2f} points against the first-order {reference}, "
+          f"{results.loc[second[0], 'wall_s'] / results.loc[reference, 'wall_s']:.2f}x its training wall time")

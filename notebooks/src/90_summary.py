@@ -9,32 +9,49 @@
 # %% [markdown]
 # # 90 · Summary of the study
 #
-# Everything here is computed from the run records in `outputs/runs` (full training set, test
-# split): the final table per optimizer and scenario, time to the assignment's 89.38%, a
-# Dolan-Moré performance profile over scenarios × seeds, and accuracy against density.
-# With `report_dir` set (as `make report` does) it also writes the report's tables and figures.
+# Everything here is computed from the run records of the study's current protocol (the profile's
+# runs folder; `full`: `outputs/runs`; runs on the full training set, test split): the final table per
+# method and scenario, time to the assignment's 89.38%, a Dolan-Moré performance profile over
+# scenarios × seeds, and accuracy against density. It trains nothing; with no records it says so.
+# With `report_dir` set (as `make study` does) it also writes the report's tables and figures.
 
 # %% tags=["parameters"]
-runs_dir = None  # None: the committed study records in outputs/runs
+profile = "full"  # whose records: the study's size (helpers/study/definition.py PROFILES): ci, quick, full
+runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outputs/runs)
 report_dir = None  # a directory: write tables/ and figures/ for the report there
 target = 89.38
-top = 8  # methods shown in the curve plots
+top = 6  # methods shown in the curve plots (the best by final test accuracy)
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from helpers.evidence import analysis as A
-from helpers.evidence.plots import curve_grid, density_plot, profile_plot
-from helpers.study.records import RUNS_DIR, load_records
+from helpers.evidence.plots import density_plot, metric_row, profile_plot
+from helpers.study.definition import PROTOCOL_VERSION
+from helpers.study.readout import definition_table
+from helpers.study.records import load_records
+from helpers.study.sweep import study_runs_dir
 
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 3)
-records = load_records(runs_dir or RUNS_DIR)
+root = study_runs_dir(profile, runs_dir)
+records = load_records(root, protocol=PROTOCOL_VERSION)
 frame = A.study_frame(frame=records)
 results = A.final_results(frame) if len(frame) else pd.DataFrame()
 
+# %% [markdown]
+# ## The study, as defined (`helpers/study/definition.py`)
+
 # %%
 # NBVAL_CHECK_OUTPUT
+print(f"protocol v{PROTOCOL_VERSION}, profile {profile}")
+
+# %%
+print(definition_table(profile).to_string(index=False))
+
+# %%
+print(f"{root}: {records['run_id'].nunique() if len(records) else 0} runs of protocol v{PROTOCOL_VERSION}" if len(records)
+      else f"no runs yet in {root}")
 print(f"{frame['run_id'].nunique() if len(frame) else 0} test runs on the full training set, "
       f"{frame['method'].nunique() if len(frame) else 0} methods, "
       f"scenarios: {sorted(frame['scenario'].unique()) if len(frame) else []}")
@@ -43,19 +60,19 @@ print(f"{frame['run_id'].nunique() if len(frame) else 0} test runs on the full t
 # ## Final table: best configuration of each method per scenario (mean ± std over seeds)
 
 # %%
-# NBVAL_CHECK_OUTPUT
-columns = ["method", "family", "test_acc_mean", "test_acc_std", "test_loss_mean",
-           "test_starter_loss_mean", "seeds", "oracle_evals", "diverged"]
+columns = ["method", "family", "finished", "diverged", "failed", "test_acc_mean", "test_acc_std", "test_loss_mean",
+           "test_loss_std", "oracle_evals", "wall_s"]
 for scenario in A.MAIN_SCENARIOS:
     if len(results) and (results["scenario"] == scenario).any():
         print(f"--- {scenario}")
         print(results.loc[results["scenario"] == scenario, columns].to_string(index=False))
+if results.empty:
+    print("no runs yet")
 
 # %% [markdown]
 # ## Best method per scenario
 
 # %%
-# NBVAL_CHECK_OUTPUT
 best = A.best_per_scenario(results) if len(results) else pd.DataFrame()
 best[["method", "test_acc_mean", "test_acc_std", "test_loss_mean", "seeds"]] if len(best) else "no runs yet"
 
@@ -63,7 +80,6 @@ best[["method", "test_acc_mean", "test_acc_std", "test_loss_mean", "seeds"]] if 
 # ## Best member of each optimizer family (standard scenario)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 families = A.best_per_family(results) if len(results) else pd.DataFrame()
 families[["method", "test_acc_mean", "test_acc_std", "seeds", "oracle_evals"]] if len(families) else "no runs yet"
 
@@ -71,13 +87,12 @@ families[["method", "test_acc_mean", "test_acc_std", "seeds", "oracle_evals"]] i
 # ## Best member of each family in each main scenario
 
 # %%
-# NBVAL_CHECK_OUTPUT
 by_scenario = A.families_by_scenario(results) if len(results) else pd.DataFrame()
 by_scenario.pivot(index="family", columns="scenario", values="method").reindex(columns=list(A.MAIN_SCENARIOS)) \
     if len(by_scenario) else "no runs yet"
 
 # %% [markdown]
-# ## Curves of the best methods per scenario, against epochs, oracle calls and wall time
+# ## Training loss, test loss and test accuracy of the best methods per scenario
 # (bands: ±1 standard deviation over seeds)
 
 # %%
@@ -85,15 +100,13 @@ for scenario in A.MAIN_SCENARIOS:
     chosen = frame.merge(results[results["scenario"] == scenario].head(top)[A.GROUP], on=A.GROUP) \
         if len(results) else frame
     if len(chosen):
-        curve_grid(chosen, y="test_acc", hue="method", xs=("epoch", "oracle_evals", "wall_s"),
-                   target=target, suptitle=scenario)
+        metric_row(chosen, hue="method", target=target, suptitle=scenario)
         plt.show()
 
 # %% [markdown]
 # ## Cost to first reach the target test accuracy (standard scenario)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 ttt = A.time_to_target(frame, target) if len(frame) else pd.DataFrame()
 ttt.drop(columns="config_key", errors="ignore").head(12) if len(ttt) else "no runs yet"
 
@@ -111,7 +124,6 @@ if len(profile):
 # ## Accuracy against density (fc1+fc2 weights kept)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 density = A.accuracy_vs_density(frame) if len(frame) else pd.DataFrame()
 (density.pivot_table(index=["method", "sparsity_strategy"], columns="density",
                      values=["test_acc_mean", "test_acc_std", "seeds"])
@@ -129,10 +141,11 @@ if report_dir:
     print("wrote tables and figures to", report_dir)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 for scenario, row in best.iterrows():
     print(f"{scenario}: best is {row['method']} with {row['test_acc_mean']:.2f}% "
           f"(± {row['test_acc_std']:.2f}, {int(row['seeds'])} seeds)")
+if best.empty:
+    print("no runs yet")
 if len(ttt) and ttt["reached"].max() > 0:
     fastest = ttt.iloc[0]
     print(f"fastest to {target}%: {fastest['method']} after {fastest['epoch']:.2f} epochs, "
