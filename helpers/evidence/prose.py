@@ -6,7 +6,8 @@ from a function over the records (a generated macro, table or block), not be typ
   fixes (split sizes, layer sizes, the starter's settings and the two accuracies it quotes);
   digits inside identifiers (fc1, LeNet-5, sparse60, L2, conv1) and LaTeX markup do not count;
 - a sentence with a comparative word (:data:`COMPARATIVE`; "at most"/"at least" are constraints,
-  not comparisons) and no generated macro in it. Captions count: a caption that ranks must
+  not comparisons; words inside a LaTeX quotation ``...'' are the quoted source's, not a claim)
+  and no generated macro in it. Captions count: a caption that ranks must
   take its words from a macro too.
 
 Generated macros are those defined in the generated files (``report/tables/*.tex``):
@@ -51,6 +52,7 @@ def strip_latex(text: str) -> str:
                   r"resizebox|texttt)(\[[^\]]*\])?\{[^}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)
     text = re.sub(r"[\d.]+\\(textwidth|linewidth|em|pt|cm)", " ", text)
+    text = re.sub(r"(?<![\w.])[\d.]+(pt|cm|mm|in|em|ex)\b", " ", text)  # layout lengths: {2.5pt}
     return text
 
 
@@ -75,6 +77,7 @@ def unbacked_comparisons(text: str, macros: set[str]) -> list[str]:
     out = []
     for sentence in _sentences(strip_latex(text)):
         plain = re.sub(r"\bat (most|least)\b", " ", _MACRO.sub(" ", sentence), flags=re.IGNORECASE)
+        plain = re.sub(r"``.*?''", " ", plain)
         if COMPARATIVE.search(plain) and not set(_MACRO.findall(sentence)) & macros:
             out.append(sentence)
     return out

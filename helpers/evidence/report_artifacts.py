@@ -40,10 +40,12 @@ def _num(value, digits=0) -> str:
     return f"{value:,.{digits}f}".replace(",", "{,}")
 
 
-def _tabular(columns: str, header: list[str], rows: list[list[str]]) -> str:
-    """A booktabs tabular; ``columns`` is the column spec, cells are LaTeX already."""
+def _tabular(columns: str, header: list[str], rows: list[list[str]], raw=()) -> str:
+    """A booktabs tabular; ``columns`` is the column spec, cells are LaTeX already; ``raw``: whole
+    lines (e.g. a \\multicolumn note) after the rows."""
     lines = [f"\\begin{{tabular}}{{{columns}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
-    lines += [" & ".join(r) + r" \\" for r in rows]
+    lines += [" & ".join(r) + r" \\" if isinstance(r, list) else r for r in rows]
+    lines += list(raw)
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -299,36 +301,6 @@ def coverage(frame: pd.DataFrame, scenario: str = "standard", full_seeds: int = 
     return text
 
 
-TARGETS = {"standard": 91.0, "l2": 91.0}
-SPARSE_GAP = 0.3
-FAST_BUDGET = 180_000
-
-
-def targets(results: pd.DataFrame, ttt: pd.DataFrame, best: pd.DataFrame | None = None) -> list[str]:
-    """One sentence per target of the study: met, or missed by how much (``best``: :func:`indicated_best`)."""
-    best = indicated_best(results, {}) if best is None else best
-    lines = []
-    for scenario, goal in TARGETS.items():
-        if scenario not in best.index:
-            lines.append(f"{scenario}: no runs, target of {goal}% not assessed.")
-            continue
-        acc = best.loc[scenario, "test_acc_mean"]
-        verdict = "met" if acc >= goal else f"missed by {goal - acc:.2f} points"
-        lines.append(f"{scenario}: best mean {acc:.2f}% against the target {goal}%: {verdict}.")
-    if {"standard", "sparse60"} <= set(best.index):
-        gap = best.loc["standard", "test_acc_mean"] - best.loc["sparse60", "test_acc_mean"]
-        verdict = "met" if gap <= SPARSE_GAP else f"missed by {gap - SPARSE_GAP:.2f} points"
-        lines.append(f"sparse60: {gap:.2f} points below standard, target at most {SPARSE_GAP}: {verdict}.")
-    reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
-    if len(reached):
-        cheapest = reached.sort_values("grad_evals").iloc[0]
-        verdict = ("met" if cheapest["grad_evals"] <= FAST_BUDGET else
-                   f"missed by {cheapest['grad_evals'] - FAST_BUDGET:,.0f} sample gradients")
-        lines.append(f"{A.TARGET}% first reached after {cheapest['grad_evals']:,.0f} sample gradients "
-                     f"({cheapest['method']}), budget {FAST_BUDGET:,}: {verdict}.")
-    return lines
-
-
 def _power(value: float) -> str:
     """1e-06 -> "$10^{-6}$", 0.5 -> "0.5"."""
     exponent = math.log10(value) if value > 0 else float("nan")
@@ -367,55 +339,40 @@ def protocol_macros(profile: str = "full") -> dict[str, str]:
         out["ProtocolThinner"] = ", ".join(f"{_tex(sc.name)} ({100 * sc.density:g}\\%)" for sc in thinner)
     for name, text in (D.strategy_settings().items() if hasattr(D, "strategy_settings") else ()):
         out[f"ProtocolStrategy{name.capitalize()}"] = _tex(text)
+    out.update(study_macros(D, p))
+    return out
+
+
+def study_macros(D, p) -> dict[str, str]:
+    """The other studies' settings (issue 15) and the statistics' constants as macros."""
+    from ..optimizers import get_spec
+    from ..study.recipe import oracle_budget
+    sizes = [f"{b:,}".replace(",", "{,}") if b != "full" else "full batch" for b in D.BATCH_SIZES]
+    skips = [str(b) for b in D.BATCH_FULL_BUDGET_SKIPS]
+    out = {"NumRegistered": str(len(registry())), "ProtocolBatchSizes": ", ".join(sizes),
+           "ProtocolBatchMethods": _tex(" and ".join(D.BATCH_METHODS)),
+           "ProtocolBatchSmallEpochs": str(D.BATCH_SMALL_EPOCHS),
+           "ProtocolBatchSmallBudget": _num(D.BATCH_SMALL_EPOCHS * 60_000),
+           "ProtocolBatchSkips": ", ".join(skips), "ProtocolWdPoints": str(D.WD_POINTS),
+           "ProtocolWdMethods": _tex(", ".join(m for ms in D.WD_METHODS.values() for m in ms)),
+           "ProtocolHorizons": f"{min(p.horizons)} to {max(p.horizons)}", "ProtocolHorizonEvals": str(D.HORIZON_EVALS),
+           "ProtocolHorizonSpacing": f"1/{D.HORIZON_EVALS}",
+           "ProtocolVarianceMethods": _tex(", ".join(D.VARIANCE["methods"])),
+           "ProtocolVarianceEpochs": ", ".join(f"{e:g}" for e in D.VARIANCE["epochs"]),
+           "ProtocolVarianceBatches": ", ".join(f"{b:,}".replace(",", "{,}") for b in D.VARIANCE["batch_sizes"]),
+           "ProtocolMomentumMethod": _tex(D.MOMENTUM_METHOD),
+           "ProtocolBasicBudget": _num(oracle_budget("sgd_basic", p, "test")),
+           "ProtocolBasicEpochs": str(get_spec("sgd_basic").max_epochs or p.epochs),
+           "ProtocolStarterLr": _power(D.STARTER["hparams"]["lr"]),
+           "ProtocolConfidence": f"{100 * S.CONFIDENCE:g}", "ProtocolAlpha": f"{S.ALPHA:g}",
+           "CountingRule": _tex(COUNTING_RULE)}
+    rules = "; ".join(S.RULES.values())
+    out["StatsRule"] = _tex(rules[:1].upper() + rules[1:] + ".")
     return out
 
 
 def macros_tex(values: dict[str, str]) -> str:
     return "".join(f"\\newcommand{{\\{k}}}{{{v}}}\n" for k, v in sorted(values.items()))
-
-
-def figures(frame: pd.DataFrame, results: pd.DataFrame, out: Path, top: int = 6,
-            best: pd.DataFrame | None = None, comps: dict | None = None) -> list[Path]:
-    """Training loss, test loss and test accuracy of the indicated best and the methods with the
-    highest mean test accuracy (standard, ``top`` lines); per main scenario the family panels of
-    test accuracy and test loss and the seed-matched differences to the best; the performance
-    profile; accuracy against density."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    matplotlib.rcParams.update({"font.size": 8})
-    std = results[(results["scenario"] == "standard")].sort_values("test_acc_mean", ascending=False)
-    if best is not None and "standard" in best.index:
-        lead = std[std["method"] == best.loc["standard", "method"]]
-        std = pd.concat([lead, std.drop(lead.index)])
-    chosen = _lines(frame.merge(std.head(top)[A.GROUP], on=A.GROUP))
-    if len(chosen):
-        fig = metric_row(chosen, hue="line", target=A.TARGET, panel=PAGE_PANEL)
-        paths.append(_save(fig, out / "curves_standard.pdf"))
-    for scenario in A.MAIN_SCENARIOS:
-        runs = _lines(frame.merge(results[results["scenario"] == scenario][A.GROUP], on=A.GROUP))
-        for y in ("test_acc", "test_loss"):
-            if len(runs):
-                fig = family_facets(runs, y, hue="line", target=A.TARGET, panel=(PAGE_WIDTH / 3, 3.4))
-                paths.append(_save(fig, out / f"families_{scenario}_{y}.pdf"))
-    for scenario, comp in (comps or {}).items():
-        if "accuracy" in comp and len(comp["accuracy"]) > 1:
-            axes = difference_plot({"test accuracy difference (points)": comp["accuracy"],
-                                    "test loss difference": comp["loss"]})
-            axes[0].figure.tight_layout()
-            paths.append(_save(axes[0].figure, out / f"differences_{scenario}.pdf"))
-    profile = A.performance_profile(frame)
-    if len(profile):
-        fig, ax = plt.subplots(figsize=(6, 3))
-        profile_plot(profile, ax)
-        fig.tight_layout()
-        paths.append(_save(fig, out / "performance_profile.pdf"))
-    dens = A.accuracy_vs_density(frame)
-    if dens["density"].nunique() > 1:
-        fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 2.8))
-        density_plot(dens, ax)
-        fig.tight_layout()
-        paths.append(_save(fig, out / "accuracy_vs_density.pdf"))
-    return paths
 
 
 def _lines(frame: pd.DataFrame) -> pd.DataFrame:
@@ -424,21 +381,26 @@ def _lines(frame: pd.DataFrame) -> pd.DataFrame:
                               for m, st in zip(frame["method"], frame["sparsity_strategy"])])
 
 
-def _save(fig, path: Path) -> Path:
+def _save_figure(fig, path: Path) -> Path:
     fig.savefig(path, metadata=PDF_META)
     fig.savefig(path.with_suffix(".png"), dpi=110)
     plt.close(fig)
     return path
 
 
-def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list[str],
-                    cost: dict | None = None, best: pd.DataFrame | None = None,
-                    answers: list[str] | None = None) -> str:
-    """The README's results block: the indicated best per scenario (with how it was chosen and its
-    runs finished/diverged/failed), the answers, time to target, targets, cost."""
+def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None = None,
+                    best: pd.DataFrame | None = None, answers: list[str] | None = None,
+                    status: str | None = None) -> str:
+    """The README's results block: the study's progress (``status``, LaTeX thousands separators
+    undone), the indicated best per scenario (with how it was chosen and its runs
+    finished/diverged/failed), the answers, time to target, cost."""
     best = indicated_best(results, {}) if best is None else best
-    lines = ["| scenario | indicated best | chosen on | test acc. (%) | test loss | starter loss | "
-             "runs fin./div./fail. |", "|---|---|---|---|---|---|---|"]
+    lines = [f"Progress: {status.replace('{,}', ',')}.", ""] if status else []
+    if best.empty:
+        lines.append("No scenario has final runs yet: the indicated method of each scenario is not yet run.")
+    else:
+        lines += ["| scenario | indicated best | chosen on | test acc. (%) | test loss | starter loss | "
+                  "runs fin./div./fail. |", "|---|---|---|---|---|---|---|"]
     for scenario, r in best.iterrows():
         std = "" if pd.isna(r["test_acc_std"]) else f" ± {r['test_acc_std']:.2f}"
         lines.append(f"| {scenario} | {r['method']} | {r['chosen_on']} | {r['test_acc_mean']:.2f}{std} | "
@@ -453,7 +415,6 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, target_lines: list
         for _, r in ttt.head(5).iterrows():
             lines.append(f"| {r['method']} | {int(r['reached'])}/{int(r['seeds'])} | {r['epoch']:.2f} | "
                          f"{r['grad_evals']:,.0f} | {r['oracle_evals']:,.0f} |")
-    lines += ["", "Targets:", ""] + [f"- {t}" for t in target_lines]
     if cost:
         lines += ["", f"The study behind these numbers: {cost['runs']:,} runs ({cost['tuning_runs']:,} "
                   f"tuning runs on the hold-out, {cost['final_runs']:,} final runs), "
@@ -472,48 +433,489 @@ def update_readme(readme: Path, block: str, name: str = "results") -> None:
     Path(readme).write_text(f"{head}{start}\n{block}{end}{tail}")
 
 
+def failures_sentence(rows: pd.DataFrame, scenario: str) -> str:
+    """Which methods lost final runs in ``scenario`` (diverged/failed of all), or that none did."""
+    if rows is None or rows.empty:
+        return f"{_tex(scenario)}: \\NotRun{{}}."
+    lost = rows[(rows["diverged"].fillna(0) + rows["failed"].fillna(0)) > 0]
+    total = int(rows[["finished", "diverged", "failed"]].fillna(0).to_numpy().sum())
+    if lost.empty:
+        return f"{_tex(scenario)}: all {total} final runs of the {len(rows)} methods finished."
+    parts = [f"{_tex(r['method'])} {int(r['diverged'])} diverged/{int(r['failed'])} failed" for _, r in lost.iterrows()]
+    return (f"{_tex(scenario)}: {int(lost['diverged'].sum() + lost['failed'].sum())} of {total} final runs did not "
+            f"finish ({'; '.join(parts)}).")
+
+
+def default_macros(state=None) -> dict[str, str]:
+    """The macros the report's prose uses, each a visible "not yet run" (with the pending
+    definition rows for a scenario's answer) until the records fill it."""
+    from . import report_status as RS
+    out = {"NotRun": r"\textit{not yet run}"}
+    for scenario, key in SCENARIO_KEYS.items():
+        for part in ("Method", "Description", "Acc", "Std", "Loss", "StarterLoss", "Seeds", "ChosenOn", "Runs",
+                     "Hparams"):
+            out[f"Best{key}{part}"] = RS.NOT_RUN
+        for part in ("Acc", "Loss", "AccCount", "LossCount"):
+            out[f"Group{key}{part}"] = RS.NOT_RUN
+        rows = SCENARIO_ROWS[scenario]
+        out[f"Answer{key}"] = (f"{_tex(scenario)}: {RS.NOT_RUN}"
+                               + (f" ({RS.pending(state, rows)})" if state is not None else "") + ".")
+    for name in ("StarterAcc", "StarterStd", "StarterSeeds", "StarterSeedAccs", "SparseGap", "FastestMethod",
+                 "FastestEpochs", "FastestGradEvals", "FastestOracle", "FastestReached", "FastestWall",
+                 "StudyRuns", "StudyTuningRuns", "StudyHours", "TimingMachine", "TimingThreads", "TimingIdle"):
+        out[name] = RS.NOT_RUN
+    return out
+
+
+SCENARIO_KEYS = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
+
+
+def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
+    """Whole sentences from the macros, so a sentence reads right both before and after its records
+    exist: ``IndicatedStandard`` (the method and what it is), ``StarterSentence`` (the starter
+    reproduction, each seed), ``FastestSentence`` (first to 89.38%)."""
+    from . import report_status as RS
+
+    def ready(*names):
+        return all(values.get(n, RS.NOT_RUN) != RS.NOT_RUN for n in names)
+
+    def why(rows):
+        return f" ({RS.pending(state, rows)})" if state is not None else ""
+    out = {}
+    if ready("BestStandardMethod", "BestStandardDescription", "BestStandardStarterLoss"):
+        out["IndicatedStandard"] = (f"The indicated method for the standard scenario is {values['BestStandardMethod']}: "
+                                    f"{values['BestStandardDescription']}. Its test loss in the starter's units is "
+                                    f"{values['BestStandardStarterLoss']}.")
+    else:
+        out["IndicatedStandard"] = f"The standard scenario has no indicated method yet{why(['standard'])}."
+    if ready("StarterAcc", "StarterSeeds"):
+        out["StarterSentence"] = (f"The starter reproduction reaches {values['StarterAcc']}\\% $\\pm$ "
+                                  f"{values['StarterStd']} test accuracy over {values['StarterSeeds']} seeds "
+                                  f"(per seed: {values['StarterSeedAccs']}).")
+    else:
+        out["StarterSentence"] = f"The starter reproduction is {RS.NOT_RUN}{why(['starter'])}."
+    if ready("FastestMethod", "FastestEpochs", "FastestOracle"):
+        wall = (f", {values['FastestWall']}~s by the timing pass" if ready("FastestWall") else
+                ", wall time not yet timed")
+        out["FastestSentence"] = (f"The method first to reach it on the test set is {values['FastestMethod']}: "
+                                  f"{values['FastestEpochs']} epochs, {values['FastestOracle']} oracle calls{wall} "
+                                  f"({values['FastestReached']} seeds reached it).")
+    else:
+        out["FastestSentence"] = f"No final run has reached it yet{why(['horizon'])}."
+    return out
+
+
+def _measurements(root) -> pd.DataFrame:
+    from ..study.records import load_measurements
+    try:
+        return load_measurements(root, kind="variance")
+    except (OSError, ValueError, KeyError):
+        return pd.DataFrame()
+
+
+def _plan_state(root, profile):
+    from . import report_status as RS
+    try:
+        return RS.plan_state(root, profile)
+    except Exception as error:  # noqa: BLE001 - the report still builds, and says why the counts are missing
+        print(f"report: no plan counts ({error})")
+        return None
+
+
+def _starter_macros(results_all: pd.DataFrame, final_all: pd.DataFrame) -> dict[str, str]:
+    starter = results_all[results_all["method"].str.contains(r"\[starter\]", regex=True) &
+                          (results_all["scenario"] == "standard")] if len(results_all) else results_all
+    if not len(starter):
+        return {}
+    row = starter.iloc[0]
+    runs = final_all[(final_all["method"] == row["method"]) & (final_all["scenario"] == "standard")]
+    last = runs.sort_values("epoch").groupby("run_id").tail(1).sort_values("seed")
+    accs = ", ".join(f"{a:.2f}" for a in last["test_acc"].dropna())
+    return {"StarterAcc": f"{row['test_acc_mean']:.2f}", "StarterSeeds": str(int(row["seeds"])),
+            "StarterStd": f"{row['test_acc_std']:.2f}" if pd.notna(row["test_acc_std"]) else "--",
+            "StarterSeedAccs": accs or "--"}
+
+
+def _fastest_wall(ttt: pd.DataFrame) -> dict[str, str]:
+    from ..study import timing as T
+    reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
+    if not len(reached):
+        return {}
+    fastest = reached.iloc[0]
+    try:
+        seconds = T.wall_seconds(A.method_optimizer(fastest["method"]), fastest["oracle_evals"], batched=True)
+    except KeyError:
+        return {}
+    return {"FastestWall": f"{seconds:.0f}"}
+
+
 def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | None = None, root=None,
-              predictions=None, draw: bool = True) -> dict:
+              predictions=None, draw: bool = True, profile: str = "full") -> dict:
     """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces.
-    ``frame`` is :func:`helpers.evidence.analysis.study_frame`; ``records`` (all runs, tuning included)
-    adds the failed runs to the counts, the hold-out choice of the best, the statistics and the
-    study's cost; ``root``/``predictions`` locate the stored per-image predictions; ``draw=False``
-    skips the figures."""
+    ``frame`` is :func:`helpers.evidence.analysis.study_frame` (may be empty: the study not run
+    yet); ``records`` (all runs, tuning included) adds the failed runs to the counts, the hold-out
+    choice of the best, the statistics and the study's cost; ``root`` locates the runs (the
+    planner's counts, the stored per-image predictions); ``draw=False`` skips drawing (the figure
+    snippets still say what they would show). Every table and macro without records says what is
+    not run yet (the planner's counts against the study definition)."""
+    from . import report_status as RS
     report_dir = Path(report_dir)
     tables = report_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
-    final = A.final_frame(frame=records) if records is not None and len(records) else frame
-    results = A.final_results(final)
-    ttt = A.time_to_target(frame)
-    cost = A.study_cost(records) if records is not None and len(records) else None
-    comps = comparisons(final, records, root=root, predictions=predictions) if cost else {}
-    best = indicated_best(results, comps)
-    values = macros(results, ttt, frame, cost, comps)
-    target_lines = targets(results, ttt, best)
-    values.update(protocol_macros())
-    files = {"macros.tex": macros_tex(values), "methods.tex": methods_tex(),
-             "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else "",
-             "targets.tex": "\\newcommand{\\TargetsText}{" + " \\\\ ".join(_tex(t) for t in target_lines) + "}\n",
+    has_records = records is not None and len(records) > 0
+    state = _plan_state(root, profile)
+    final_all = A.final_frame(frame=records) if has_records else frame
+    results_all = A.final_results(final_all) if len(final_all) else pd.DataFrame()
+    main_records = main_study(records, profile) if has_records else records
+    final = main_study(final_all, profile) if len(final_all) else final_all
+    frame_main = main_study(frame, profile) if len(frame) else frame
+    results = A.final_results(final) if len(final) else pd.DataFrame()
+    ttt = A.time_to_target(frame) if len(frame) else pd.DataFrame()
+    cost = A.study_cost(records) if has_records else None
+    comps = comparisons(final, main_records, root=root, predictions=predictions) if cost and len(final) else {}
+    best = indicated_best(results, comps) if len(results) else indicated_best(pd.DataFrame(), {})
+    values = default_macros(state)
+    if len(frame):
+        values.update(macros(results, ttt, frame, cost, comps))
+    values.update(_starter_macros(results_all, final_all))
+    values.update(_fastest_wall(ttt))
+    values.update(protocol_macros(profile))
+    timing, timing_macros = RS.timing_tex()
+    values.update(timing_macros)
+    values.update(RS.notebook_macros(profile))
+    if state is not None:
+        values.update(RS.status_macros(state))
+    values.update(sentence_macros(values, state))
+    files = {"macros.tex": macros_tex(values), "timing.tex": timing,
+             "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else _tabular(
+                 "lrrr", ["method", "seeds reaching", "epochs", "oracle calls"], [],
+                 raw=[r"\multicolumn{4}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
-    families = A.best_per_family(results).reset_index() if len(results) else results
-    files["final_families.tex"] = final_table_tex(families, "standard") if len(families) else ""
-    files["families_by_scenario.tex"] = families_tex(A.families_by_scenario(results)) if len(results) else ""
+    if state is not None:
+        files["definition.tex"] = RS.rows_tex(state, profile)
+    for family in FAMILY_ORDER:
+        files[f"members_{family}.tex"] = RS.members_tex(family, profile)
     for scenario in A.MAIN_SCENARIOS:
-        chosen = A.holdout_strategies(records, scenario) if cost and scenario.startswith("sparse") else None
-        files[f"final_{scenario}.tex"] = final_table_tex(results, scenario, top=None if scenario == "standard" else 10,
-                                                         strategies=chosen)
-        files[f"comparison_{scenario}.tex"] = comparison_tex(comps.get(scenario, {}))
+        chosen = A.holdout_strategies(main_records, scenario) if cost and scenario.startswith("sparse") else None
+        files[f"scenario_{scenario}.tex"] = scenario_tex(results, comps.get(scenario, {}), scenario, state, chosen)
+        values[f"Failures{SCENARIO_KEYS[scenario]}"] = failures_sentence(main_rows(results, scenario, chosen), scenario)
+    files["macros.tex"] = macros_tex(values)
+    snippets = report_figures(frame_main, results, comps, report_dir / "figures", state, frame, draw=draw,
+                              measurements=_measurements(root))
+    for name, text in snippets.items():
+        files[f"fig_{name}.tex"] = text
     for name, text in files.items():
         (tables / name).write_text(text)
+    for stale in ("final_standard.tex", "final_l2.tex", "final_sparse60.tex", "final_families.tex",
+                  "families_by_scenario.tex", "comparison_standard.tex", "comparison_l2.tex", "comparison_sparse60.tex",
+                  "methods.tex", "targets.tex", "bench_macros.tex", "fig_differences_l2.tex", "fig_differences_sparse60.tex"):
+        (tables / stale).unlink(missing_ok=True)
     answers = [answer(c, best.loc[s] if s in best.index else None) for s, c in comps.items()]
-    (tables / "readme_results.md").write_text(readme_markdown(results, ttt, target_lines, cost, best, answers))
+    (tables / "readme_results.md").write_text(readme_markdown(results, ttt, cost, best, answers,
+                                                              status=values.get("StatusLine")))
     results.to_csv(tables / "final_results.csv", index=False)
     ttt.to_csv(tables / "time_to_target.csv", index=False)
     for scenario, comp in comps.items():
         for part in ("accuracy", "loss", "per_image"):
             if isinstance(comp.get(part), pd.DataFrame) and len(comp[part]):
                 comp[part].to_csv(tables / f"statistics_{scenario}_{part}.csv", index=False)
-    if draw:
-        figures(frame, results, report_dir / "figures", best=best, comps=comps)
-    return {"results": results, "time_to_target": ttt, "macros": values, "targets": target_lines,
-            "comparisons": comps, "best": best}
+    return {"results": results, "time_to_target": ttt, "macros": values, "comparisons": comps, "best": best,
+            "state": state}
+
+SCENARIO_ROWS = {"standard": ("standard",), "l2": ("l2",), "sparse60": ("sparse60", "sparse60-pruned")}
+FAMILY_ORDER = ("sgd", "momentum", "noise_reduction", "second_order")
+
+
+def _kilo(value) -> str:
+    return "--" if pd.isna(value) else f"{value / 1000:,.0f}k".replace(",", "{,}")
+
+
+def main_rows(results: pd.DataFrame, scenario: str, strategies: dict[str, str] | None = None) -> pd.DataFrame:
+    """The scenario's rows of the main comparison: one per registered method at the study's own
+    recipe (labels with a batch size, schedule or tag, i.e. the other studies' runs, left out;
+    the starter apart), for sparse scenarios the hold-out's strategy per method."""
+    if results.empty:
+        return results
+    rows = results[(results["scenario"] == scenario) & (results["method"] == results["method"].map(A.method_optimizer))]
+    if "scaling" in rows:
+        rows = rows[rows["scaling"] != "unit"]
+    if strategies:
+        rows = rows[[strategies.get(m, "projection") == st for m, st in zip(rows["method"], rows["sparsity_strategy"])]]
+    elif scenario.startswith("sparse"):
+        rows = rows[rows["sparsity_strategy"] == "projection"]
+    return rows
+
+
+def scenario_tex(results: pd.DataFrame, comparison: dict, scenario: str, state=None,
+                 strategies: dict[str, str] | None = None) -> str:
+    """One scenario's compact table: per method (grouped by family) runs finished/diverged/failed,
+    test accuracy and test loss (mean $\\pm$ std over finished seeds) each beside its seed-matched
+    difference to the indicated best [95% CI] and whether it is separable, and the mean oracle
+    calls; a last line names the methods and definition rows not run yet."""
+    from ..optimizers import registry
+    from . import report_status as RS
+    rows = main_rows(results, scenario, strategies)
+    stats = {m: comparison[m].set_index(list(S.KEYS)) for m in ("accuracy", "loss") if m in comparison}
+    body = []
+    for family in FAMILY_ORDER if len(rows) else ():
+        part = rows[rows["family"] == family].sort_values("test_acc_mean", ascending=False)
+        if part.empty:
+            continue
+        body.append(f"\\multicolumn{{9}}{{l}}{{\\textit{{{_tex(family.replace('_', ' '))}}}}} \\\\")
+        for _, r in part.iterrows():
+            key = (r["method"], r["sparsity_strategy"])
+            cells = []
+            for metric, digits in (("accuracy", 2), ("loss", 3)):
+                table = stats.get(metric)
+                s = table.loc[key] if table is not None and key in table.index else None
+                cells.append((_diff(s, digits) if s is not None else "--",
+                              _VERDICT[s["verdict"]] if s is not None else "--"))
+            name = _tex(r["method"]) + ("" if r["sparsity_strategy"] == "projection" else
+                                        f" ({_tex(r['sparsity_strategy'])})")
+            body.append([name, _counts(r), _pm(r["test_acc_mean"], r["test_acc_std"]), *cells[0],
+                         _pm(r["test_loss_mean"], r.get("test_loss_std"), 3), *cells[1], _kilo(r["oracle_evals"])])
+    missing = sorted(set(registry()) - set(rows["method"] if len(rows) else ()))
+    raw = []
+    if missing:
+        what = f"{len(missing)} of {len(registry())} methods" if len(missing) < len(registry()) else "every method"
+        note = f"\\NotRun{{}} ({what})"
+        if state is not None:
+            note += ": " + RS.pending(state, SCENARIO_ROWS.get(scenario, (scenario,)))
+        raw.append(f"\\multicolumn{{9}}{{l}}{{{note}}} \\\\")
+    return _tabular("lcrrcrrcr", ["method", "fin./div./fail.", r"test acc.\ (\%)", r"$\Delta$ acc.\ [95\% CI]", "sep.",
+                                  "test loss", r"$\Delta$ loss [95\% CI]", "sep.", "oracle calls"], body, raw)
+
+
+def main_study(records: pd.DataFrame, profile: str = "full") -> pd.DataFrame:
+    """The records of the main comparison: runs at the study's own recipe for their method (its
+    schedule, batch size and epochs, standardised pixels, tuning or final tags only), so the other
+    studies' runs (batch sizes, unit pixels, horizons) neither enter its tables nor its hold-out."""
+    if records is None or records.empty:
+        return records
+    from ..study.definition import get_profile
+    from ..study.recipe import epochs_of
+    p = get_profile(profile)
+    runs = records.drop_duplicates("run_id")
+    keep = []
+    for _, r in runs.iterrows():
+        try:
+            label = A.method_label(r.to_dict() | {"tag": "" if r.get("tag") in ("tune", "final") else r.get("tag")})
+            epochs = epochs_of(r["optimizer"], p)
+        except (KeyError, ValueError):
+            continue
+        if label == r["optimizer"] and r.get("scaling") != "unit" and int(r["planned_epochs"]) == epochs:
+            keep.append(r["run_id"])
+    return records[records["run_id"].isin(keep)]
+
+
+FAMILY_PANELS = {"sgd": ("SGD: basic, mini-batch, full batch",),
+                 "momentum": ("momentum, SGD-type", "momentum, Adam-type"),
+                 "noise_reduction": ("noise reduction: variance-reduced gradients", "noise reduction: iterate averaging"),
+                 "second_order": ("second order",)}
+
+
+def batch_size_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy and loss (mean, std over finished seeds) of the batch-size study's
+    methods per batch size and budget (epochs of oracle calls): standard scenario, standardised
+    pixels, the study's schedule, epochs 1 or the profile's."""
+    from ..study.definition import BATCH_METHODS, BATCH_SMALL_EPOCHS, get_profile
+    if frame.empty:
+        return pd.DataFrame()
+    runs = frame[(frame["scenario"] == "standard") & frame["optimizer"].isin(BATCH_METHODS) &
+                 ~frame["config_key"].str.endswith("|unit") & ~frame["tag"].astype(str).isin(["starter"]) &
+                 frame["planned_epochs"].isin([BATCH_SMALL_EPOCHS, get_profile("full").epochs])]
+    last = runs.sort_values("epoch").groupby("run_id").tail(1)
+    last = last[last["status"] == "finished"]
+    if last.empty:
+        return pd.DataFrame()
+    size = last["batch_size"].map(lambda b: 60_000 if b == "full" else int(float(b)) if b not in ("None", "nan") else 64)
+    return (last.assign(batch=size).groupby(["optimizer", "planned_epochs", "batch"])
+            .agg(test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
+                 test_loss_mean=("test_loss", "mean"), test_loss_std=("test_loss", "std"),
+                 seeds=("seed", "nunique")).reset_index())
+
+
+def batch_size_plot(table: pd.DataFrame):
+    """Test accuracy and test loss against the batch size, one line per method and budget."""
+    from .plots import styles, thousands
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.4))
+    look = styles(table["optimizer"].unique())
+    for (method, epochs), line in table.groupby(["optimizer", "planned_epochs"]):
+        style = {**look[str(method)], "linestyle": "-" if epochs > 1 else ":"}
+        for ax, y in zip(axes, ("test_acc", "test_loss")):
+            ax.errorbar(line["batch"], line[f"{y}_mean"], yerr=line[f"{y}_std"].fillna(0), capsize=2,
+                        label=f"{method}, {epochs} ep. budget", **style)
+    for ax, label in zip(axes, ("test accuracy (%)", "test loss")):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(thousands))
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(label)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _family_figure(runs: pd.DataFrame, family: str):
+    from .plots import family_grid
+    fig = family_grid(runs, target=A.TARGET, panels=list(FAMILY_PANELS[family]), hue="line")
+    rows = len(fig.axes) // 3 if len(fig.axes) >= 3 else 1
+    fig.set_size_inches(PAGE_WIDTH, 1.65 * rows + 0.15)
+    fig.tight_layout()
+    return fig
+
+
+def _variance_table(measurements: pd.DataFrame | None) -> pd.DataFrame:
+    if measurements is None or measurements.empty or "estimator" not in measurements:
+        return pd.DataFrame()
+    return measurements[measurements["relative"].notna()]
+
+
+def variance_plot(table: pd.DataFrame):
+    """Relative error of each gradient estimator to the full gradient, ||g - F||^2 / ||F||^2:
+    left, along each method's trajectory at the run's own batch size (solid: the method's own
+    estimator; dotted: a plain mini-batch gradient at the same point); right, against the batch
+    size at the last checkpoint (exact or estimated, as measured)."""
+    from .plots import styles, thousands
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.3))
+    look = styles(table["method"].unique())
+    own = table[table["batch_size"] == table["run_batch"]]
+    for (method, estimator), line in own.groupby(["method", "estimator"]):
+        if estimator == "minibatch" and method != "sgd" and (own["method"] == method).any() and \
+                (own.loc[own["method"] == method, "estimator"] != "minibatch").any():
+            style = {**look[str(method)], "linestyle": ":", "markerfacecolor": "white"}
+            label = f"mini-batch on {method}'s path"
+        else:
+            style, label = look[str(method)], (estimator if estimator != "minibatch" else "mini-batch (sgd)")
+        line = line.groupby("checkpoint")["relative"].mean()
+        axes[0].plot(line.index, line.values, label=label, **style)
+    last = table[table["checkpoint"] == table.groupby("method")["checkpoint"].transform("max")]
+    for (method, estimator, kind), line in last.groupby(["method", "estimator", "kind"]):
+        if kind == "realized" or (estimator == "minibatch" and method != "sgd"):
+            continue
+        line = line.groupby("batch_size")["relative"].mean()
+        axes[1].plot(line.index, line.values, label=f"{estimator} ({kind})", **look[str(method)])
+    axes[0].set_xlabel("epochs of oracle calls (checkpoint)")
+    checkpoints = sorted(table["checkpoint"].unique())
+    axes[0].set_xticks(checkpoints, [f"{c:g}" for c in checkpoints])
+    axes[1].set_xlabel("batch size (last checkpoint)")
+    axes[1].set_xscale("log")
+    axes[1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(thousands))
+    axes[0].set_ylabel(r"$\|g - \nabla f\|^2 / \|\nabla f\|^2$")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.legend(fontsize=6, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out: Path, state=None,
+                   all_frame: pd.DataFrame | None = None, draw: bool = True,
+                   measurements: pd.DataFrame | None = None) -> dict[str, str]:
+    """Every figure of the report as a LaTeX snippet (name -> text): the drawn figure where the
+    records have its data, else a framed note saying which definition rows are not run yet.
+    ``frame``/``results``: the main study's (:func:`main_study`); ``all_frame``: every final run
+    (the batch-size study, accuracy against density). ``draw=False``: the same snippets, nothing drawn."""
+    from . import report_status as RS
+    out.mkdir(parents=True, exist_ok=True)
+
+    def _save(fig, path):
+        if draw:
+            _save_figure(fig() if callable(fig) else fig, path)
+
+    matplotlib.rcParams.update({"font.size": 8})
+    all_frame = frame if all_frame is None else all_frame
+    wanted = {}
+
+    def pend(rows):
+        return RS.pending(state, rows) if state is not None else "no records"
+
+    std = _lines(frame[frame["scenario"] == "standard"]) if len(frame) else frame
+    for family in FAMILY_ORDER:
+        runs = std[std["family"] == family] if len(std) else std
+        name = f"family_{family}"
+        if len(runs) and runs["train_loss"].notna().any():
+            _save(lambda: _family_figure(runs, family), out / f"{name}.pdf")
+            wanted[name] = RS.figure_tex(f"figures/{name}.pdf")
+        else:
+            wanted[name] = RS.pending_figure(f"no final run of this family in the standard scenario yet "
+                                             f"({pend(['standard'])})")
+    comp = comps.get("standard", {})
+    if "accuracy" in comp and len(comp["accuracy"]) > 1:
+        _save(lambda: _differences_figure(comp), out / "differences_standard.pdf")
+        wanted["differences_standard"] = RS.figure_tex("figures/differences_standard.pdf")
+    else:
+        wanted["differences_standard"] = RS.pending_figure(
+            f"no hold-out ranking with paired final seeds in standard yet ({pend(SCENARIO_ROWS['standard'])})")
+    others = {s: comps[s] for s in ("l2", "sparse60") if "accuracy" in comps.get(s, {}) and len(comps[s]["accuracy"]) > 1}
+    if others:
+        _save(lambda: _accuracy_differences_figure(others), out / "differences_l2_sparse60.pdf")
+        wanted["differences_l2_sparse60"] = RS.figure_tex("figures/differences_l2_sparse60.pdf")
+    missing = [s for s in ("l2", "sparse60") if s not in others]
+    if missing:
+        note = "; ".join(f"{_tex(s)}: no hold-out ranking with paired final seeds yet ({pend(SCENARIO_ROWS[s])})"
+                         for s in missing)
+        wanted["differences_l2_sparse60"] = wanted.get("differences_l2_sparse60", "") + RS.pending_figure(note)
+    batch = batch_size_results(all_frame) if len(all_frame) else pd.DataFrame()
+    if len(batch) and batch["batch"].nunique() > 1:
+        _save(lambda: batch_size_plot(batch), out / "batch_size.pdf")
+        wanted["batch_size"] = RS.figure_tex("figures/batch_size.pdf")
+    else:
+        from ..study.definition import STUDY_ROWS
+        rows = [r.name for r in STUDY_ROWS if r.study == "batch_size"]
+        wanted["batch_size"] = RS.pending_figure(f"the batch-size study has no two batch sizes finished "
+                                                 f"({pend(rows[:1])} and {len(rows) - 1} more rows)")
+    dens = A.accuracy_vs_density(all_frame) if len(all_frame) else pd.DataFrame()
+    if len(dens) and dens["density"].nunique() > 1:
+        _save(lambda: _density_figure(dens), out / "accuracy_vs_density.pdf")
+        wanted["accuracy_vs_density"] = RS.figure_tex("figures/accuracy_vs_density.pdf")
+    else:
+        from ..study.definition import THINNER
+        wanted["accuracy_vs_density"] = RS.pending_figure(
+            f"no sparse run beside its standard run yet ({pend(['sparse60', *THINNER[:1]])}, ...)")
+    variance = _variance_table(measurements)
+    if len(variance) and variance["checkpoint"].nunique() > 0:
+        _save(lambda: variance_plot(variance), out / "variance.pdf")
+        wanted["variance"] = RS.figure_tex("figures/variance.pdf")
+    else:
+        wanted["variance"] = RS.pending_figure("no gradient-variance measurement along the tuned trajectories yet ("
+                                               + (pend(["variance"]) if state is not None else "no records") + ")")
+    keep = {f"{n}.pdf" for n, t in wanted.items() if "includegraphics" in t}
+    for old in (list(out.glob("*.pdf")) + list(out.glob("*.png"))) if draw else ():
+        if old.with_suffix(".pdf").name not in keep:
+            old.unlink()
+    return wanted
+
+
+def _differences_figure(comp: dict):
+    """The seed-matched differences, one row per method at 0.11 in (the page's budget)."""
+    rows = max(len(comp["accuracy"]), len(comp["loss"]))
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 0.1 * rows + 0.9), sharey=True)
+    difference_plot({"test accuracy difference (points)": comp["accuracy"], "test loss difference": comp["loss"]},
+                    axes=axes)
+    for ax in axes:
+        ax.tick_params(axis="y", labelsize=6)
+        for line in ax.get_lines():
+            line.set_markersize(4)
+    fig.tight_layout()
+    return fig
+
+
+def _accuracy_differences_figure(comps: dict):
+    """Seed-matched test-accuracy differences, one panel per scenario (each with its own methods)."""
+    rows = max(len(c["accuracy"]) for c in comps.values())
+    fig, axes = plt.subplots(1, len(comps), figsize=(PAGE_WIDTH, 0.1 * rows + 0.9), squeeze=False)
+    for ax, (scenario, comp) in zip(axes[0], comps.items()):
+        difference_plot({f"{scenario}: test accuracy difference (points)": comp["accuracy"]}, axes=[ax])
+        ax.tick_params(axis="y", labelsize=6)
+        for line in ax.get_lines():
+            line.set_markersize(4)
+    fig.tight_layout()
+    return fig
+
+
+def _density_figure(dens: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 2.6))
+    density_plot(dens, ax)
+    fig.tight_layout()
+    return fig
