@@ -19,10 +19,12 @@
 # what differs is the number of steps and the wall time. Every member is tuned and trained by the
 # study's protocol (`helpers/study/definition.py`, sizes printed below): the same runs, with the same
 # run ids, as `make study` trains, so after the study this notebook only reads records; opened alone
-# it trains what it asks for. Mini-batch SGD at other batch sizes and with other learning-rate
-# schedules (`helpers/engine/schedules.py`) is tuned by the same protocol: the study's rows that set
-# a batch size or a schedule, plus any listed in the parameters. `profile="full"` gives the report's
-# numbers; the default `ci` runs in seconds.
+# it trains what it asks for. In the standard scenario the study's batch-size rows (`study="batch_size"`:
+# mini-batch SGD and heavy ball from batch 1 to the full training set, each size tuned by the same
+# protocol, at a one-epoch budget and at the full budget) are shown too; `batch_sizes` and `schedules`
+# add mini-batch SGD at other batch sizes or with other learning-rate schedules
+# (`helpers/engine/schedules.py`), tuned the same way. `profile="full"` gives the report's numbers;
+# the default `ci` runs in seconds.
 
 # %% tags=["parameters"]
 scenario = "standard"  # standard / l2 / sparse60 (the study's main scenarios) or another scenario
@@ -38,18 +40,21 @@ import warnings
 from dataclasses import replace
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
+import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from helpers.engine.schedules import check_schedule
 from helpers.evidence.analysis import method_label
-from helpers.evidence.plots import family_grid, metric_row
+from helpers.evidence.plots import family_grid, metric_row, style_for, thousands
 from helpers.evidence.summary import final_table
 from helpers.notebook import prepare
 from helpers.optimizers import get_spec, names
+from helpers.problem.data import N_TRAIN
 from helpers.study.definition import get_profile
 from helpers.study.experiment import records_of
+from helpers.study.protocol import execute, run_family, study_plan
 from helpers.study.readout import methods_table
-from helpers.study.protocol import run_family, study_plan
 from helpers.study.sweep import study_runs_dir
 
 FAMILY = "sgd"
@@ -59,10 +64,7 @@ if members is None:
     members = [m for m in family if sizes.methods is None or m in sizes.methods] or family[:1]
 methods = prepare(scenario, members, "", device, parameters={"batch_sizes": batch_sizes, "schedules": schedules})
 root = study_runs_dir(profile, runs_dir)
-study_rows = [r for r in sizes.rows_in() if r.scenario == scenario and r.tuning != "none"
-              and (r.methods == "all" or "sgd" in r.methods)]
-batch_sizes = sorted({*batch_sizes, *(r.overrides["batch_size"] for r in study_rows if "batch_size" in r.overrides)})
-schedules = [*dict.fromkeys([*schedules, *(r.overrides["schedule"] for r in study_rows if "schedule" in r.overrides)])]
+batch_rows = [r for r in sizes.rows_in() if r.study == "batch_size" and r.scenario == scenario]
 for s in schedules:
     check_schedule(s)
 
@@ -74,6 +76,7 @@ print(f"profile {profile}: {sizes.epochs} epoch(s) on {sizes.train_fraction:.0%}
       f"quasi-random trial(s); l2 {sizes.l2_trials} trial(s); sparse {sizes.sparse_rates} rate(s); "
       f"seeds up to {sizes.max_seeds or 'the rows'}")
 print(methods_table(replace(sizes, methods=tuple(methods))).to_string(index=False))
+print("the study's batch-size rows here:", ", ".join(r.name for r in batch_rows) or "none")
 print("extra batch sizes of mini-batch SGD:", batch_sizes or "none", "| extra schedules:", schedules or "none")
 
 # %% [markdown]
@@ -89,6 +92,7 @@ for b in batch_sizes:
     runs[f"batch {b}"] = run_family(["sgd"], scenario, profile, root=root, progress=True, batch_size=b)
 for s in schedules:
     runs[f"schedule {s}"] = run_family(["sgd"], scenario, profile, root=root, progress=True, schedule=s)
+batch_state = execute(profile, None, root, progress=True, rows=batch_rows) if batch_rows else None
 study = study_plan(None, profile, root)  # the study's extra seeds of its best methods, where trained
 extra = [r.config for r in study.done if r.row == scenario and r.method in methods and r.stage in ("final", "seeds")]
 finals = {c.run_id: (part, c) for part, run in runs.items() for c in run.finals}
@@ -116,6 +120,43 @@ for name, part in [("batch size", frame[frame["part"].str.startswith("batch")] i
     if len(part):
         members_sgd = frame[(frame["part"] == "members") & (frame["optimizer"] == "sgd")]
         metric_row(pd.concat([members_sgd, part]), suptitle=f"mini-batch SGD by {name} ({scenario})")
+
+# %% [markdown]
+# ## The study's batch sizes: final test accuracy and loss against the batch size
+#
+# Each batch size tuned by the protocol on its own (rate grid on the hold-out), then trained with the
+# study's seeds; at a one-epoch budget and at the full budget (batch 64 at the full budget is the
+# main row's run). Mean ± std over finished seeds.
+
+# %%
+if batch_state is not None:
+    rows_of = {r.name: r for r in batch_rows}
+    runs = [r for r in batch_state.done if r.row in rows_of and r.stage in ("final", "seeds")]
+    runs += [r for r in study.done if r.row == "standard" and r.method in {b.method for b in runs}
+             and r.stage in ("final", "seeds")]
+    batch = records_of([r.config for r in runs], root)
+if batch_state is not None and len(batch):
+    batch["batch"] = [round(N_TRAIN * f) if str(b) in ("None", "full", "nan") else int(b)
+                      for f, b in zip(batch["train_fraction"], batch["batch_size"])]  # full batch: every image
+    batch["budget"] = [f"{int(e)} epoch(s)" for e in batch["planned_epochs"]]
+    t = final_table(batch, by=["optimizer", "budget", "batch"]).reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
+    for (optimizer, budget), line in t.groupby(["optimizer", "budget"]):
+        look = style_for(optimizer if budget == t["budget"].max() else f"{optimizer} [{budget}]")
+        for ax, y in zip(axes, ("test_acc", "test_loss")):
+            ax.errorbar(line["batch"], line[f"{y}_mean"], yerr=line[f"{y}_std"].fillna(0), label=f"{optimizer}, {budget}",
+                        capsize=2, **look)
+    for ax, y in zip(axes, ("test accuracy (%)", "test loss")):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(thousands))
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(y)
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False, fontsize=8)
+    fig.tight_layout()
+    print(t[["optimizer", "budget", "batch", "finished", "diverged", "failed", "test_acc_mean", "test_acc_std",
+             "test_loss_mean", "wall_s"]].to_string(index=False))
+else:
+    print("no batch-size rows in this profile's study for this scenario" if batch_state is None else "no runs yet")
 
 # %% [markdown]
 # ## The members: runs, accuracy and loss, cost
