@@ -156,6 +156,26 @@ measured = variance[variance["start"] == list(starts)[-1]].dropna(subset=["relat
 median_error = measured.groupby("estimator")["relative"].median()
 
 # %% [markdown]
+# ## The study's measurements along the tuned trajectories
+#
+# The study's `variance` row (`helpers/study/definition.py` VARIANCE) measures, along each listed
+# method's tuned final run, the exact error of its own direction and of plain mini-batch gradients at
+# several batch sizes (`helpers/evidence/variance.py` `trajectory_variance`, stored beside the runs in
+# `outputs/measurements`). Shown: the median relative error E||v - grad f||^2 / ||grad f||^2 at each
+# checkpoint (oracle calls / N), at each run's own batch size.
+
+# %%
+from helpers.study.records import load_measurements
+
+trajectories = load_measurements(root, kind="variance")
+if len(trajectories):
+    own = trajectories[trajectories["batch_size"] == trajectories["run_batch"]]
+    print(own.pivot_table(index=["method", "estimator", "kind"], columns="checkpoint", values="relative",
+                          aggfunc="median").to_string(float_format=lambda v: f"{v:.3g}"))
+else:
+    print("no measurements of the study's variance row yet")
+
+# %% [markdown]
 # ## The members: runs, accuracy and loss, cost
 #
 # `estimator error`: the median relative error of the member's estimator over the measured iterates
