@@ -759,7 +759,7 @@ def _family_figure(runs: pd.DataFrame, family: str):
     from .plots import family_grid
     fig = family_grid(runs, target=A.TARGET, panels=list(FAMILY_PANELS[family]), hue="line")
     rows = len(fig.axes) // 3 if len(fig.axes) >= 3 else 1
-    fig.set_size_inches(PAGE_WIDTH, 1.65 * rows + 0.15)
+    fig.set_size_inches(PAGE_WIDTH, 1.5 * rows + 0.15)
     fig.tight_layout()
     return fig
 
