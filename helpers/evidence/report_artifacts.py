@@ -433,6 +433,27 @@ def update_readme(readme: Path, block: str, name: str = "results") -> None:
     Path(readme).write_text(f"{head}{start}\n{block}{end}{tail}")
 
 
+def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = None) -> str:
+    """What a family's members did in the standard scenario, from the records: the members in order
+    of mean test accuracy (the numbers are in the scenario table), the runs that did not finish,
+    and which members the test set does not separate from the indicated method."""
+    part = rows[rows["family"] == family].sort_values("test_acc_mean", ascending=False) if len(rows) else rows
+    if part is None or part.empty:
+        return "Standard scenario: \\NotRun{} for this family."
+    text = ("Standard scenario, members in order of mean test accuracy (Table~\\ref{tab:standard}): "
+            + ", ".join(_tex(m) for m in part["method"]) + ".")
+    lost = part[(part["diverged"].fillna(0) + part["failed"].fillna(0)) > 0]
+    if len(lost):
+        text += " Not finished: " + "; ".join(f"{_tex(r['method'])} {int(r['diverged'])} diverged, {int(r['failed'])} failed"
+                                             for _, r in lost.iterrows()) + "."
+    if comparison and comparison.get("reference") is not None:
+        group = {m for m, _ in comparison.get("group_accuracy", [])}
+        inside = [m for m in part["method"] if m in group]
+        text += (f" Not separable from the indicated method on accuracy: {len(inside)} of {len(part)}"
+                 + (f" ({_tex(', '.join(inside))})." if inside else "."))
+    return text
+
+
 def failures_sentence(rows: pd.DataFrame, scenario: str) -> str:
     """Which methods lost final runs in ``scenario`` (diverged/failed of all), or that none did."""
     if rows is None or rows.empty:
@@ -599,6 +620,10 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
         chosen = A.holdout_strategies(main_records, scenario) if cost and scenario.startswith("sparse") else None
         files[f"scenario_{scenario}.tex"] = scenario_tex(results, comps.get(scenario, {}), scenario, state, chosen)
         values[f"Failures{SCENARIO_KEYS[scenario]}"] = failures_sentence(main_rows(results, scenario, chosen), scenario)
+    standard_rows = main_rows(results, "standard")
+    for family in FAMILY_ORDER:
+        key = "".join(part.capitalize() for part in family.split("_"))
+        values[f"Family{key}"] = family_sentence(standard_rows, family, comps.get("standard"))
     files["macros.tex"] = macros_tex(values)
     snippets = report_figures(frame_main, results, comps, report_dir / "figures", state, frame, draw=draw,
                               measurements=_measurements(root))
