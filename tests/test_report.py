@@ -21,8 +21,7 @@ GENERATED = ("macros.tex", "definition.tex", "timing.tex", "time_to_target.tex",
              "scenario_standard.tex", "scenario_l2.tex", "scenario_sparse60.tex",
              *(f"members_{f}.tex" for f in ("sgd", "momentum", "noise_reduction", "second_order")),
              *(f"fig_{n}.tex" for n in ("family_sgd", "family_momentum", "family_noise_reduction",
-                                        "family_second_order", "differences_standard", "differences_l2_sparse60",
-                                        "batch_size", "accuracy_vs_density", "variance")),
+                                        "family_second_order", "differences", "batch_size", "accuracy_vs_density", "variance")),
              "readme_results.md")
 
 

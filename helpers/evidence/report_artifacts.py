@@ -15,7 +15,7 @@ from .plots import density_plot, difference_plot, family_facets, metric_row, pro
 from .summary import COUNTING_RULE
 
 PDF_META = {"CreationDate": None, "Producer": None}
-PAGE_WIDTH = 6.6  # inches: the report's text width (A4, 2.1 cm margins), so figures print at 1:1
+PAGE_WIDTH = 6.85  # inches: the report's text width (A4, 1.8 cm margins), so figures print at 1:1
 PAGE_PANEL = (1.6, 2.1)
 
 
@@ -81,11 +81,28 @@ def _counts(row) -> str:
 
 
 def time_to_target_tex(ttt: pd.DataFrame, top: int = 12) -> str:
-    """Cost to first reach the target in epochs and oracle calls; no wall time: the study's runs
-    share the machine and mix engines (wall time comes from the timing pass)."""
+    """Cost to first reach the target in epochs and oracle calls, and its wall time by the timing
+    pass (the study's own wall times share the machine and mix engines); -- where not timed."""
     body = [[_tex(r["method"]), f"{int(r['reached'])}/{int(r['seeds'])}", _num(r["epoch"], 2),
-             _num(r["oracle_evals"])] for _, r in ttt.head(top).iterrows()]
-    return _tabular("lrrr", ["method", "seeds reaching", "epochs", "oracle calls"], body)
+             _num(r["oracle_evals"]), _timed(r)] for _, r in ttt.head(top).iterrows()]
+    return _tabular("lrrrr", ["method", "seeds reaching", "epochs", "oracle calls", "s (timing)"], body)
+
+
+def _timed(row) -> str:
+    seconds = wall_time(A.method_optimizer(row["method"]), row["oracle_evals"])
+    return "--" if seconds is None else _num(seconds)
+
+
+def wall_time(method: str, oracle_calls: float) -> float | None:
+    """Training seconds of ``oracle_calls`` by the timing pass: the batched figure per model where
+    the engine trains several models at once (as the study does), else K = 1; None if not timed."""
+    from ..study import timing as T
+    for batched in (True, False):
+        try:
+            return T.wall_seconds(method, oracle_calls, batched=batched)
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 def methods_tex() -> str:
@@ -558,16 +575,12 @@ def _starter_macros(results_all: pd.DataFrame, final_all: pd.DataFrame) -> dict[
 
 
 def _fastest_wall(ttt: pd.DataFrame) -> dict[str, str]:
-    from ..study import timing as T
     reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
     if not len(reached):
         return {}
     fastest = reached.iloc[0]
-    try:
-        seconds = T.wall_seconds(A.method_optimizer(fastest["method"]), fastest["oracle_evals"], batched=True)
-    except KeyError:
-        return {}
-    return {"FastestWall": f"{seconds:.0f}"}
+    seconds = wall_time(A.method_optimizer(fastest["method"]), fastest["oracle_evals"])
+    return {} if seconds is None else {"FastestWall": f"{seconds:.0f}"}
 
 
 def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | None = None, root=None,
@@ -609,8 +622,8 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     values.update(sentence_macros(values, state))
     files = {"macros.tex": macros_tex(values), "timing.tex": timing,
              "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else _tabular(
-                 "lrrr", ["method", "seeds reaching", "epochs", "oracle calls"], [],
-                 raw=[r"\multicolumn{4}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
+                 "lrrrr", ["method", "seeds reaching", "epochs", "oracle calls", "s (timing)"], [],
+                 raw=[r"\multicolumn{5}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
     if state is not None:
         files["definition.tex"] = RS.rows_tex(state, profile)
@@ -633,7 +646,8 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
         (tables / name).write_text(text)
     for stale in ("final_standard.tex", "final_l2.tex", "final_sparse60.tex", "final_families.tex",
                   "families_by_scenario.tex", "comparison_standard.tex", "comparison_l2.tex", "comparison_sparse60.tex",
-                  "methods.tex", "targets.tex", "bench_macros.tex", "fig_differences_l2.tex", "fig_differences_sparse60.tex"):
+                  "methods.tex", "targets.tex", "bench_macros.tex", "fig_differences_l2.tex", "fig_differences_sparse60.tex",
+                  "fig_differences_standard.tex", "fig_differences_l2_sparse60.tex"):
         (tables / stale).unlink(missing_ok=True)
     answers = [answer(c, best.loc[s] if s in best.index else None) for s, c in comps.items()]
     (tables / "readme_results.md").write_text(readme_markdown(results, ttt, cost, best, answers,
@@ -784,7 +798,7 @@ def _family_figure(runs: pd.DataFrame, family: str):
     from .plots import family_grid
     fig = family_grid(runs, target=A.TARGET, panels=list(FAMILY_PANELS[family]), hue="line")
     rows = len(fig.axes) // 3 if len(fig.axes) >= 3 else 1
-    fig.set_size_inches(PAGE_WIDTH, 1.5 * rows + 0.15)
+    fig.set_size_inches(PAGE_WIDTH, 1.4 * rows + 0.15)
     fig.tight_layout()
     return fig
 
@@ -865,22 +879,16 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
         else:
             wanted[name] = RS.pending_figure(f"no final run of this family in the standard scenario yet "
                                              f"({pend(['standard'])})")
-    comp = comps.get("standard", {})
-    if "accuracy" in comp and len(comp["accuracy"]) > 1:
-        _save(lambda: _differences_figure(comp), out / "differences_standard.pdf")
-        wanted["differences_standard"] = RS.figure_tex("figures/differences_standard.pdf")
-    else:
-        wanted["differences_standard"] = RS.pending_figure(
-            f"no hold-out ranking with paired final seeds in standard yet ({pend(SCENARIO_ROWS['standard'])})")
-    others = {s: comps[s] for s in ("l2", "sparse60") if "accuracy" in comps.get(s, {}) and len(comps[s]["accuracy"]) > 1}
-    if others:
-        _save(lambda: _accuracy_differences_figure(others), out / "differences_l2_sparse60.pdf")
-        wanted["differences_l2_sparse60"] = RS.figure_tex("figures/differences_l2_sparse60.pdf")
-    missing = [s for s in ("l2", "sparse60") if s not in others]
+    ready = {s: comps[s] for s in A.MAIN_SCENARIOS
+             if "accuracy" in comps.get(s, {}) and len(comps[s]["accuracy"]) > 1}
+    if ready:
+        _save(lambda: _accuracy_differences_figure(ready), out / "differences.pdf")
+        wanted["differences"] = RS.figure_tex("figures/differences.pdf")
+    missing = [s for s in A.MAIN_SCENARIOS if s not in ready]
     if missing:
         note = "; ".join(f"{_tex(s)}: no hold-out ranking with paired final seeds yet ({pend(SCENARIO_ROWS[s])})"
                          for s in missing)
-        wanted["differences_l2_sparse60"] = wanted.get("differences_l2_sparse60", "") + RS.pending_figure(note)
+        wanted["differences"] = wanted.get("differences", "") + RS.pending_figure(note)
     batch = batch_size_results(all_frame) if len(all_frame) else pd.DataFrame()
     if len(batch) and batch["batch"].nunique() > 1:
         _save(lambda: batch_size_plot(batch), out / "batch_size.pdf")
@@ -912,27 +920,16 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
     return wanted
 
 
-def _differences_figure(comp: dict):
-    """The seed-matched differences, one row per method at 0.11 in (the page's budget)."""
-    rows = max(len(comp["accuracy"]), len(comp["loss"]))
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 0.1 * rows + 0.9), sharey=True)
-    difference_plot({"test accuracy difference (points)": comp["accuracy"], "test loss difference": comp["loss"]},
-                    axes=axes)
-    for ax in axes:
-        ax.tick_params(axis="y", labelsize=6)
-        for line in ax.get_lines():
-            line.set_markersize(4)
-    fig.tight_layout()
-    return fig
-
-
 def _accuracy_differences_figure(comps: dict):
     """Seed-matched test-accuracy differences, one panel per scenario (each with its own methods)."""
     rows = max(len(c["accuracy"]) for c in comps.values())
     fig, axes = plt.subplots(1, len(comps), figsize=(PAGE_WIDTH, 0.1 * rows + 0.9), squeeze=False)
     for ax, (scenario, comp) in zip(axes[0], comps.items()):
-        difference_plot({f"{scenario}: test accuracy difference (points)": comp["accuracy"]}, axes=[ax])
-        ax.tick_params(axis="y", labelsize=6)
+        difference_plot({f"{scenario}: test acc. difference (points)": comp["accuracy"]}, axes=[ax])
+        ax.tick_params(axis="y", labelsize=5.5)
+        ax.tick_params(axis="x", labelsize=6)
+        ax.set_title(ax.get_title(loc="left") if ax is axes[0][0] else "", fontsize=6, loc="left")
+        ax.set_ylim(rows - 0.5, -0.5)
         for line in ax.get_lines():
             line.set_markersize(4)
     fig.tight_layout()
