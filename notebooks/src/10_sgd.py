@@ -29,7 +29,7 @@
 # %% tags=["parameters"]
 scenario = "standard"  # standard / l2 / sparse60 (the study's main scenarios) or another scenario
 profile = "ci"  # the study's size (helpers/study/definition.py PROFILES): ci, quick, full
-members: list = None  # None: the family's methods in the profile's study; or a list of names
+members: list = None  # None: the family's methods in the profile's study (if none, its first); or names
 batch_sizes = []  # mini-batch SGD at these batch sizes too, each tuned by the protocol
 schedules = []  # mini-batch SGD with these schedules too (constant, step, cosine, warmup_cosine, onecycle)
 device = None  # None: CUDA when available, else CPU

@@ -31,7 +31,7 @@
 # %% tags=["parameters"]
 scenario = "standard"  # standard / l2 / sparse60 (the study's main scenarios) or another scenario
 profile = "ci"  # the study's size (helpers/study/definition.py PROFILES): ci, quick, full
-members: list = None  # None: the family's methods in the profile's study; or a list of names
+members: list = None  # None: the family's methods in the profile's study (if none, its first); or names
 reference = "sgd"  # plain mini-batch SGD under the same protocol, for comparison ("" for none)
 device = None  # None: CUDA when available, else CPU
 runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outputs/runs)
