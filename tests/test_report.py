@@ -62,6 +62,22 @@ def test_pieces_without_records_say_what_is_not_run(tmp_path):
     assert not list((tmp_path / "report" / "figures").glob("*.pdf"))
 
 
+def test_pieces_build_without_the_planner(tmp_path, monkeypatch):
+    """Where the planner cannot read the study, every macro the report uses is still defined."""
+    import re
+    from helpers.evidence import report_artifacts as R
+    monkeypatch.setattr(R, "_plan_state", lambda root, profile: None)
+    monkeypatch.setattr(R, "protocol_macros", lambda profile="full": {})
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    R.write_all(pd.DataFrame(), tmp_path, pd.DataFrame(), root=runs, draw=False)
+    defined = set(re.findall(r"\\newcommand\{\\(\w+)\}", (tmp_path / "tables" / "macros.tex").read_text()))
+    used = set(re.findall(r"\\([A-Z]\w+)", (REPORT_DIR / "report.tex").read_text() +
+                          (REPORT_DIR / "conclusion.tex").read_text()))
+    assert used - defined == set()
+    assert (tmp_path / "tables" / "definition.tex").is_file()
+
+
 def test_main_tables_keep_the_main_recipe_only():
     """The other studies' runs (another batch size, unit pixels, another horizon) stay out of the
     scenario tables and the hold-out ranking."""

@@ -498,14 +498,28 @@ def default_macros(state=None) -> dict[str, str]:
         rows = SCENARIO_ROWS[scenario]
         out[f"Answer{key}"] = (f"{_tex(scenario)}: {RS.NOT_RUN}"
                                + (f" ({RS.pending(state, rows)})" if state is not None else "") + ".")
-    for name in ("StarterAcc", "StarterStd", "StarterSeeds", "StarterSeedAccs", "SparseGap", "FastestMethod",
-                 "FastestEpochs", "FastestGradEvals", "FastestOracle", "FastestReached", "FastestWall",
+    for name in (*PROTOCOL_NAMES, "CountingRule", "StatsRule", "StatusDone", "StatusPlanned", "StatusRunnable",
+                 "StatusBlocked", "StatusFailed", "StatusLine", "StarterAcc", "StarterStd", "StarterSeeds",
+                 "StarterSeedAccs", "SparseGap", "FastestMethod", "FastestEpochs", "FastestGradEvals", "FastestOracle", "FastestReached", "FastestWall",
                  "StudyRuns", "StudyTuningRuns", "StudyHours", "TimingMachine", "TimingThreads", "TimingIdle"):
         out[name] = RS.NOT_RUN
     return out
 
 
 SCENARIO_KEYS = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
+# The protocol macros the report uses (protocol_macros), each "not yet run" if the definition cannot be read.
+PROTOCOL_NAMES = ("ProtocolAlpha", "ProtocolBasicBudget", "ProtocolBasicEpochs", "ProtocolBatchMethods",
+                  "ProtocolBatchSizes", "ProtocolBatchSkips", "ProtocolBatchSmallBudget",
+                  "ProtocolBatchSmallEpochs", "ProtocolBudget", "ProtocolConfidence", "ProtocolEpochs",
+                  "ProtocolEvalsPerEpoch", "ProtocolGridExtension", "ProtocolGridPoints", "ProtocolHorizonEvals",
+                  "ProtocolHorizonSpacing", "ProtocolHorizons", "ProtocolLtwoTrials", "ProtocolMomentumMethod",
+                  "ProtocolQmcTrials", "ProtocolSeeds", "ProtocolSparseRates", "ProtocolStarterLr",
+                  "ProtocolStarterSeeds", "ProtocolStrategyFinetune", "ProtocolStrategyGradual",
+                  "ProtocolStrategyProjection", "ProtocolTestImages", "ProtocolThinner", "ProtocolTopK",
+                  "ProtocolTopSeeds", "ProtocolTrainImages", "ProtocolTuneBudget", "ProtocolTuneImages",
+                  "ProtocolValSize", "ProtocolVarianceBatches", "ProtocolVarianceEpochs",
+                  "ProtocolVarianceMethods", "ProtocolWdCoupled", "ProtocolWdDecoupled", "ProtocolWdMethods",
+                  "ProtocolWdPoints")
 
 
 def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
@@ -625,8 +639,8 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
                  "lrrrr", ["method", "seeds reaching", "epochs", "oracle calls", "s (timing)"], [],
                  raw=[r"\multicolumn{5}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
-    if state is not None:
-        files["definition.tex"] = RS.rows_tex(state, profile)
+    files["definition.tex"] = RS.rows_tex(state, profile) if state is not None else _tabular(
+        "l", ["study definition"], [], raw=[r"\NotRun{}: the planner could not read the study \\"])
     for family in FAMILY_ORDER:
         files[f"members_{family}.tex"] = RS.members_tex(family, profile)
     for scenario in A.MAIN_SCENARIOS:
