@@ -37,13 +37,14 @@ def method_optimizer(label: str) -> str:
 
 
 def study_frame(root=None, frame: pd.DataFrame | None = None,
-                statuses=("finished", "diverged")) -> pd.DataFrame:
-    """Runs on the full training set evaluated on the test set whose status is in ``statuses``
+                statuses=("finished", "diverged"), train_fraction: float = 1.0) -> pd.DataFrame:
+    """Final runs (the study profile's training set, ``train_fraction`` of the images: all of them
+    in the full study) evaluated on the test set whose status is in ``statuses``
     (:func:`final_frame` adds the failed ones, for counting)."""
     frame = load_records(root) if frame is None else frame
     if frame.empty:
         return frame
-    keep = (frame["eval_split"] == "test") & (frame["train_fraction"] == 1.0) & \
+    keep = (frame["eval_split"] == "test") & (frame["train_fraction"] == train_fraction) & \
         frame["status"].isin(list(statuses))
     if "within_budget" in frame:  # gradual/finetune records before the budget is reached
         keep &= frame["within_budget"].astype(bool) | (frame["status"] == "failed")

@@ -238,7 +238,7 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
             errors.append(f"notebook {SUMMARY} has no parameter(s) {unknown}; "
                           f"its parameters: {', '.join(declared) or 'none'}")
         parameters = {**{k: v for k, v in plumbing.items() if k in declared and v is not None},
-                      **spec["summary"]}
+                      **({"profile": profile} if "profile" in declared else {}), **spec["summary"]}
         jobs.append(Job(SUMMARY, summary_path, output_dir / summary_path.name, parameters,
                         reusable=False, runs_dir=root))
     errors += [f"{message} (notebook{'s' * (len(names) > 1)} {', '.join(names)})"

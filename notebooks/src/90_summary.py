@@ -28,7 +28,7 @@ import pandas as pd
 
 from helpers.evidence import analysis as A
 from helpers.evidence.plots import density_plot, metric_row, profile_plot
-from helpers.study.definition import PROTOCOL_VERSION
+from helpers.study.definition import PROTOCOL_VERSION, get_profile
 from helpers.study.readout import definition_table
 from helpers.study.records import load_records
 from helpers.study.sweep import study_runs_dir
@@ -36,7 +36,7 @@ from helpers.study.sweep import study_runs_dir
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 3)
 root = study_runs_dir(profile, runs_dir)
 records = load_records(root, protocol=PROTOCOL_VERSION)
-frame = A.study_frame(frame=records)
+frame = A.study_frame(frame=records, train_fraction=get_profile(profile).train_fraction)
 results = A.final_results(frame) if len(frame) else pd.DataFrame()
 
 # %% [markdown]
@@ -137,7 +137,7 @@ if len(density) and density["density"].nunique() > 1:
 # %%
 if report_dir:
     from helpers.evidence.report_artifacts import write_all
-    written = write_all(frame, report_dir, records)
+    written = write_all(frame, report_dir, records, root=root, profile=profile)
     print("wrote tables and figures to", report_dir)
 
 # %%
