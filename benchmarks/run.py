@@ -17,9 +17,19 @@
     with the batched engine training several seeds at once (wall: each model's share).
 (c) How the cost grows with K (time per step, throughput) and with epochs (cumulative
     wall time and gradient evaluations of the (b) runs), as a table and a plot.
+(d) The distance to the physical limit: (a)'s throughput in FLOP/s (LeNet-5's training FLOPs
+    per sample counted from its convolution and linear layers) as a fraction of the device's
+    peak, measured in the same run by a large float32 matmul at the same thread count
+    (:mod:`benchmarks.flops`).
+(e) The methods batched since the one-loop engine (SVRG, SARAH, SAGA, averaging, Lookahead,
+    growing batch, schedule-free): per-model throughput at K = 8 against K = 1
+    (:mod:`benchmarks.methods`).
+(f) On a CUDA device: model-epochs per second at K = 1, 8, 32, 128 over the full training set
+    (:func:`benchmarks.methods.model_epochs`); on a CPU it is not measured.
 
-Results: outputs/benchmarks/{throughput,time_to_target,epochs}.csv, benchmarks.json,
-benchmarks.png and README_table.md. ``python -m benchmarks.run --quick`` is a short smoke run.
+Results: outputs/benchmarks/{throughput,time_to_target,epochs,methods,model_epochs}.csv,
+benchmarks.json, benchmarks.png and README_table.md. ``python -m benchmarks.run --quick`` is a
+short smoke run (about a minute).
 """
 from __future__ import annotations
 
@@ -44,15 +54,21 @@ from helpers.study.records import OUTPUTS
 from helpers.runtime import default_device, environment
 from helpers.engine.train import train
 
+from .flops import peak_flops, training_flops_per_sample
+from .methods import METHODS, method_throughput, model_epochs, summarize_methods
+
 OUT = OUTPUTS / "benchmarks"
 BATCH = 64
 KS = (1, 4, 8, 16, 32)
 VAL = 100  # a tiny hold-out: throughput runs evaluate once, cheaply (evaluation is not timed)
 RECIPE = dict(optimizer="nesterov", hparams={"lr": 0.05, "momentum": 0.9}, schedule="onecycle",
               batch_size=BATCH, scaling="standardize", evals_per_epoch=4)
+GPU_KS = (1, 8, 32, 128)
 PROFILES = {
-    "default": dict(fraction=0.05, rounds=3, epochs=5, seeds=3),
-    "quick": dict(fraction=0.03, rounds=1, epochs=1, seeds=2),
+    "default": dict(fraction=0.05, rounds=3, epochs=5, seeds=3, method_fraction=0.05, method_rounds=2,
+                    peak_n=2048),
+    "quick": dict(fraction=0.02, rounds=1, epochs=1, seeds=2, method_fraction=0.01, method_rounds=1,
+                  peak_n=1024),
 }
 
 
@@ -144,14 +160,22 @@ def throughput(profile: dict, device: torch.device, quick: bool) -> pd.DataFrame
     return frame
 
 
-def summarize_throughput(frame: pd.DataFrame) -> pd.DataFrame:
+def summarize_throughput(frame: pd.DataFrame, flops_per_sample: float | None = None,
+                         peak: float | None = None) -> pd.DataFrame:
+    """Medians over rounds; with ``flops_per_sample`` and ``peak`` (FLOP/s) also the FLOP rate per
+    CPU second (``gflops_cpu``) and its fraction of the peak (``peak_fraction``)."""
     order = list(dict.fromkeys(frame["engine"]))
     out = frame.groupby("engine", sort=False).agg(
         models=("models", "first"), samples_per_s=("samples_per_s", "median"),
+        samples_per_cpu_s=("samples_per_cpu_s", "median"),
         model_epochs_per_s=("samples_per_s", lambda s: statistics.median(s) / N_TRAIN),
         ms_per_step=("ms_per_step", "median"), ratio_wall=("ratio_wall", "median"),
         ratio_cpu=("ratio_cpu", "median"), rounds=("round", "count"))
-    return out.loc[order].reset_index()
+    out = out.loc[order].reset_index()
+    if flops_per_sample is not None and peak:
+        out["gflops_cpu"] = out["samples_per_cpu_s"] * flops_per_sample / 1e9
+        out["peak_fraction"] = out["gflops_cpu"] * 1e9 / peak
+    return out
 
 
 def first_reach(records: list[dict], target: float = TARGET) -> dict | None:
@@ -237,20 +261,33 @@ def epochs_table(curves: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
-def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, meta: dict) -> str:
+def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, meta: dict,
+             methods: pd.DataFrame | None = None, gpu: pd.DataFrame | None = None) -> str:
     env = meta["environment"]
     lines = [f"Measured by `{meta['command']}` on {env['device']} ({env['cpu_count']} cores, "
              f"torch {env['torch']}, {meta['threads']} torch thread(s) for every engine), "
              f"{meta['date']}, git {env['git_commit']}.", "",
              "**(a) Training throughput at batch 64** (evaluation excluded; median over "
              f"{int(summary['rounds'].max())} round(s); ratios to the starter loop of the same round):", "",
-             "| engine | models | model-samples/s | model-epochs/s | ms per step | x starter (wall) | x starter (CPU time) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| engine | models | model-samples/s | model-epochs/s | ms per step | x starter (wall) | "
+             "x starter (CPU time) | GFLOP/s (CPU time) | % of peak |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary.itertuples():
+        flops = (f"{r.gflops_cpu:.1f} | {100 * r.peak_fraction:.1f}" if hasattr(r, "gflops_cpu") else "– | –")
         lines.append(f"| {r.engine} | {r.models} | {r.samples_per_s:,.0f} | {r.model_epochs_per_s:.3f} | "
-                     f"{r.ms_per_step:.1f} | {r.ratio_wall:.2f} | {r.ratio_cpu:.2f} |")
+                     f"{r.ms_per_step:.1f} | {r.ratio_wall:.2f} | {r.ratio_cpu:.2f} | {flops} |")
+    if meta.get("flops"):
+        lines += _flops_lines(meta["flops"], meta["peak"])
     if len(ttt):
         lines += _target_lines(ttt, epochs)
+    if methods is not None and len(methods):
+        lines += _method_lines(methods, meta)
+    if gpu is not None and len(gpu):
+        lines += ["", f"**(f) Model-epochs per second on {env['device']}** (plain SGD, batch 64, full training "
+                  "set, evaluation excluded):", "",
+                  "| models (K) | model-epochs/s | model-samples/s | training s |", "|---:|---:|---:|---:|"]
+        lines += [f"| {r.models} | {r.model_epochs_per_s:.2f} | {r.model_samples_per_s:,.0f} | {r.train_s:.1f} |"
+                  for r in gpu.itertuples()]
     if meta.get("compile"):
         c = meta["compile"]
         lines += ["", f"torch.compile on the batched step (K={c['models']}): eager "
@@ -258,7 +295,8 @@ def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, met
                   f"{', '.join(f'{v:,.0f}' for v in c['compiled'])} model-samples/s "
                   f"(first compiled run {c['first_compiled_run_s']:.0f} s)."]
     if env["device"] == "cpu":
-        lines += ["", "GPU: not measured (no GPU on this machine)."]
+        lines += ["", f"GPU (model-epochs per second at K = {', '.join(map(str, GPU_KS))}): not measured "
+                  "(no GPU on this machine)."]
     lines += ["", "Absolute figures depend on the load other processes put on the machine; the ratios "
               "compare engines measured one after the other in the same rounds."]
     return "\n".join(lines) + "\n"
@@ -280,6 +318,32 @@ def _target_lines(ttt: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _flops_lines(flops: dict, peak: dict) -> list[str]:
+    macs = ", ".join(f"{name} {m:,}" for name, m in flops["layer_macs"].items())
+    return ["", f"**(d) Distance to the physical limit.** LeNet-5 training costs {flops['training']:,} FLOPs per sample (forward "
+            f"{flops['forward']:,} = 2 x the multiply-adds of its layers ({macs}); backward: every layer's "
+            "weight gradient and every layer's input gradient but conv1's; biases, ReLU, pooling and the "
+            "update not counted). Peak: the best of "
+            f"{peak['repeats']} float32 {peak['n']} x {peak['n']} matmuls at {peak['threads']} thread(s), "
+            f"timed by {peak['clock']} in this run: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s. "
+            "GFLOP/s of an engine = model-samples per CPU second x FLOPs per sample."]
+
+
+def _method_lines(methods: pd.DataFrame, meta: dict) -> list[str]:
+    k = int(methods["k"].iloc[0])
+    lines = ["", f"**(e) Methods batched by the one-loop engine: per-model throughput at K = {k} against "
+             f"K = 1** (batch 64, one epoch of train fraction {meta['profile']['method_fraction']}, "
+             f"{meta['profile']['method_rounds']} round(s); model-samples per CPU second, evaluation on 100 "
+             "images included; averaging from step 0):", "",
+             f"| method | sample gradients per sample | K = 1 | K = {k} | x K = 1 (CPU time) | x K = 1 (wall) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in methods.itertuples():
+        row = r._asdict()
+        lines.append(f"| {r.method} | {r.oracle_per_sample:.2f} | {row['cpu_K1']:,.0f} | {row[f'cpu_K{k}']:,.0f} | "
+                     f"{r.ratio_cpu:.2f} | {r.ratio_wall:.2f} |")
+    return lines
+
+
 def _fmt(value, spec: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
@@ -292,7 +356,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, help="planned epochs of the (b) recipe runs")
     parser.add_argument("--seeds", type=int, help="seeds trained at once in (b)")
     parser.add_argument("--rounds", type=int, help="rounds of (a)")
-    parser.add_argument("--skip-target", action="store_true", help="only (a)")
+    parser.add_argument("--skip-target", action="store_true", help="skip (b) and (c)")
+    parser.add_argument("--skip-methods", action="store_true", help="skip (e)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="the methods of (e)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile on the batched step")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -307,11 +373,29 @@ def main(argv=None) -> int:
     meta = {"command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
             "profile": profile, "threads": args.threads, "environment": environment(device),
             "date": time.strftime("%Y-%m-%d %H:%M %Z"), "target": TARGET}
+    meta["flops"] = training_flops_per_sample()
+    print("(d) peak FLOP rate", file=sys.stderr)
+    peaks = [peak_flops(device, profile["peak_n"])]
     print("(a) throughput", file=sys.stderr)
     frame = throughput(profile, device, args.quick)
     frame.to_csv(args.out / "throughput_rounds.csv", index=False)
-    summary = summarize_throughput(frame)
+    peaks.append(peak_flops(device, profile["peak_n"]))
+    meta["peak"] = max(peaks, key=lambda p: p["flops_per_s"])
+    summary = summarize_throughput(frame, meta["flops"]["training"], meta["peak"]["flops_per_s"])
     summary.to_csv(args.out / "throughput.csv", index=False)
+    methods = gpu = None
+    if not args.skip_methods:
+        print("(e) methods at K = 8 against K = 1", file=sys.stderr)
+        data = load(device=device, train_fraction=profile["method_fraction"], val_size=VAL)
+        method_rows = method_throughput(data, profile["method_fraction"], profile["method_rounds"],
+                                        methods=args.methods)
+        method_rows.to_csv(args.out / "methods_rounds.csv", index=False)
+        methods = summarize_methods(method_rows)
+        methods.to_csv(args.out / "methods.csv", index=False)
+    if device.type == "cuda":
+        print("(f) model-epochs per second", file=sys.stderr)
+        gpu = model_epochs(load(device=device, val_size=VAL), GPU_KS)
+        gpu.to_csv(args.out / "model_epochs.csv", index=False)
     if args.compile:
         print("torch.compile check", file=sys.stderr)
         meta["compile"] = compile_check(device, profile["fraction"])
@@ -330,8 +414,10 @@ def main(argv=None) -> int:
     meta["seconds"] = time.perf_counter() - started
     meta["throughput"] = summary.to_dict(orient="records")
     meta["time_to_target"] = ttt.to_dict(orient="records")
+    meta["methods"] = methods.to_dict(orient="records") if methods is not None else None
+    meta["model_epochs"] = gpu.to_dict(orient="records") if gpu is not None else None
     (args.out / "benchmarks.json").write_text(json.dumps(meta, indent=1, default=str))
-    table = markdown(summary, ttt, epochs, meta)
+    table = markdown(summary, ttt, epochs, meta, methods, gpu)
     (args.out / "README_table.md").write_text(table)
     print(table)
     print(f"done in {meta['seconds']:.0f} s; results in {args.out}", file=sys.stderr)

@@ -79,7 +79,7 @@ def forward(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False) -
         b = x.shape[1]
         h = x.reshape(k, b, 28, 28).transpose(0, 1).contiguous(memory_format=CHANNELS_LAST)
         h = F.conv2d(h, w1, p["conv1.bias"].reshape(-1), groups=k)
-    h = F.max_pool2d(h, 2).relu()
+    h = F.max_pool2d(h.contiguous(memory_format=CHANNELS_LAST), 2).relu()
     h = F.conv2d(h, p["conv2.weight"].reshape(k * 16, 6, 5, 5), p["conv2.bias"].reshape(-1), groups=k)
     h = F.max_pool2d(h, 2).relu()
     h = h.reshape(b, k, 256).transpose(0, 1)

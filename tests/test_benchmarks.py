@@ -1,0 +1,53 @@
+"""The benchmark's parts that a CPU-only test run can exercise: FLOP counting, the peak measurement,
+the per-method K-against-1 throughput and the GPU section's model-epochs path (run here on a CPU
+at a tiny size; on a GPU the same function runs K = 1, 8, 32, 128 over the full training set)."""
+import pytest
+import torch
+
+from benchmarks.flops import layer_macs, peak_flops, training_flops_per_sample
+from benchmarks.methods import method_throughput, model_epochs, summarize_methods
+from helpers.problem.data import load
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_lenet_flops_follow_the_layer_shapes():
+    macs = dict(layer_macs())
+    assert macs == {"conv1": 6 * 24 * 24 * 1 * 25, "conv2": 16 * 8 * 8 * 6 * 25, "fc1": 256 * 120,
+                    "fc2": 120 * 84, "fc3": 84 * 10}
+    flops = training_flops_per_sample()
+    total = sum(macs.values())
+    assert flops["forward"] == 2 * total
+    assert flops["training"] == 2 * total + 2 * total + 2 * (total - macs["conv1"])
+
+
+def test_peak_is_a_positive_rate():
+    peak = peak_flops(torch.device("cpu"), n=128, repeats=2)
+    assert peak["flops_per_s"] > 1e6 and peak["threads"] == 1
+
+
+def test_method_throughput_compares_k_models_with_one():
+    data = load(train_fraction=0.005, val_size=100)
+    frame = method_throughput(data, 0.005, rounds=1, ks=(1, 2), methods=("svrg", "sgd_polyak"))
+    assert set(frame["models"]) == {1, 2}
+    summary = summarize_methods(frame).set_index("method")
+    assert list(summary.index) == ["svrg", "sgd_polyak"]
+    assert summary.loc["svrg", "oracle_per_sample"] > 1.5  # snapshot pass + two batch gradients per step
+    assert summary.loc["sgd_polyak", "oracle_per_sample"] == pytest.approx(1.0)
+    assert (summary["ratio_cpu"] > 0).all() and (summary["cpu_K2"] > 0).all()
+
+
+def test_model_epochs_path_runs_on_a_cpu_at_a_tiny_size():
+    data = load(train_fraction=0.005, val_size=100)
+    frame = model_epochs(data, ks=(1, 2))
+    assert list(frame["models"]) == [1, 2]
+    assert (frame["epochs"] == 1).all()
+    assert (frame["model_epochs_per_s"] > 0).all()
+    assert frame["model_samples_per_s"].iloc[1] == pytest.approx(
+        frame["model_epochs_per_s"].iloc[1] * len(data.train))
