@@ -248,7 +248,8 @@ def plot(summary: pd.DataFrame, curves: pd.DataFrame, path: Path) -> None:
     right.set_xlabel("training wall time per model (s)")
     right.set_ylabel("test accuracy (%)")
     right.set_title("tuned recipe: accuracy against time")
-    right.legend(fontsize=7)
+    if len(curves):
+        right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
