@@ -2,14 +2,18 @@
 
 What covers the notebooks, and what does not:
 
-- nbval (configured in pyproject.toml) re-executes every committed notebook with its defaults
-  (``profile="ci"``, ``scenario="standard"``) and compares only the cells marked
-  ``# NBVAL_CHECK_OUTPUT`` (``--nbval-lax``): the study's sizes, the methods' table from the study
-  definition, run ids derived from the definition, parameter counts. No trained number is compared
-  there (nbval cannot apply a tolerance).
-- tests/test_notebook_numbers.py executes each family notebook under standard and sparse60 (and
-  l2 for 20_momentum) at the CI profile and compares its final test accuracy and loss with committed
-  values within a stated tolerance.
+- nbval (configured in pyproject.toml) re-executes 00_starter_baseline, 50_sparsity and 90_summary
+  with their defaults (``profile="ci"``) and compares only the cells marked ``# NBVAL_CHECK_OUTPUT``
+  (``--nbval-lax``): the study's sizes, the methods' table from the study definition, run ids
+  derived from the definition, parameter counts. No trained number is compared there (nbval cannot
+  apply a tolerance). It skips the family notebooks (notebooks/conftest.py ``collect_ignore``).
+- The family notebooks (10_sgd, 20_momentum, 30_noise_reduction, 40_second_order) are executed by
+  tests/test_notebook_numbers_<notebook>.py (one file each, so xdist spreads them; the machinery in
+  tests/notebook_numbers.py, checked in seconds by tests/test_notebook_numbers.py): once with their
+  defaults, whose ``# NBVAL_CHECK_OUTPUT`` cells are compared with the committed notebook's as nbval
+  does (sanitize.cfg applied), then under sparse60 (and l2 for 20_momentum, standard with kfac for
+  40_second_order) with one member; the final test accuracy and loss of the committed members are
+  compared with tests/data/notebook_numbers.json within a stated tolerance.
 - Here: every notebook has a ``parameters`` cell with ``runs_dir`` and ``profile`` (and the family
   notebooks ``scenario``); papermill executes the starter baseline (it trains exactly the starter)
   and the summary with an empty runs folder (it says "no runs yet"); an unknown parameter is

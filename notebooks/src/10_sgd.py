@@ -37,7 +37,6 @@ runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outp
 
 # %%
 import warnings
-from dataclasses import replace
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 import matplotlib.pyplot as plt
@@ -45,37 +44,23 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from helpers.engine.schedules import check_schedule
-from helpers.evidence.analysis import method_label
-from helpers.evidence.plots import family_grid, metric_row, style_for, thousands
+from helpers.evidence.family import family_figures, family_finals, family_setup, members_table, print_conclusion, print_sizes
+from helpers.evidence.plots import metric_row, style_for, thousands
 from helpers.evidence.summary import final_table
-from helpers.notebook import prepare
-from helpers.optimizers import get_spec, names
 from helpers.problem.data import N_TRAIN
-from helpers.study.definition import get_profile
 from helpers.study.experiment import records_of
-from helpers.study.protocol import execute, run_family, study_plan
-from helpers.study.readout import methods_table
-from helpers.study.sweep import study_runs_dir
+from helpers.study.protocol import execute, run_family
 
-FAMILY = "sgd"
-family = [m for m in names() if get_spec(m).family == FAMILY]
-sizes = get_profile(profile)
-if members is None:
-    members = [m for m in family if sizes.methods is None or m in sizes.methods] or family[:1]
-methods = prepare(scenario, members, "", device, parameters={"batch_sizes": batch_sizes, "schedules": schedules})
-root = study_runs_dir(profile, runs_dir)
+fam = family_setup("sgd", scenario, profile, members, "", device, runs_dir,
+                   parameters={"batch_sizes": batch_sizes, "schedules": schedules})
+methods, sizes, root = fam.methods, fam.sizes, fam.root
 batch_rows = [r for r in sizes.rows_in() if r.study == "batch_size" and r.scenario == scenario]
 for s in schedules:
     check_schedule(s)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"profile {profile}: {sizes.epochs} epoch(s) on {sizes.train_fraction:.0%} of the training images, "
-      f"hold-out of {sizes.val_size:,} images, {sizes.evals_per_epoch} evaluation(s) per epoch; "
-      f"tuning: {sizes.grid_points} rates (+<= {sizes.grid_extension} at an edge), {sizes.qmc_trials} "
-      f"quasi-random trial(s); l2 {sizes.l2_trials} trial(s); sparse {sizes.sparse_rates} rate(s); "
-      f"seeds up to {sizes.max_seeds or 'the rows'}")
-print(methods_table(replace(sizes, methods=tuple(methods))).to_string(index=False))
+print_sizes(fam)
 print("the study's batch-size rows here:", ", ".join(r.name for r in batch_rows) or "none")
 print("extra batch sizes of mini-batch SGD:", batch_sizes or "none", "| extra schedules:", schedules or "none")
 
@@ -93,16 +78,7 @@ for b in batch_sizes:
 for s in schedules:
     runs[f"schedule {s}"] = run_family(["sgd"], scenario, profile, root=root, progress=True, schedule=s)
 batch_state = execute(profile, None, root, progress=True, rows=batch_rows) if batch_rows else None
-study = study_plan(None, profile, root)  # the study's extra seeds of its best methods, where trained
-extra = [r.config for r in study.done if r.row == scenario and r.method in methods and r.stage in ("final", "seeds")]
-finals = {c.run_id: (part, c) for part, run in runs.items() for c in run.finals}
-finals.update({c.run_id: ("members", c) for c in extra if c.run_id not in finals})
-frame = records_of([c for _, c in finals.values()], root)
-if len(frame):
-    frame["method"] = [method_label(row) for _, row in frame.iterrows()]
-    frame["part"] = frame["run_id"].map(lambda i: finals[i][0])
-chosen = pd.DataFrame([{"part": part, "method": c.optimizer, "batch": c.batch_size, "schedule": c.schedule,
-                        **c.effective_hparams} for part, c in finals.values() if c.seed == 0])
+frame, chosen, study = family_finals(runs, fam, scenario)
 chosen if len(chosen) else "no final runs"
 
 # %% [markdown]
@@ -111,8 +87,7 @@ chosen if len(chosen) else "no final runs"
 # Mean over seeds with a ±1 std band: the members, then mini-batch SGD by batch size and by schedule.
 
 # %%
-if len(frame):
-    fig = family_grid(frame[frame["part"] == "members"], x="epoch")
+figures = family_figures(frame[frame["part"] == "members"] if len(frame) else frame, "epoch")
 
 # %%
 for name, part in [("batch size", frame[frame["part"].str.startswith("batch")] if len(frame) else frame),
@@ -164,40 +139,14 @@ else:
 # Means and standard deviations over finished runs; diverged and failed runs are counted, not averaged.
 
 # %%
-def family_table(frame: pd.DataFrame) -> pd.DataFrame:
-    t = final_table(frame, by=["method"]).sort_values("test_acc_mean", ascending=False)
-    return pd.DataFrame({
-        "finished": t["finished"], "diverged": t["diverged"], "failed": t["failed"],
-        "test acc (%)": [f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}" for m, s in zip(t["test_acc_mean"], t["test_acc_std"])],
-        "test loss": [f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}" for m, s in zip(t["test_loss_mean"], t["test_loss_std"])],
-        "oracle calls": t["oracle_evals"].map(lambda v: f"{v:,.0f}"), "wall (s)": t["wall_s"].round(1)})
-
-
-results = final_table(frame, by=["method"]) if len(frame) else pd.DataFrame()
-family_table(frame) if len(frame) else "no runs yet"
+results, table = members_table(frame)
+table if len(table) else "no runs yet"
 
 # %% [markdown]
 # ## Conclusion (printed from the records)
 
 # %%
-def conclusion(results: pd.DataFrame, reference: str = "") -> list[str]:
-    if results.empty or results["test_acc_mean"].isna().all():
-        return ["no finished runs yet"]
-    ranked = results.sort_values("test_acc_mean", ascending=False)
-    best, by_loss = ranked.index[0], results["test_loss_mean"].idxmin()
-    lines = [f"best by final test accuracy: {best} ({ranked.loc[best, 'test_acc_mean']:.2f}%, "
-             f"{int(ranked.loc[best, 'seeds'])} seed(s)); lowest test loss: {by_loss} "
-             f"({results.loc[by_loss, 'test_loss_mean']:.4f})"]
-    if reference in results.index and best != reference:
-        gap = ranked.loc[best, "test_acc_mean"] - results.loc[reference, "test_acc_mean"]
-        lines.append(f"{best} vs the reference {reference}: {gap:+.2f} points")
-    lost = results[(results["diverged"] > 0) | (results["failed"] > 0)]
-    lines += [f"{m}: {int(r['diverged'])} diverged, {int(r['failed'])} failed run(s)" for m, r in lost.iterrows()]
-    return lines
-
-
-print(f"{scenario}, profile {profile} ({sizes.epochs} epoch(s), {sizes.train_fraction:.0%} of the images):")
-print("\n".join(f"- {line}" for line in conclusion(results, "sgd")))
+print_conclusion(results, fam, scenario, "sgd")
 if len(results) and "wall_s" in results:
     steps = frame.sort_values("epoch").groupby("method")["step"].last()
     for m in results.index:

@@ -45,7 +45,6 @@ runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outp
 
 # %%
 import warnings
-from dataclasses import replace
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 import matplotlib.pyplot as plt
@@ -53,35 +52,18 @@ import pandas as pd
 import seaborn as sns
 
 from helpers.engine.train import train
-from helpers.evidence.analysis import method_label
-from helpers.evidence.plots import family_grid
-from helpers.evidence.summary import final_table
 from helpers.evidence.variance import estimator_variance
-from helpers.notebook import prepare
-from helpers.optimizers import get_spec, names
-from helpers.study.definition import get_profile
-from helpers.study.experiment import records_of
-from helpers.study.readout import methods_table
-from helpers.study.protocol import base_config, run_family, study_plan
+from helpers.evidence.family import family_figures, family_finals, family_setup, members_table, print_conclusion, print_sizes
+from helpers.optimizers import get_spec
+from helpers.study.protocol import base_config, run_family
 from helpers.study.records import data_for
-from helpers.study.sweep import study_runs_dir
 
-FAMILY = "noise_reduction"
-family = [m for m in names() if get_spec(m).family == FAMILY]
-sizes = get_profile(profile)
-if members is None:
-    members = [m for m in family if sizes.methods is None or m in sizes.methods] or family[:1]
-methods = prepare(scenario, members, reference, device)
-root = study_runs_dir(profile, runs_dir)
+fam = family_setup("noise_reduction", scenario, profile, members, reference, device, runs_dir)
+methods, sizes, root = fam.methods, fam.sizes, fam.root
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"profile {profile}: {sizes.epochs} epoch(s) on {sizes.train_fraction:.0%} of the training images, "
-      f"hold-out of {sizes.val_size:,} images, {sizes.evals_per_epoch} evaluation(s) per epoch; "
-      f"tuning: {sizes.grid_points} rates (+<= {sizes.grid_extension} at an edge), {sizes.qmc_trials} "
-      f"quasi-random trial(s); l2 {sizes.l2_trials} trial(s); sparse {sizes.sparse_rates} rate(s); "
-      f"seeds up to {sizes.max_seeds or 'the rows'}")
-print(methods_table(replace(sizes, methods=tuple(methods))).to_string(index=False))
+print_sizes(fam)
 print("share of the run (averaging starts):", {m: get_spec(m).run_share for m in methods if get_spec(m).run_share})
 
 # %% [markdown]
@@ -93,13 +75,8 @@ print("share of the run (averaging starts):", {m: get_spec(m).run_share for m in
 
 # %%
 run = run_family(methods, scenario, profile, root=root, progress=True)
-study = study_plan(None, profile, root)  # the study's extra seeds of its best methods, where trained
-extra = [r.config for r in study.done if r.row == scenario and r.method in methods and r.stage in ("final", "seeds")]
-finals = list({c.run_id: c for c in [*run.finals, *extra]}.values())
-frame = records_of(finals, root)
-frame["method"] = [method_label(row) for _, row in frame.iterrows()] if len(frame) else []
-chosen = pd.DataFrame([{"method": c.optimizer, **c.effective_hparams} for c in run.finals]).drop_duplicates("method")
-chosen.set_index("method") if len(chosen) else "no final runs"
+frame, chosen, study = family_finals(run, fam, scenario)
+chosen if len(chosen) else "no final runs"
 
 # %% [markdown]
 # ## Training loss, test loss and test accuracy
@@ -109,12 +86,7 @@ chosen.set_index("method") if len(chosen) else "no final runs"
 # iterate averaging in separate rows.
 
 # %%
-if len(frame):
-    fig = family_grid(frame, x="epoch")
-
-# %%
-if len(frame):
-    fig = family_grid(frame, ys=("test_loss", "test_acc"), x="oracle_evals")
+figures = family_figures(frame, "epoch", "oracle_evals")
 
 # %% [markdown]
 # ## Estimator error at the same iterates
@@ -182,17 +154,7 @@ else:
 # (after warm-up when measured). Means and standard deviations over finished runs; diverged and failed runs are counted, not averaged.
 
 # %%
-def family_table(frame: pd.DataFrame) -> pd.DataFrame:
-    t = final_table(frame, by=["method"]).sort_values("test_acc_mean", ascending=False)
-    return pd.DataFrame({
-        "finished": t["finished"], "diverged": t["diverged"], "failed": t["failed"],
-        "test acc (%)": [f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}" for m, s in zip(t["test_acc_mean"], t["test_acc_std"])],
-        "test loss": [f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}" for m, s in zip(t["test_loss_mean"], t["test_loss_std"])],
-        "oracle calls": t["oracle_evals"].map(lambda v: f"{v:,.0f}"), "wall (s)": t["wall_s"].round(1)})
-
-
-results = final_table(frame, by=["method"]) if len(frame) else pd.DataFrame()
-table = family_table(frame) if len(frame) else pd.DataFrame()
+results, table = members_table(frame)
 if len(table):
     table["estimator error"] = [median_error.get(ESTIMATOR.get(m.split(" ")[0].split("+")[0], ""), float("nan"))
                                 for m in table.index]
@@ -202,24 +164,7 @@ table if len(table) else "no runs yet"
 # ## Conclusion (printed from the records)
 
 # %%
-def conclusion(results: pd.DataFrame, reference: str = "") -> list[str]:
-    if results.empty or results["test_acc_mean"].isna().all():
-        return ["no finished runs yet"]
-    ranked = results.sort_values("test_acc_mean", ascending=False)
-    best, by_loss = ranked.index[0], results["test_loss_mean"].idxmin()
-    lines = [f"best by final test accuracy: {best} ({ranked.loc[best, 'test_acc_mean']:.2f}%, "
-             f"{int(ranked.loc[best, 'seeds'])} seed(s)); lowest test loss: {by_loss} "
-             f"({results.loc[by_loss, 'test_loss_mean']:.4f})"]
-    if reference in results.index and best != reference:
-        gap = ranked.loc[best, "test_acc_mean"] - results.loc[reference, "test_acc_mean"]
-        lines.append(f"{best} vs the reference {reference}: {gap:+.2f} points")
-    lost = results[(results["diverged"] > 0) | (results["failed"] > 0)]
-    lines += [f"{m}: {int(r['diverged'])} diverged, {int(r['failed'])} failed run(s)" for m, r in lost.iterrows()]
-    return lines
-
-
-print(f"{scenario}, profile {profile} ({sizes.epochs} epoch(s), {sizes.train_fraction:.0%} of the images):")
-print("\n".join(f"- {line}" for line in conclusion(results, reference)))
+print_conclusion(results, fam, scenario, reference)
 if "sgd" in median_error:
     ratios = ", ".join(f"{e} {median_error[e] / median_error['sgd']:.3g}x" for e in ("svrg", "sarah", "saga")
                        if e in median_error)
