@@ -115,9 +115,9 @@ ttt.drop(columns="config_key", errors="ignore").head(12) if len(ttt) else "no ru
 # (only the methods run on every problem take part)
 
 # %%
-profile = A.performance_profile(frame, target) if len(frame) else pd.DataFrame()
-if len(profile):
-    profile_plot(profile)
+performance = A.performance_profile(frame, target) if len(frame) else pd.DataFrame()
+if len(performance):
+    profile_plot(performance)
     plt.show()
 
 # %% [markdown]
