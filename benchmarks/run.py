@@ -51,7 +51,7 @@ from helpers.engine.config import RunConfig
 from helpers.problem.data import FILES, N_TRAIN, find_data_dir, load, read_verified
 from helpers.problem.model import LeNet5
 from helpers.study.records import OUTPUTS
-from helpers.runtime import default_device, environment
+from helpers.runtime import ROOT, default_device, environment
 from helpers.engine.train import train
 
 from .flops import peak_flops, training_flops_per_sample
@@ -420,6 +420,9 @@ def main(argv=None) -> int:
     (args.out / "benchmarks.json").write_text(json.dumps(meta, indent=1, default=str))
     table = markdown(summary, ttt, epochs, meta, methods, gpu)
     (args.out / "README_table.md").write_text(table)
+    if args.out.resolve() == OUT.resolve() and not args.quick:
+        from helpers.evidence.report_artifacts import update_readme
+        update_readme(ROOT / "README.md", table, "bench")
     print(table)
     print(f"done in {meta['seconds']:.0f} s; results in {args.out}", file=sys.stderr)
     return 0
