@@ -287,10 +287,6 @@ def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: 
                                                       if v not in (0, 0.0)))
     if "standard" in best.index and "sparse60" in best.index:
         out["SparseGap"] = f"{best.loc['standard', 'test_acc_mean'] - best.loc['sparse60', 'test_acc_mean']:.2f}"
-    starter = results[(results["method"].str.contains("starter")) & (results["scenario"] == "standard")]
-    if len(starter):
-        out["StarterAcc"] = f"{starter['test_acc_mean'].iloc[0]:.2f}"
-        out["StarterSeeds"] = str(int(starter["seeds"].iloc[0]))
     reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
     if len(reached):
         fastest = reached.iloc[0]
@@ -623,7 +619,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     comps = comparisons(final, main_records, root=root, predictions=predictions) if cost and len(final) else {}
     best = indicated_best(results, comps) if len(results) else indicated_best(pd.DataFrame(), {})
     values = default_macros(state)
-    if len(frame):
+    if len(frame) and len(results):
         values.update(macros(results, ttt, frame, cost, comps))
     values.update(_starter_macros(results_all, final_all))
     values.update(_fastest_wall(ttt))
