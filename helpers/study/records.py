@@ -35,20 +35,26 @@ def runs_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(root) if root is not None else Path(os.environ.get("FMNIST_RUNS_DIR", RUNS_DIR))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+def _atomic_write(path: Path, mode: str, write) -> None:
+    """Write ``path`` through ``write(handle)`` so that readers see the old file or the whole new one
+    (a temporary file in the same folder, flushed to disk, then renamed over it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    _atomic_write(path, "w", lambda handle: handle.write(text))
 
 
 class CorruptRecord(ValueError):
@@ -76,18 +82,8 @@ def is_done(config: RunConfig, root=None) -> bool:
 
 def atomic_write_npz(path: Path, arrays: dict) -> None:
     """``np.savez_compressed`` of ``arrays`` to ``path``, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **{k: np.asarray(v) for k, v in arrays.items()})
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, "wb", lambda handle: np.savez_compressed(
+        handle, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
 def write_run(config: RunConfig, records: list[dict], meta: dict, root=None,
