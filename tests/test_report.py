@@ -31,7 +31,7 @@ def test_generated_tables_match_the_committed_records(tmp_path):
     from helpers.study.definition import PROTOCOL_VERSION
     records = load_records(RUNS_DIR, protocol=PROTOCOL_VERSION)
     frame = A.study_frame(frame=records)
-    write_all(frame, tmp_path, records, draw=False)
+    write_all(frame, tmp_path, records, root=RUNS_DIR, draw=False)
     for name in GENERATED:
         committed = REPORT_DIR / "tables" / name
         assert committed.read_text() == (tmp_path / "tables" / name).read_text(), \
