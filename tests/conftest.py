@@ -19,3 +19,14 @@ def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("FMNIST_RUNS_DIR", str(root))
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (restored after): tiny problems gain nothing from a second
+    thread, and on a shared 2-core machine two threads spin against each other. Test modules
+    use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,12 +9,7 @@ from benchmarks.methods import method_throughput, model_epochs, summarize_method
 from helpers.problem.data import load
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_lenet_flops_follow_the_layer_shapes():

@@ -15,13 +15,7 @@ B = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
 W0 = torch.tensor([0.3, 0.2, -0.1], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small work: intra-op threads only add overhead (and stall when the CPUs are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def grad(w):

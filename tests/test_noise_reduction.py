@@ -19,13 +19,7 @@ N, D, C, B = 256, 8, 3, 16  # samples, features, classes, batch size -> 16 fixed
 WD = 1e-1
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These problems are tiny: a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _problem(seed=0):

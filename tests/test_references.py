@@ -23,12 +23,7 @@ STEPS = 10
 TOL = dict(rtol=1e-9, atol=1e-12)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _problem(seed=0):

@@ -17,13 +17,7 @@ from helpers.constraints.structured import compact_model, forward_flops, neuron_
 from helpers.engine.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are small; one thread avoids thrashing when the CPUs are oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _distance(w, projected):

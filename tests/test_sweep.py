@@ -61,14 +61,6 @@ def kill_tree(process: subprocess.Popen) -> None:
     process.wait(timeout=30)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_bad_sweep_specification_is_rejected_before_anything_runs(tmp_path, capsys):
     out, runs = tmp_path / "out", tmp_path / "runs"
     common = dict(notebooks=[PROBE], notebooks_dir=DATA, output_dir=out, runs_dir=str(runs))

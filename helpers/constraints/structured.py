@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..problem.model import LeNet5
 from .masks import topk_mask
 
 
@@ -39,24 +40,17 @@ def neuron_masks(weights: list[torch.Tensor], k: int) -> list[torch.Tensor]:
     return [keep1[:, None].expand_as(w1).clone(), keep2[:, None] & keep1[None, :]]
 
 
-class ThinLeNet5(nn.Module):
-    """LeNet-5 with fc1/fc2 widths h1/h2 (the compact form of a neuron-pruned LeNet-5)."""
+class ThinLeNet5(LeNet5):
+    """LeNet-5 with fc1/fc2 widths h1/h2 (the compact form of a neuron-pruned LeNet-5); its forward
+    pass is LeNet-5's."""
 
     def __init__(self, h1: int = 120, h2: int = 84) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.conv1 = nn.Conv2d(1, 6, 5)
         self.conv2 = nn.Conv2d(6, 16, 5)
         self.fc1 = nn.Linear(16 * 4 * 4, h1)
         self.fc2 = nn.Linear(h1, h2)
         self.fc3 = nn.Linear(h2, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        x = torch.relu(self.fc1(x))
-        x = torch.relu(self.fc2(x))
-        return self.fc3(x)
 
 
 @torch.no_grad()
