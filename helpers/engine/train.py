@@ -181,7 +181,7 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
         except BudgetSpent:
             break
         if fixed is not None:
-            orders = [_fixed_order(f, g) for f, g in zip(fixed, generators)]
+            orders = [fixed_order(f, g) for f, g in zip(fixed, generators)]
         else:
             orders = [list(enumerate(batch_indices(n, sizes[epoch], g))) for g in generators]
         n_batches = len(orders[0])
@@ -221,7 +221,7 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
             for i, c in enumerate(configs)]
 
 
-def _fixed_order(batches: list[torch.Tensor], generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
+def fixed_order(batches: list[torch.Tensor], generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
     """One epoch's order of a fixed partition: the full batches shuffled, a shorter last batch
     last (so K models' batches line up by size)."""
     short = len(batches) > 1 and len(batches[-1]) < len(batches[0])

@@ -82,6 +82,7 @@ from ..engine.batched import max_models, why_not_batch
 from ..engine.schedules import lr_factor
 from ..engine.stacked_model import MAX_SAMPLES_PER_STEP
 from ..engine.steppers import BudgetSpent, ModuleStepper, StackedStepper
+from ..engine.train import fixed_order
 from ..optimizers import get_spec, names
 from ..problem.data import N_TRAIN, Split, batch_indices
 from ..problem.model import LeNet5
@@ -290,12 +291,7 @@ class _Loop:
                            if self.fixed_batches else None)
         if not self._orders or not self._orders[0]:
             if self._fixed is not None:
-                self._orders = [[(int(j), f[j]) for j in torch.randperm(len(f), generator=g)]
-                                for f, g in zip(self._fixed, self.generators)]
-                sizes = {tuple(len(b) for _, b in o) for o in self._orders}
-                if len(sizes) > 1:  # run() stacks the models' batches position by position
-                    raise RuntimeError(f"the models' fixed batches differ in size at some position of the "
-                                       f"epoch (n={self.n}, batch {size}): the batched run cannot stack them")
+                self._orders = [fixed_order(f, g) for f, g in zip(self._fixed, self.generators)]
             else:
                 self._orders = [list(enumerate(batch_indices(self.n, size, g))) for g in self.generators]
             self._orders = [list(reversed(o)) for o in self._orders]
