@@ -43,6 +43,16 @@ def test_run_is_written_reused_and_loaded(runs_root):
     assert {"optimizer", "scenario", "seed", "status", "test_acc", "grad_evals"} <= set(frame.columns)
 
 
+def test_a_worker_run_reaches_the_runs_folder_with_its_predictions(tmp_path):
+    from helpers.study.executors import compute_run, store_run
+    config = RunConfig(optimizer="sgd", hparams={"lr": 0.05}, **QUICK)
+    result = compute_run(config)
+    store_run(result, tmp_path)
+    assert sorted(p.name for p in (tmp_path / config.run_id).iterdir()) == \
+        ["meta.json", "predictions.npz", "records.csv"]
+    assert len(records.load_predictions(config.run_id, tmp_path)["pred"]) == 10_000
+
+
 def test_failed_and_diverged_runs_are_recorded(runs_root, monkeypatch):
     diverging = RunConfig(optimizer="sgd", hparams={"lr": 1e6}, **QUICK)
     assert run_and_record(diverging)["status"] == "diverged"

@@ -246,6 +246,29 @@ def test_study_rows_train_end_to_end_on_a_tiny_profile(runs_root):
     assert chosen.settings["epochs"] in (1, 2) and chosen.run_id in set(horizon["run_id"])
 
 
+def test_runs_a_finished_run_unblocks_go_before_less_valuable_runnable_ones(runs_root, monkeypatch):
+    """The standard row's finals (priority 1) wait for its grid; a priority-9 row is runnable from
+    the start. Units must still start in priority order: grid, finals, then the priority-9 row."""
+    from helpers.study import scheduler
+    profile = replace(D.get_profile("ci"), rows=(), methods=("sgd",), max_seeds=2, grid_points=2)
+    standard = D.Row("standard", "standard", ("sgd",), tuning="grid", seeds=1, top_seeds=1)
+    later = D.Row("later", "standard", ("sgd",), tuning="none", seeds=2, top_seeds=2, priority=9,
+                  overrides={"hparams": {"lr": 0.01}})
+    started = []
+
+    class Recording(scheduler.InlineExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            started.append([c.run_id for c in (args[0] if isinstance(args[0], list) else [args[0]])])
+            return super().submit(fn, *args, **kwargs)
+
+    state = PL.execute(profile, Recording(), root=runs_root, progress=False, rows=[standard, later], bases=[standard])
+    assert not state.runnable and not state.blocked
+    planned = {p.config.run_id: p for p in state.done}
+    order = [min((planned[i].priority, planned[i].row, planned[i].stage) for i in ids) for ids in started]
+    assert [o[1:] for o in order] == [("standard", "grid"), ("standard", "final"), ("later", "fixed")]
+    assert [len(ids) for ids in started] == [2, 1, 2]  # the grid and the later row's seeds batched
+
+
 def test_study_cuts_apply_in_order_and_keep_the_main_study():
     full = D.get_profile("full")
     cut = D.get_profile("full", study_cuts=len(D.STUDY_CUTS))

@@ -268,20 +268,24 @@ def shared_executor() -> Executor | None:
 
 
 def compute_run(config) -> dict:
-    """Worker side: train ``config`` in a scratch directory; return its metadata and records."""
-    from .records import run_and_record
+    """Worker side: train ``config`` in a scratch directory; return its metadata, records and
+    per-sample test predictions (None when it stored none)."""
+    from .records import load_predictions, run_and_record
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))
     with tempfile.TemporaryDirectory(prefix="fmnist-run-") as scratch:
         meta = run_and_record(config, scratch)
         csv = Path(scratch, config.run_id, "records.csv")
-        return {"meta": meta, "records": csv.read_text() if csv.is_file() else None}
+        predictions = load_predictions(config.run_id, scratch)
+        return {"meta": meta, "records": csv.read_text() if csv.is_file() else None,
+                "predictions": predictions}
 
 
 def store_run(result: dict, root) -> dict:
-    """Client side: write a worker's result atomically (records first; meta.json marks it done)."""
-    from .records import DONE, atomic_write_text, read_meta
+    """Client side: write a worker's result atomically (records and predictions first; meta.json
+    marks it done)."""
+    from .records import DONE, PREDICTIONS, atomic_write_text, read_meta, write_predictions
     meta = result["meta"]
     existing = read_meta(meta["run_id"], root)
     if existing is not None and existing.get("status") in DONE:
@@ -291,6 +295,8 @@ def store_run(result: dict, root) -> dict:
         atomic_write_text(folder / "records.csv", result["records"])
     else:
         (folder / "records.csv").unlink(missing_ok=True)
+    if result.get("predictions"):
+        write_predictions(folder / PREDICTIONS, result["predictions"])
     atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta
 

@@ -21,7 +21,6 @@ from ..optimizers.registry import FAMILIES
 from . import definition as D
 from . import tuning as T
 from .definition import Profile, Row, get_profile
-from .experiment import run_all
 from .records import DONE, measure_and_record, measurement_done, measurement_id, read_meta_file, runs_dir
 from .recipe import study_config
 
@@ -492,15 +491,26 @@ def blocked(records: pd.DataFrame | None = None, profile: str | Profile = "full"
 
 
 def execute(profile: str | Profile = "full", executor=None, root=None, progress: bool = True, rows=None,
-            bases=None, seeds=None, max_rounds: int = 50) -> Plan:
-    """Train the plan round by round (each round unblocks the next) until nothing is runnable."""
-    for _ in range(max_rounds):
-        current = study_plan(None, profile, root, rows=rows, bases=bases, seeds=seeds)
-        if not current.runnable and not current.measurements:
-            return current
-        run_all([r.config for r in current.runnable], executor, root, progress)
-        measure_all(current.measurements, executor, root, progress)
-    raise RuntimeError(f"the study still had runs to train after {max_rounds} rounds")
+            bases=None, seeds=None) -> Plan:
+    """Train the plan until nothing is runnable, most valuable first: after every unit of work
+    (a batched group or one run) the plan is made again, so what a finished run unblocked goes
+    ahead of less valuable runs (:func:`helpers.study.scheduler.train_by_priority`). Measurements
+    are taken when no run is left to train."""
+    from .executors import shared_executor
+    from .scheduler import train_by_priority
+    executor = executor if executor is not None else shared_executor()
+    tried: set[str] = set()
+
+    def next_plan() -> Plan:
+        return study_plan(None, profile, root, rows=rows, bases=bases, seeds=seeds)
+
+    def measure(current: Plan) -> bool:
+        todo = [m for m in current.measurements if m.measurement_id not in tried]
+        tried.update(m.measurement_id for m in todo)
+        measure_all(todo, executor, root, progress)
+        return bool(todo)
+
+    return train_by_priority(next_plan, executor, str(runs_dir(root)), progress, after_idle=measure)
 
 
 def measure_all(measurements, executor=None, root=None, progress: bool = True) -> list[str]:

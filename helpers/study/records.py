@@ -86,6 +86,12 @@ def atomic_write_npz(path: Path, arrays: dict) -> None:
         handle, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
+def write_predictions(path: Path, predictions: dict) -> None:
+    """Per-sample test predictions {"pred": uint8[n], "loss": float32[n]}, compressed, atomically."""
+    atomic_write_npz(path, {"pred": np.asarray(predictions["pred"], dtype=np.uint8),
+                            "loss": np.asarray(predictions["loss"], dtype=np.float32)})
+
+
 def write_run(config: RunConfig, records: list[dict], meta: dict, root=None,
               predictions: dict | None = None) -> Path:
     """Write a run's records, its ``predictions`` ({"pred": uint8[n], "loss": float32[n]}, if
@@ -94,8 +100,7 @@ def write_run(config: RunConfig, records: list[dict], meta: dict, root=None,
     if records:
         atomic_write_text(folder / "records.csv", pd.DataFrame(records).to_csv(index=False))
     if predictions:
-        atomic_write_npz(folder / PREDICTIONS, {"pred": np.asarray(predictions["pred"], dtype=np.uint8),
-                                                "loss": np.asarray(predictions["loss"], dtype=np.float32)})
+        write_predictions(folder / PREDICTIONS, predictions)
     atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
     return folder
 
