@@ -17,6 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+PAGE_WIDTH = 6.85  # inches: the report's text width (A4, 1.8 cm margins), so figures print at 1:1
 X_LABELS = {"epoch": "epoch", "grad_evals": "sample gradients",
             "oracle_evals": "oracle calls (gradients + HVPs)",
             "wall_s": "training wall time (s)"}

@@ -11,12 +11,11 @@ import pandas as pd
 from . import analysis as A
 from . import statistics as S
 from ..optimizers import registry
-from .plots import density_plot, difference_plot, family_facets, metric_row, profile_plot
+from . import side_studies as SS
+from .plots import PAGE_WIDTH, density_plot, difference_plot, family_facets, metric_row, profile_plot
 from .summary import COUNTING_RULE
 
 PDF_META = {"CreationDate": None, "Producer": None}
-PAGE_WIDTH = 6.85  # inches: the report's text width (A4, 1.8 cm margins), so figures print at 1:1
-PAGE_PANEL = (1.6, 2.1)
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
@@ -379,6 +378,9 @@ def study_macros(D, p) -> dict[str, str]:
            "ProtocolStarterLr": _power(D.STARTER["hparams"]["lr"]),
            "ProtocolConfidence": f"{100 * S.CONFIDENCE:g}", "ProtocolAlpha": f"{S.ALPHA:g}",
            "CountingRule": _tex(COUNTING_RULE)}
+    pixels = next(r for r in D.STUDY_ROWS if r.study == "preprocessing")
+    named = ["the standard scenario's best on the hold-out" if m == "best:standard" else m for m in pixels.methods]
+    out["ProtocolPixelMethods"] = _tex(" and ".join(named))
     rules = "; ".join(S.RULES.values())
     out["StatsRule"] = _tex(rules[:1].upper() + rules[1:] + ".")
     return out
@@ -515,7 +517,7 @@ PROTOCOL_NAMES = ("ProtocolAlpha", "ProtocolBasicBudget", "ProtocolBasicEpochs",
                   "ProtocolTopSeeds", "ProtocolTrainImages", "ProtocolTuneBudget", "ProtocolTuneImages",
                   "ProtocolValSize", "ProtocolVarianceBatches", "ProtocolVarianceEpochs",
                   "ProtocolVarianceMethods", "ProtocolWdCoupled", "ProtocolWdDecoupled", "ProtocolWdMethods",
-                  "ProtocolWdPoints")
+                  "ProtocolWdPoints", "ProtocolPixelMethods")
 
 
 def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
@@ -635,6 +637,9 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
                  "lrrrr", ["method", "seeds reaching", "epochs", "oracle calls", "s (timing)"], [],
                  raw=[r"\multicolumn{5}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
+    pixels = SS.preprocessing_results(final_all)
+    files["preprocessing.tex"] = SS.preprocessing_tex(pixels) if len(pixels) else _tabular(
+        "l", ["preprocessing ablation"], [], raw=[rf"\NotRun{{}}: {RS.pending(state, ['unit-pixels']) if state is not None else 'no records'} \\"])
     files["definition.tex"] = RS.rows_tex(state, profile) if state is not None else _tabular(
         "l", ["study definition"], [], raw=[r"\NotRun{}: the planner could not read the study \\"])
     for family in FAMILY_ORDER:
@@ -763,47 +768,6 @@ FAMILY_PANELS = {"sgd": ("SGD: basic, mini-batch, full batch",),
                  "second_order": ("second order",)}
 
 
-def batch_size_results(frame: pd.DataFrame) -> pd.DataFrame:
-    """Final test accuracy and loss (mean, std over finished seeds) of the batch-size study's
-    methods per batch size and budget (epochs of oracle calls): standard scenario, standardised
-    pixels, the study's schedule, epochs 1 or the profile's."""
-    from ..study.definition import BATCH_METHODS, BATCH_SMALL_EPOCHS, get_profile
-    if frame.empty:
-        return pd.DataFrame()
-    runs = frame[(frame["scenario"] == "standard") & frame["optimizer"].isin(BATCH_METHODS) &
-                 ~frame["config_key"].str.endswith("|unit") & ~frame["tag"].astype(str).isin(["starter"]) &
-                 frame["planned_epochs"].isin([BATCH_SMALL_EPOCHS, get_profile("full").epochs])]
-    last = runs.sort_values("epoch").groupby("run_id").tail(1)
-    last = last[last["status"] == "finished"]
-    if last.empty:
-        return pd.DataFrame()
-    size = last["batch_size"].map(lambda b: 60_000 if b == "full" else int(float(b)) if b not in ("None", "nan") else 64)
-    return (last.assign(batch=size).groupby(["optimizer", "planned_epochs", "batch"])
-            .agg(test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
-                 test_loss_mean=("test_loss", "mean"), test_loss_std=("test_loss", "std"),
-                 seeds=("seed", "nunique")).reset_index())
-
-
-def batch_size_plot(table: pd.DataFrame):
-    """Test accuracy and test loss against the batch size, one line per method and budget."""
-    from .plots import styles, thousands
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.4))
-    look = styles(table["optimizer"].unique())
-    for (method, epochs), line in table.groupby(["optimizer", "planned_epochs"]):
-        style = {**look[str(method)], "linestyle": "-" if epochs > 1 else ":"}
-        for ax, y in zip(axes, ("test_acc", "test_loss")):
-            ax.errorbar(line["batch"], line[f"{y}_mean"], yerr=line[f"{y}_std"].fillna(0), capsize=2,
-                        label=f"{method}, {epochs} ep. budget", **style)
-    for ax, label in zip(axes, ("test accuracy (%)", "test loss")):
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(thousands))
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(label)
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
 def _family_figure(runs: pd.DataFrame, family: str):
     from .plots import family_grid
     fig = family_grid(runs, target=A.TARGET, panels=list(FAMILY_PANELS[family]), hue="line")
@@ -899,15 +863,36 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
         note = "; ".join(f"{_tex(s)}: no hold-out ranking with paired final seeds yet ({pend(SCENARIO_ROWS[s])})"
                          for s in missing)
         wanted["differences"] = wanted.get("differences", "") + RS.pending_figure(note)
-    batch = batch_size_results(all_frame) if len(all_frame) else pd.DataFrame()
+    from ..study.definition import STUDY_ROWS
+    study_rows = {s: [r.name for r in STUDY_ROWS if r.study == s] for s in ("batch_size", "weight_decay")}
+    batch_rows = f"{pend(study_rows['batch_size'][:1])} and {len(study_rows['batch_size']) - 1} more rows"
+    batch = SS.batch_size_results(all_frame)
     if len(batch) and batch["batch"].nunique() > 1:
-        _save(lambda: batch_size_plot(batch), out / "batch_size.pdf")
+        _save(lambda: SS.batch_size_plot(batch), out / "batch_size.pdf")
         wanted["batch_size"] = RS.figure_tex("figures/batch_size.pdf")
     else:
-        from ..study.definition import STUDY_ROWS
-        rows = [r.name for r in STUDY_ROWS if r.study == "batch_size"]
-        wanted["batch_size"] = RS.pending_figure(f"the batch-size study has no two batch sizes finished "
-                                                 f"({pend(rows[:1])} and {len(rows) - 1} more rows)")
+        wanted["batch_size"] = RS.pending_figure(f"the batch-size study has no two batch sizes finished ({batch_rows})")
+    curves = SS.batch_size_curves(all_frame)
+    if len(curves) and curves["batch"].nunique() > 1:
+        _save(lambda: SS.batch_size_curves_plot(curves), out / "batch_size_curves.pdf")
+        wanted["batch_size_curves"] = RS.figure_tex("figures/batch_size_curves.pdf")
+    else:
+        wanted["batch_size_curves"] = RS.pending_figure(
+            f"no two batch sizes finished at the small common budget yet ({batch_rows})")
+    decay = SS.weight_decay_results(all_frame)
+    if len(decay) and decay["weight_decay"].nunique() > 1:
+        _save(lambda: SS.weight_decay_plot(decay), out / "weight_decay.pdf")
+        wanted["weight_decay"] = RS.figure_tex("figures/weight_decay.pdf")
+    else:
+        rows = study_rows["weight_decay"]
+        wanted["weight_decay"] = RS.pending_figure(f"no two weight decays finished yet ({pend(rows[:1])} and "
+                                                   f"{len(rows) - 1} more rows)")
+    starter = SS.starter_runs(all_frame)
+    if len(starter):
+        _save(lambda: SS.starter_plot(starter), out / "starter.pdf")
+        wanted["starter"] = RS.figure_tex("figures/starter.pdf")
+    else:
+        wanted["starter"] = RS.pending_figure(f"no starter run yet ({pend(['starter'])})")
     dens = A.accuracy_vs_density(all_frame) if len(all_frame) else pd.DataFrame()
     if len(dens) and dens["density"].nunique() > 1:
         _save(lambda: _density_figure(dens), out / "accuracy_vs_density.pdf")

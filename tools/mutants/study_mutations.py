@@ -5,6 +5,8 @@ from mutations import Mutation
 
 SCHEDULER = "helpers/study/scheduler.py"
 EXECUTORS = "helpers/study/executors.py"
+SIDE = "helpers/evidence/side_studies.py"
+T_SIDE = "tests/test_side_studies.py"
 
 MUTATIONS = [
     Mutation("scheduler-submits-everything-runnable-at-once", SCHEDULER,
@@ -16,4 +18,13 @@ MUTATIONS = [
     Mutation("worker-run-drops-its-predictions", EXECUTORS,
              '    if result.get("predictions"):\n', '    if False:\n',
              ("tests/test_records.py::test_a_worker_run_reaches_the_runs_folder_with_its_predictions",)),
+    Mutation("weight-decay-table-keeps-every-l2-final", SIDE,
+             'keep |= last["optimizer"].isin(methods) & last["weight_decay"].isin(weight_decays(kind))',
+             'keep |= last["optimizer"].isin(methods)', (T_SIDE,)),
+    Mutation("preprocessing-compares-other-batch-sizes", SIDE,
+             '(runs["planned_epochs"] == epochs) & (runs["batch_size"].map(_batch) == 64)',
+             '(runs["planned_epochs"] == epochs)', (T_SIDE,)),
+    Mutation("batch-curves-price-full-batch-at-60000", SIDE,
+             'seconds_per_oracle_call(method, "full" if batch == N_TRAIN else batch)',
+             'seconds_per_oracle_call(method, batch)', (T_SIDE,)),
 ]

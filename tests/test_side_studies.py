@@ -1,0 +1,99 @@
+"""The side studies' tables pick the right runs from the records and aggregate them correctly
+(hand-built records, hand-computed means)."""
+import json
+import math
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from helpers.evidence import side_studies as SS
+from helpers.study import definition as D
+
+matplotlib.use("Agg")
+
+
+def run(run_id, optimizer="sgd", scenario="standard", seed=0, acc=80.0, loss=0.5, status="finished",
+        split="test", scaling="standardize", tag="final", epochs=10, batch="64", hparams=None, norm=10.0,
+        evals=((1.0, 600_000),), train_loss=(0.4,)):
+    """One run's evaluation rows in the layout of ``load_records``."""
+    rows = []
+    for (epoch, oracle), tl in zip(evals, train_loss):
+        rows.append(dict(run_id=run_id, optimizer=optimizer, scenario=scenario, seed=seed, status=status,
+                         eval_split=split, scaling=scaling, tag=tag, planned_epochs=epochs, batch_size=batch,
+                         hparams=json.dumps(hparams or {"lr": 0.1}), weight_norm=norm, epoch=epoch,
+                         oracle_evals=oracle, train_loss=tl, test_acc=acc, test_loss=loss))
+    return rows
+
+
+def frame(*runs):
+    return pd.DataFrame([row for r in runs for row in r])
+
+
+def test_weight_decay_table_takes_the_definition_s_decays_of_its_methods_only():
+    low, high = D.weight_decays("coupled")[0], D.weight_decays("decoupled")[-1]
+    records = frame(
+        run("a0", "adam", "l2", 0, 90.0, 0.30, hparams={"lr": 1e-3, "weight_decay": low}, norm=20.0),
+        run("a1", "adam", "l2", 1, 91.0, 0.28, hparams={"lr": 1e-3, "weight_decay": low}, norm=22.0),
+        run("a2", "adam", "l2", 2, 10.0, 9.0, status="diverged", hparams={"lr": 1e-3, "weight_decay": low}),
+        run("w0", "adamw", "l2", 0, 89.0, 0.31, hparams={"lr": 1e-3, "weight_decay": high}, norm=5.0),
+        run("main", "adam", "l2", 0, 92.0, 0.25, hparams={"lr": 1e-3, "weight_decay": 3.3e-4}),  # the l2 row's tuned decay
+        run("tune", "adam", "l2", 0, 95.0, 0.2, split="val", hparams={"lr": 1e-3, "weight_decay": low}),
+        run("std", "adam", "standard", 0, 93.0, 0.2, hparams={"lr": 1e-3, "weight_decay": low}),
+        run("sgd", "sgd", "l2", 0, 93.0, 0.2, hparams={"lr": 1e-1, "weight_decay": low}),
+    )
+    table = SS.weight_decay_results(records).set_index(["optimizer", "weight_decay"])
+    assert sorted(table.index) == [("adam", low), ("adamw", high)]
+    adam = table.loc[("adam", low)]
+    assert adam["kind"] == "coupled" and adam["seeds"] == 2
+    assert adam["test_acc_mean"] == pytest.approx(90.5) and adam["test_acc_std"] == pytest.approx(math.sqrt(0.5))
+    assert adam["weight_norm"] == pytest.approx(21.0)
+    assert table.loc[("adamw", high), "kind"] == "decoupled"
+    assert SS.weight_decay_plot(SS.weight_decay_results(records)) is not None
+
+
+def test_preprocessing_table_puts_each_method_beside_its_standardised_finals_and_the_starter():
+    records = frame(
+        run("u0", "sgd", seed=0, acc=88.0, scaling="unit"), run("u1", "sgd", seed=1, acc=86.0, scaling="unit"),
+        run("u2", "sgd", seed=2, acc=10.0, scaling="unit", status="diverged"),
+        run("s0", "sgd", seed=0, acc=90.0), run("s1", "sgd", seed=1, acc=91.0),
+        run("b8", "sgd", seed=0, acc=70.0, batch="8"),  # the batch-size study, not the main recipe
+        run("e1", "sgd", seed=0, acc=70.0, epochs=1),  # the small budget
+        run("adam", "adam", seed=0, acc=92.0),  # not re-tuned on unit pixels: not in the table
+        run("st0", "sgd", seed=0, acc=30.0, scaling="unit", tag="starter", hparams={"lr": 1e-3}),
+        run("st1", "sgd", seed=1, acc=60.0, scaling="unit", tag="starter", hparams={"lr": 1e-3}),
+    )
+    table = SS.preprocessing_results(records).set_index(["method", "pixels"])
+    assert sorted(table.index) == [("sgd", "[0, 1] (re-tuned)"), ("sgd", "standardised"),
+                                   ("starter", "[0, 1] (starter recipe)")]
+    unit = table.loc[("sgd", "[0, 1] (re-tuned)")]
+    assert (unit["runs"], unit["finished"]) == (3, 2) and unit["test_acc_mean"] == pytest.approx(87.0)
+    assert table.loc[("sgd", "standardised"), "test_acc_mean"] == pytest.approx(90.5)
+    assert table.loc[("starter", "[0, 1] (starter recipe)"), "test_acc_mean"] == pytest.approx(45.0)
+    tex = SS.preprocessing_tex(SS.preprocessing_results(records))
+    assert "87.00 $\\pm$ 1.41" in tex and "2/3" in tex and "starter" in tex
+
+
+def test_batch_size_curves_average_seeds_and_price_oracle_calls_by_the_timing_table(monkeypatch):
+    per_call = {("sgd", 8): 2e-4, ("sgd", "full"): 1e-5}
+    monkeypatch.setattr("helpers.study.timing.seconds_per_oracle_call", lambda m, b: per_call[(m, b)])
+    evals = ((0.5, 30_000), (1.0, 60_000))
+    records = frame(
+        run("b8s0", seed=0, epochs=1, batch="8", evals=evals, train_loss=(1.0, 0.6)),
+        run("b8s1", seed=1, epochs=1, batch="8", evals=evals, train_loss=(0.8, 0.4)),
+        run("full", seed=0, epochs=1, batch="full", evals=evals, train_loss=(2.0, 1.8)),
+        run("main", seed=0, epochs=10, batch="8", evals=evals, train_loss=(9.0, 9.0)),  # the main budget
+        run("tune", seed=0, epochs=1, batch="8", split="val", evals=evals, train_loss=(9.0, 9.0)),
+    )
+    curves = SS.batch_size_curves(records).set_index(["batch", "oracle_evals"])
+    assert sorted(curves.index) == [(8, 30_000), (8, 60_000), (60_000, 30_000), (60_000, 60_000)]
+    assert curves.loc[(8, 60_000), "train_loss"] == pytest.approx(0.5)
+    assert curves.loc[(8, 60_000), "seeds"] == 2
+    assert curves.loc[(8, 30_000), "wall_s"] == pytest.approx(6.0)
+    assert curves.loc[(60_000, 60_000), "wall_s"] == pytest.approx(0.6)
+    assert SS.batch_size_curves_plot(SS.batch_size_curves(records)) is not None
+
+
+def test_starter_runs_are_the_starter_s_final_evaluations():
+    records = frame(run("st0", tag="starter", scaling="unit"), run("st0v", tag="starter", split="val"), run("s0"))
+    assert set(SS.starter_runs(records)["run_id"]) == {"st0"}
