@@ -284,3 +284,26 @@ def test_a_base_row_trains_the_base_choice_with_its_own_settings():
                                              and r.stage != "final"]
     standard = {m: state.choices[("standard", m, "projection")].hparams["lr"] for m in ("adam", "sgd")}
     assert all(c.hparams["lr"] == standard[c.optimizer] for c in finals)
+
+
+def test_observed_overhead_counts_a_batched_group_once_from_its_start_to_its_last_end(tmp_path):
+    import json
+    from helpers.study.readout import observed_overhead
+    assert observed_overhead(tmp_path) is None
+
+    def meta(run_id, started, ended, wall, status="finished", batched=True):
+        folder = tmp_path / run_id
+        folder.mkdir()
+        body = {"run_id": run_id, "status": status, "started": f"2026-11-30T10:{started}",
+                "ended": f"2026-11-30T10:{ended}", "final": {"wall_s": wall}}
+        if batched:
+            body["batched"] = {"models": 2}
+        (folder / "meta.json").write_text(json.dumps(body))
+
+    meta("a", "00:00.000", "01:40.000", 40.0)
+    meta("b", "00:00.000", "01:50.000", 40.0)  # the same group: 110 s for 80 s of training
+    meta("c", "05:00.000", "05:50.000", 45.0, batched=False)  # alone: 50 s for 45 s
+    meta("d", "06:00.000", "09:00.000", 1.0, status="failed", batched=False)  # not counted
+    factor, units = observed_overhead(tmp_path)
+    assert units == 2 and factor == pytest.approx(160 / 125)
+    assert observed_overhead(tmp_path, recent=1) == (pytest.approx(50 / 45), 1)

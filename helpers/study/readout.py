@@ -242,6 +242,32 @@ def measurement_oracle(method: str, epochs, n: int) -> float:
     return (max(epochs) + len(epochs) * per_checkpoint) * n
 
 
+def observed_overhead(root=None, recent: int = 20) -> tuple[float, int] | None:
+    """(elapsed / training seconds, units) over the ``recent`` latest units of finished and diverged
+    runs (the machine's present load; earlier sessions ran beside other work): each unit (a batched
+    group, whose runs share their start, or one run) from its start to its last end, against the
+    training seconds its records count (``wall_s``; a group's per-model share times its models).
+    What evaluation, start-up and saving add to the timing pass's training-only figures; None
+    before any run."""
+    from datetime import datetime
+    from .records import read_meta_file
+    units: dict[tuple, list] = {}
+    for path in runs_dir(root).glob("*/meta.json"):
+        meta = read_meta_file(path)
+        final = meta.get("final") or {}
+        if meta.get("status") not in ("finished", "diverged") or "ended" not in meta or \
+                not math.isfinite(final.get("wall_s", math.nan)):
+            continue
+        key = (meta["started"], "batched" in meta) if "batched" in meta else (meta["run_id"],)
+        unit = units.setdefault(key, [meta["started"], meta["ended"], 0.0])
+        unit[1] = max(unit[1], meta["ended"])
+        unit[2] += final["wall_s"]
+    latest = sorted(units.values())[-recent:]
+    elapsed = sum((datetime.fromisoformat(e) - datetime.fromisoformat(s)).total_seconds() for s, e, _ in latest)
+    training = sum(t for _, _, t in latest)
+    return (elapsed / training, len(latest)) if training > 0 else None
+
+
 def by_study(state: Plan, costs: dict, jobs: int = 2) -> pd.DataFrame:
     """Per study: runs left (runnable + blocked), measurements, oracle calls, hours with ``jobs`` processes."""
     rows = _estimate_rows(state, costs)
@@ -302,8 +328,14 @@ def _plan_command(args) -> int:
             print(f"study cut {cut}: {what}")
         hours = cost["seconds"].sum() / 3600
         if costs:
-            print(f"cost of what is left: {hours:.1f} h on one process, {hours / max(args.jobs or 2, 1):.1f} h "
-                  f"with {args.jobs or 2} (seconds per 60,000 oracle calls: {source})")
+            jobs = max(args.jobs or 2, 1)
+            print(f"cost of what is left: {hours:.1f} h of training on one process, {hours / jobs:.1f} h "
+                  f"with {jobs} (seconds per 60,000 oracle calls: {source})")
+            observed = observed_overhead(args.runs_dir)
+            if observed is not None:
+                factor, units = observed
+                print(f"with evaluation, start-up and saving (elapsed = {factor:.2f} x training seconds in the "
+                      f"latest {units} groups and single runs): {hours * factor / jobs:.1f} h with {jobs}")
         else:
             print(f"cost of what is left: unknown ({source}; fill {args.costs})")
         edges = {k: v for k, v in state.edges.items() if v in ("spent", "limit")}
