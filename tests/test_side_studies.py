@@ -97,3 +97,31 @@ def test_batch_size_curves_average_seeds_and_price_oracle_calls_by_the_timing_ta
 def test_starter_runs_are_the_starter_s_final_evaluations():
     records = frame(run("st0", tag="starter", scaling="unit"), run("st0v", tag="starter", split="val"), run("s0"))
     assert set(SS.starter_runs(records)["run_id"]) == {"st0"}
+
+
+def test_side_study_sentences_name_the_best_point_of_each_method():
+    batch = pd.DataFrame([
+        dict(optimizer="sgd", planned_epochs=1, batch=8, test_acc_mean=85.0, test_acc_std=0.5),
+        dict(optimizer="sgd", planned_epochs=1, batch=60_000, test_acc_mean=40.0, test_acc_std=1.0),
+        dict(optimizer="heavy_ball", planned_epochs=1, batch=32, test_acc_mean=86.0, test_acc_std=float("nan")),
+        dict(optimizer="sgd", planned_epochs=10, batch=1024, test_acc_mean=90.0, test_acc_std=0.1),
+        dict(optimizer="sgd", planned_epochs=10, batch=64, test_acc_mean=89.0, test_acc_std=0.1)])
+    text = SS.batch_size_sentence(batch)
+    assert "at 60{,}000 oracle calls, the highest mean test accuracy of heavy\\_ball at batch 32 (86.00\\%)" in text
+    assert "and of sgd at batch 8 (85.00\\% $\\pm$ 0.50)" in text
+    assert "at 600{,}000 oracle calls, the highest mean test accuracy of sgd at batch 1{,}024" in text
+    decay = pd.DataFrame([
+        dict(kind="coupled", optimizer="adam", weight_decay=1e-6, test_acc_mean=90.0, test_acc_std=0.3),
+        dict(kind="coupled", optimizer="adam", weight_decay=1e-4, test_acc_mean=90.4, test_acc_std=0.3),
+        dict(kind="coupled", optimizer="adam", weight_decay=1e-3, test_acc_mean=90.2, test_acc_std=0.2),
+        dict(kind="coupled", optimizer="adam", weight_decay=1e-2, test_acc_mean=80.0, test_acc_std=0.2)])
+    assert SS.weight_decay_sentence(decay) == ("In the weight-decay study, adam (coupled) is most accurate at decay "
+                                               "0.0001 (90.40\\% $\\pm$ 0.30) and within one standard deviation "
+                                               "of that up to 0.001.")
+    pixels = pd.DataFrame([dict(method="sgd", pixels=SS.UNIT, test_acc_mean=88.0, test_acc_std=0.2),
+                           dict(method="sgd", pixels=SS.STANDARDISED, test_acc_mean=90.0, test_acc_std=0.1),
+                           dict(method="starter", pixels=SS.STARTER_PIXELS, test_acc_mean=45.0, test_acc_std=19.0)])
+    assert SS.preprocessing_sentence(pixels) == (
+        "Re-tuned by the protocol, sgd reaches 88.00\\% $\\pm$ 0.20 on $[0, 1]$ pixels against 90.00\\% $\\pm$ 0.10 "
+        "on standardised pixels; the starter's recipe 45.00\\% $\\pm$ 19.00.")
+    assert SS.batch_size_sentence(batch.iloc[:0]) == SS.weight_decay_sentence(decay.iloc[:0]) == ""

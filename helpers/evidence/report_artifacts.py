@@ -555,6 +555,24 @@ def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
     return out
 
 
+def side_study_sentences(frame: pd.DataFrame, pixels: pd.DataFrame, state=None) -> dict[str, str]:
+    """``BatchSizeSentence``, ``WeightDecaySentence``, ``PixelSentence`` from the side studies'
+    records (:mod:`helpers.evidence.side_studies`), else what is not run yet."""
+    from . import report_status as RS
+    from ..study.definition import STUDY_ROWS
+
+    def pending(study):
+        rows = [r.name for r in STUDY_ROWS if r.study == study]
+        return f"The {study.replace('_', '-')} study is {RS.NOT_RUN}" + (
+            f" ({RS.pending(state, rows[:1])}" + (f", {len(rows)} rows in all)." if len(rows) > 1 else ").")
+            if state is not None else ".")
+    batch = SS.batch_size_results(frame)
+    decay = SS.weight_decay_results(frame)
+    return {"BatchSizeSentence": SS.batch_size_sentence(batch) if len(batch) else pending("batch_size"),
+            "WeightDecaySentence": SS.weight_decay_sentence(decay) if len(decay) else pending("weight_decay"),
+            "PixelSentence": SS.preprocessing_sentence(pixels) if len(pixels) else pending("preprocessing")}
+
+
 def _measurements(root) -> pd.DataFrame:
     from ..study.records import load_measurements
     try:
@@ -638,6 +656,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
                  raw=[r"\multicolumn{5}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
     pixels = SS.preprocessing_results(final_all)
+    values.update(side_study_sentences(frame, pixels, state))
     files["preprocessing.tex"] = SS.preprocessing_tex(pixels) if len(pixels) else _tabular(
         "l", ["preprocessing ablation"], [], raw=[rf"\NotRun{{}}: {RS.pending(state, ['unit-pixels']) if state is not None else 'no records'} \\"])
     files["definition.tex"] = RS.rows_tex(state, profile) if state is not None else _tabular(

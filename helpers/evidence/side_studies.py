@@ -28,6 +28,7 @@ from . import analysis as A
 from .plots import PAGE_WIDTH, styles, thousands
 
 N_TRAIN = 60_000
+UNIT, STANDARDISED, STARTER_PIXELS = "[0, 1] (re-tuned)", "standardised", "[0, 1] (starter recipe)"
 STATS = dict(test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
              test_loss_mean=("test_loss", "mean"), test_loss_std=("test_loss", "std"), seeds=("seed", "nunique"))
 
@@ -214,7 +215,7 @@ def preprocessing_results(frame: pd.DataFrame) -> pd.DataFrame:
     standard = runs[(runs["scaling"] != "unit") & runs["optimizer"].isin(methods) &
                     (runs["planned_epochs"] == epochs) & (runs["batch_size"].map(_batch) == 64)]
     starter = runs[runs["tag"].astype(str) == "starter"]
-    parts = [(unit, "[0, 1] (re-tuned)"), (standard, "standardised"), (starter, "[0, 1] (starter recipe)")]
+    parts = [(unit, UNIT), (standard, STANDARDISED), (starter, STARTER_PIXELS)]
     rows = []
     for part, pixels in parts:
         last = _last(part, finished=False)
@@ -264,3 +265,56 @@ def starter_plot(runs: pd.DataFrame):
                    bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
+
+
+def _acc(mean: float, std: float) -> str:
+    return f"{mean:.2f}\\%" + (f" $\\pm$ {std:.2f}" if pd.notna(std) else "")
+
+
+def _name(method: str) -> str:
+    return method.replace("_", "\\_")
+
+
+def _size(batch: int) -> str:
+    return "full" if batch == N_TRAIN else f"{batch:,}".replace(",", "{,}")
+
+
+def batch_size_sentence(table: pd.DataFrame) -> str:
+    """Per budget, each method's batch size with the best mean final test accuracy (LaTeX)."""
+    parts = []
+    for epochs, rows in table.groupby("planned_epochs"):
+        best = rows.loc[rows.groupby("optimizer")["test_acc_mean"].idxmax()].sort_values("optimizer")
+        items = [f"{_name(r.optimizer)} at batch {_size(r.batch)} ({_acc(r.test_acc_mean, r.test_acc_std)})"
+                 for r in best.itertuples()]
+        calls = f"{int(epochs) * N_TRAIN:,}".replace(",", "{,}")
+        parts.append(f"at {calls} oracle calls, the highest mean test accuracy of " + " and of ".join(items))
+    return ("Among the batch sizes run, " + "; ".join(parts) + ".") if parts else ""
+
+
+def weight_decay_sentence(table: pd.DataFrame) -> str:
+    """Per method: the decay with the best mean test accuracy, and the largest decay whose mean
+    stays within one standard deviation (over seeds) of that best (LaTeX)."""
+    parts = []
+    for method, rows in table.groupby("optimizer"):
+        best = rows.loc[rows["test_acc_mean"].idxmax()]
+        band = best["test_acc_std"] if pd.notna(best["test_acc_std"]) else 0.0
+        kept = rows.loc[rows["test_acc_mean"] >= best["test_acc_mean"] - band, "weight_decay"].max()
+        parts.append(f"{_name(method)} ({best['kind']}) is most accurate at decay {best['weight_decay']:g} "
+                     f"({_acc(best['test_acc_mean'], best['test_acc_std'])}) and within one standard deviation "
+                     f"of that up to {kept:g}")
+    return ("In the weight-decay study, " + "; ".join(parts) + ".") if parts else ""
+
+
+def preprocessing_sentence(table: pd.DataFrame) -> str:
+    """Each re-tuned method on [0, 1] against standardised pixels, and the starter (LaTeX)."""
+    by = {(r.method, r.pixels): r for r in table.itertuples()}
+    parts = []
+    for method in sorted(m for m, p in by if p == UNIT):
+        unit, std = by[(method, UNIT)], by.get((method, STANDARDISED))
+        versus = (f" against {_acc(std.test_acc_mean, std.test_acc_std)} on standardised pixels"
+                  if std is not None and pd.notna(std.test_acc_mean) else "")
+        parts.append(f"{_name(method)} reaches {_acc(unit.test_acc_mean, unit.test_acc_std)} on $[0, 1]$ pixels{versus}")
+    starter = by.get(("starter", STARTER_PIXELS))
+    if parts and starter is not None:
+        parts.append(f"the starter's recipe {_acc(starter.test_acc_mean, starter.test_acc_std)}")
+    return ("Re-tuned by the protocol, " + "; ".join(parts) + ".") if parts else ""
