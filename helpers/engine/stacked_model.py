@@ -19,8 +19,13 @@ from ..problem.data import Split
 from ..problem.model import CONSTRAINED_LAYERS, LeNet5
 
 STARTER_BATCH = 64
-EVAL_CHUNK = 2_000
-EVAL_SAMPLES = 8_192
+# Evaluation chunks (images per model, and in all over the K models): on a CPU a chunk's
+# activations must stay in cache (K = 7 on the 2-core CPU: 128 images per model evaluated 2.6x
+# faster than 1,170; K = 1: 256 images 1.8x faster than 2,000; the same results bit for bit);
+# on a GPU, large chunks.
+EVAL_CHUNK = {"cpu": 256, "cuda": 2_000}
+EVAL_SAMPLES = {"cpu": 1_024, "cuda": 8_192}
+EVAL_MIN_CHUNK = 16
 MAX_SAMPLES_PER_STEP = 32_768
 CACHE_MODELS, CACHE_CHUNK = 32, 32  # from K = 32 models on, forward/backward 32 samples per model at a time
 CHANNELS_LAST = torch.channels_last
@@ -144,6 +149,12 @@ def starter_loss(per_sample: torch.Tensor) -> torch.Tensor:
     return sum(c.mean(-1) for c in per_sample.split(STARTER_BATCH, dim=-1)) / n
 
 
+def eval_chunk(k: int, device: torch.device | str) -> int:
+    """Images per model in one evaluation chunk of K models on ``device``."""
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    return max(EVAL_MIN_CHUNK, min(EVAL_CHUNK[kind], EVAL_SAMPLES[kind] // k))
+
+
 @torch.no_grad()
 def evaluate_many(flat: torch.Tensor, split: Split, per_sample: bool = False) -> list[dict]:
     """For each of the K models in ``flat``: mean cross-entropy per sample, the starter's
@@ -151,7 +162,7 @@ def evaluate_many(flat: torch.Tensor, split: Split, per_sample: bool = False) ->
     "loss": float32[n]}`` under ``"predictions"``."""
     k = flat.shape[0]
     p = unstack(flat)
-    chunk = max(STARTER_BATCH, min(EVAL_CHUNK, EVAL_SAMPLES // k))
+    chunk = eval_chunk(k, flat.device)
     losses, preds = [], []
     for start in range(0, len(split), chunk):
         logits = forward(p, split.x[start:start + chunk], shared=True)

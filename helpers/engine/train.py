@@ -44,7 +44,7 @@ from ..problem.model import LeNet5
 from ..optimizers import get_spec
 from ..runtime import seed_everything
 from .schedules import lr_factor
-from .stacked_model import EVAL_CHUNK, STARTER_BATCH, per_model_loss, starter_loss
+from .stacked_model import eval_chunk, per_model_loss, starter_loss
 from .steppers import BudgetSpent, ModuleStepper, StackedStepper, full_gradient_closure, make_closure  # noqa: F401
 
 RECORD_COLUMNS = ["epoch", "step", "train_loss", "test_loss", "test_starter_loss", "test_acc",
@@ -59,9 +59,10 @@ def evaluate(model: torch.nn.Module, split: Split, per_sample: bool = False) -> 
     was_training = model.training
     model.eval()
     losses, preds = [], []
-    for start in range(0, len(split), EVAL_CHUNK):
-        logits = model(split.x[start:start + EVAL_CHUNK])
-        losses.append(F.cross_entropy(logits, split.y[start:start + EVAL_CHUNK], reduction="none"))
+    chunk = eval_chunk(1, split.x.device)
+    for start in range(0, len(split), chunk):
+        logits = model(split.x[start:start + chunk])
+        losses.append(F.cross_entropy(logits, split.y[start:start + chunk], reduction="none"))
         preds.append(logits.argmax(1))
     model.train(was_training)
     per, pred = torch.cat(losses).double(), torch.cat(preds)
