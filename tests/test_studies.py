@@ -280,3 +280,18 @@ def test_study_cuts_apply_in_order_and_keep_the_main_study():
     assert edited["batch8-1ep"].seeds == 3 and edited["wd-coupled-1e-06"].seeds == 2
     with pytest.raises(ValueError, match=r"study_cuts must be in \[0, 4\], got 5"):
         D.get_profile("full", study_cuts=5)
+
+
+def test_the_scheduler_keeps_one_unit_per_worker():
+    from types import SimpleNamespace
+
+    from helpers.study import scheduler
+    from helpers.study.executors import LocalPool
+    dask_like = SimpleNamespace(_client=SimpleNamespace(nthreads=lambda: {"tcp://a": 2, "tcp://b": 1}))
+    assert scheduler.executor_slots(dask_like) == 3
+    assert scheduler.executor_slots(scheduler.InlineExecutor()) == 1
+    pool = LocalPool(workers=2, threads=1)
+    try:
+        assert scheduler.executor_slots(pool) == 2
+    finally:
+        pool.shutdown()

@@ -360,7 +360,7 @@ def _command_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for what in ("plan", "definition"):
         p = sub.add_parser(what, help="print the definition" if what == "definition" else
-                           "train the study's runnable runs round by round (--dry-run: count them)")
+                           "train the study's runs, most valuable first (--dry-run: count them)")
         p.set_defaults(what=what)
         p.add_argument("--profile", default="full", choices=sorted(D.PROFILES))
         p.add_argument("--cuts", type=int, default=0, help=f"apply the first N of the {len(D.CUTS)} cuts")

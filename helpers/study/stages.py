@@ -25,8 +25,8 @@ def preview(profile: str, root) -> str:
 
 
 def train(profile: str, root, scheduler=None, jobs=None, tls=None, progress: bool = True) -> list[str]:
-    """Train every run of ``profile`` that is missing under ``root``, most valuable first, round
-    by round (:func:`helpers.study.protocol.execute`); return the failed ones, named."""
+    """Train every run of ``profile`` that is missing under ``root``, most valuable first
+    (:func:`helpers.study.planner.execute`); return the failed ones, named."""
     from .executors import make_executor
     from .planner import execute
     try:

@@ -3,9 +3,9 @@ every notebook on its records, summarise, build the report.
 
 Stages, for a profile of :mod:`helpers.study.definition` (``ci``, ``quick``, ``full``):
 
-1. **train**: the planner (:func:`helpers.study.protocol.execute`) trains every run the
-   definition names, most valuable first, round by round (each round unblocks the next: tuning,
-   then finals, then extra seeds), batched, on the local pool or the Dask cluster. Finished runs
+1. **train**: the planner (:func:`helpers.study.planner.execute`) trains every run the
+   definition names, most valuable first, replanning after each batched group or run (a finished
+   tuning unblocks its finals, finals their extra seeds), on the local pool or the Dask cluster. Finished runs
    are never recomputed, so with complete records this stage trains nothing.
 2. **notebooks**: papermill executes ``00_starter_baseline``, each family notebook for each main
    scenario of the profile (standard, l2, sparse60), ``50_sparsity`` over the thinner budgets,
