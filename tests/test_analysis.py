@@ -4,7 +4,7 @@ import pytest
 
 from helpers.evidence import analysis as A
 from helpers.optimizers import get_spec, names
-from helpers.evidence.report_artifacts import coverage, density_tex, families_tex
+from helpers.evidence.report_tables import coverage, density_tex, families_tex
 from helpers.study.protocol import base_config, final_hparams, schedule_for, stage_members
 
 

@@ -41,7 +41,7 @@ def test_generated_tables_match_the_committed_records(tmp_path):
 def test_pieces_without_records_say_what_is_not_run(tmp_path):
     """From an empty runs folder: every scenario table, answer and figure says "not yet run" and
     which definition rows are pending; the status line counts the definition's runs; nothing is drawn."""
-    from helpers.evidence.report_artifacts import SCENARIO_ROWS
+    from helpers.evidence.report_tables import SCENARIO_ROWS
     from helpers.evidence.report_status import plan_state, progress
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -111,6 +111,9 @@ def _study(finals, tuning):
 
 def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
     from helpers.evidence import report_artifacts as R
+    from helpers.evidence import report_macros as M
+    from helpers.evidence import report_tables as T
+    from helpers.evidence.latex import tex
     records = _study([("adam", 0, 90.0, 0.30), ("adam", 1, 90.2, 0.29), ("adam", 2, 90.1, 0.31),
                       ("sgd", 0, 91.0, 0.35), ("sgd", 1, 91.4, 0.36), ("sgd", 2, 90.9, 0.34),  # best on test
                       ("svrg", 0, 80.0, 0.60), ("svrg", 1, 80.5, 0.61), ("svrg", 2, float("nan"), float("nan"),
@@ -119,20 +122,20 @@ def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
     final = A.final_frame(frame=records)
     results = A.final_results(final)
     comps = R.comparisons(final, records, predictions=lambda run_id: None)
-    best = R.indicated_best(results, comps)
+    best = T.indicated_best(results, comps)
     assert best.loc["standard", "method"] == "adam" and best.loc["standard", "chosen_on"] == "hold-out"
-    table = R.comparison_tex(comps["standard"])
+    table = T.comparison_tex(comps["standard"])
     assert "adam & 3 & -- & best" in table and "& yes &" in table
     assert "svrg & 2 & " in table  # the diverged seed is not paired
     assert "sgd & 3 & +1.00 [" in table  # seed-matched: (1.0 + 1.2 + 0.8) / 3
-    final_tex = R.final_table_tex(results, "standard")
+    final_tex = T.final_table_tex(results, "standard")
     assert "svrg & noise\\_reduction & 80.25 $\\pm$ 0.35" in final_tex and "& 2/1/0 &" in final_tex
-    text = R.answer(comps["standard"], best.loc["standard"])
+    text = M.answer(comps["standard"], best.loc["standard"])
     assert text.startswith("In the standard scenario the hold-out indicates adam, at 90.10% test accuracy")
-    values = R.macros(results, A.time_to_target(A.study_frame(frame=records)), A.study_frame(frame=records),
+    values = M.macros(results, A.time_to_target(A.study_frame(frame=records)), A.study_frame(frame=records),
                       comps=comps)
     assert values["BestStandardMethod"] == "adam" and values["BestStandardRuns"] == "3/0/0"
-    assert "CountingRule" in values and values["AnswerStandard"] == R._tex(text)
+    assert "CountingRule" in values and values["AnswerStandard"] == tex(text)
 
 
 def test_prose_checks_catch_typed_integers_and_unbacked_comparisons():
@@ -189,7 +192,7 @@ def test_readme_benchmark_block_is_its_generated_source_from_a_clean_commit():
 
 
 def test_protocol_constants_come_from_the_study_definition():
-    from helpers.evidence.report_artifacts import protocol_macros
+    from helpers.evidence.report_macros import protocol_macros
     definition = pytest.importorskip("helpers.study.definition")
     profile = definition.get_profile("full")
     values = protocol_macros()
@@ -201,7 +204,7 @@ def test_protocol_constants_come_from_the_study_definition():
 
 
 def test_sparse_table_keeps_each_methods_holdout_strategy():
-    from helpers.evidence import report_artifacts as R
+    from helpers.evidence.report_tables import final_table_tex
     records = _study([("shampoo", 0, 88.0, 0.3), ("shampoo", 1, 88.2, 0.3), ("adam", 0, 90.0, 0.3)], [])
     records = pd.concat([records, records.iloc[:2].assign(sparsity_strategy="gradual", test_acc=[90.5, 90.7],
                                                           run_id=["g0", "g1"])], ignore_index=True)
@@ -212,5 +215,5 @@ def test_sparse_table_keeps_each_methods_holdout_strategy():
                                                            ("shampoo", "gradual", 88.0)])])
     assert A.holdout_strategies(tuning) == {"shampoo": "projection"}  # not gradual, the better on test
     results = A.final_results(A.final_frame(frame=records))
-    table = R.final_table_tex(results, "sparse60", strategies=A.holdout_strategies(tuning))
+    table = final_table_tex(results, "sparse60", strategies=A.holdout_strategies(tuning))
     assert "second\\_order & 88.10" in table and "gradual" not in table and "adam & momentum" in table

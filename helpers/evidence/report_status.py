@@ -14,7 +14,7 @@ FAMILIES = ("sgd", "momentum", "noise_reduction", "second_order")
 
 
 def _tex(text) -> str:
-    from .report_artifacts import _tex as tex
+    from .latex import tex
     return tex(text)
 
 
@@ -102,7 +102,7 @@ def _group(rows) -> list[tuple[str, list]]:
 def rows_tex(state, profile: str = "full") -> str:
     """The study definition as the report shows it, one line per row or study, with its progress."""
     from ..study.definition import get_profile
-    from .report_artifacts import _tabular
+    from .latex import tabular as _tabular
     p = get_profile(profile)
     table = progress(state)
     tuning = {"grid": f"{p.grid_points} rates, $\\le${p.grid_extension} more at an edge, {p.qmc_trials} qmc",
@@ -133,7 +133,7 @@ def members_tex(family: str, profile: str = "full") -> str:
     other hyperparameters tuned, its batch size and schedule (helpers.study.readout.methods_table)."""
     from ..optimizers import registry
     from ..study.readout import methods_table
-    from .report_artifacts import _tabular
+    from .latex import tabular as _tabular
     table = methods_table(profile)
     table = table[table["family"] == family].sort_values("method")
     specs = registry()
@@ -158,7 +158,7 @@ def timing_tex(state=None, path=None) -> tuple[str, dict[str, str]]:
     """The timing pass's table (seconds per 60,000 oracle calls and per final run, per method) and
     its macros; a "not yet run" row when the pass has measured nothing."""
     from ..study import timing as T
-    from .report_artifacts import _tabular
+    from .latex import tabular as _tabular
     table = T.seconds_per_run(**({"path": path} if path else {}))
     header = T.read_header(**({"path": path} if path else {}))
     columns = ["method", "s per 60k calls", "models at once", "s per final run"]

@@ -134,6 +134,45 @@ if len(density) and density["density"].nunique() > 1:
     density_plot(density)
     plt.show()
 
+# %% [markdown]
+# ## The studies beside the main comparison (`helpers/evidence/side_studies.py`, the report draws the same)
+# Batch size: final test accuracy and loss against the batch size at both budgets, then the small budget's
+# training loss against oracle calls and against the timing pass's seconds.
+
+# %%
+from helpers.evidence import side_studies as SS
+
+batch = SS.batch_size_results(frame)
+if len(batch) and batch["batch"].nunique() > 1:
+    SS.batch_size_plot(batch)
+    plt.show()
+curves = SS.batch_size_curves(frame)
+if len(curves) and curves["batch"].nunique() > 1:
+    SS.batch_size_curves_plot(curves)
+    plt.show()
+batch if len(batch) else "no batch-size study runs yet"
+
+# %% [markdown]
+# Weight decay, coupled (L2 in the gradient) against decoupled (AdamW), scenario l2.
+
+# %%
+decay = SS.weight_decay_results(frame)
+if len(decay) and decay["weight_decay"].nunique() > 1:
+    SS.weight_decay_plot(decay)
+    plt.show()
+decay if len(decay) else "no weight-decay study runs yet"
+
+# %% [markdown]
+# Preprocessing: the same methods on standardised and on [0, 1] pixels, and the assignment's starter (every seed).
+
+# %%
+pixels = SS.preprocessing_results(A.final_frame(frame=records) if len(records) else records)
+starter = SS.starter_runs(frame)
+if len(starter):
+    SS.starter_plot(starter)
+    plt.show()
+pixels if len(pixels) else "no preprocessing-ablation runs yet"
+
 # %%
 if report_dir:
     from helpers.evidence.report_artifacts import write_all

@@ -1,0 +1,297 @@
+"""The report's macros (``report/tables/macros.tex``): protocol constants from the study definition, results and whole sentences from the records."""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import analysis as A
+from . import side_studies as SS
+from . import statistics as S
+from ..optimizers import registry
+from .latex import num, power, tex
+from .report_tables import SCENARIO_ROWS, coverage, indicated_best, method_names, run_counts, wall_time
+from .summary import COUNTING_RULE
+
+def answer(comparison: dict, best_row) -> str:
+    """The scenario's answer in two sentences, every name and number from the records."""
+    scenario = comparison["scenario"]
+    if comparison.get("reference") is None or best_row is None:
+        return f"{scenario}: no hold-out ranking, so no method is indicated as best."
+    method = comparison["reference"][0]
+    group_acc = [g for g in comparison["group_accuracy"] if g != comparison["reference"]]
+    group_loss = [g for g in comparison["group_loss"] if g != comparison["reference"]]
+    first = (f"In the {scenario} scenario the hold-out indicates {method}, at "
+             f"{best_row['test_acc_mean']:.2f}% test accuracy and test loss {best_row['test_loss_mean']:.4f} "
+             f"over {int(best_row['seeds'])} finished seeds.")
+    second = (f"Not separable from it on accuracy: {len(group_acc)} methods"
+              + (f" ({method_names(group_acc)})" if group_acc else "")
+              + f"; on test loss: {len(group_loss)}" + (f" ({method_names(group_loss)})" if group_loss else "") + ".")
+    untested = comparison["accuracy"]["verdict"].eq("untested").sum()
+    if untested:
+        second += (f" {int(untested)} method{'s' if untested > 1 else ''} with fewer than 2 paired seeds "
+                   f"{'are' if untested > 1 else 'is'} untested.")
+    return f"{first} {second}"
+
+
+def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: dict | None = None,
+           comps: dict[str, dict] | None = None) -> dict[str, str]:
+    """Every number and every ranking word the report's prose uses, by name. ``Best<Scenario>*``
+    describe the indicated best (:func:`indicated_best`); ``Group<Scenario>Acc``/``Loss`` name the
+    methods not separable from it; ``Answer<Scenario>`` is the scenario's answer (:func:`answer`)."""
+    comps = comps or {}
+    out = {"Target": f"{A.TARGET:.2f}", "NumRuns": str(frame["run_id"].nunique()),
+           "NumMethods": str(frame["method"].nunique()), "NumRegistered": str(len(registry()))}
+    if cost:
+        out.update(StudyRuns=num(cost["runs"]), StudyTuningRuns=num(cost["tuning_runs"]),
+                   StudyHours=f"{cost['train_hours']:.1f}")
+    out["Coverage"] = tex(coverage(frame))
+    out["CountingRule"] = tex(COUNTING_RULE)
+    rules = "; ".join(S.RULES.values())
+    out["StatsRule"] = tex(rules[:1].upper() + rules[1:] + ".")
+    best = indicated_best(results, comps)
+    names = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
+    for scenario, key in names.items():
+        if scenario in best.index:
+            row = best.loc[scenario]
+            out[f"Best{key}Method"] = tex(row["method"])
+            optimizer = frame.loc[frame["method"] == row["method"], "optimizer"].iloc[0]
+            out[f"Best{key}Description"] = tex(registry()[optimizer].description)
+            out[f"Best{key}Acc"] = f"{row['test_acc_mean']:.2f}"
+            out[f"Best{key}Std"] = f"{row['test_acc_std']:.2f}" if pd.notna(row["test_acc_std"]) else "--"
+            out[f"Best{key}Loss"] = f"{row['test_loss_mean']:.4f}"
+            out[f"Best{key}StarterLoss"] = f"{row['test_starter_loss_mean']:.5f}"
+            out[f"Best{key}Seeds"] = str(int(row["seeds"]))
+            out[f"Best{key}ChosenOn"] = tex(row["chosen_on"])
+            out[f"Best{key}Runs"] = run_counts(row)
+        comp = comps.get(scenario, {})
+        if comp.get("reference") is not None:
+            others = lambda g: [m for m in g if m != comp["reference"]]  # noqa: E731
+            out[f"Group{key}Acc"] = tex(method_names(others(comp["group_accuracy"])) or "none")
+            out[f"Group{key}Loss"] = tex(method_names(others(comp["group_loss"])) or "none")
+            out[f"Group{key}AccCount"] = str(len(others(comp["group_accuracy"])))
+            out[f"Group{key}LossCount"] = str(len(others(comp["group_loss"])))
+            out[f"Answer{key}"] = tex(answer(comp, best.loc[scenario] if scenario in best.index else None))
+            out[f"Best{key}Hparams"] = tex(", ".join(f"{k}={v}" for k, v in A.hparams_of(row).items()
+                                                      if v not in (0, 0.0)))
+    if "standard" in best.index and "sparse60" in best.index:
+        out["SparseGap"] = f"{best.loc['standard', 'test_acc_mean'] - best.loc['sparse60', 'test_acc_mean']:.2f}"
+    reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
+    if len(reached):
+        fastest = reached.iloc[0]
+        out.update(FastestMethod=tex(fastest["method"]), FastestEpochs=f"{fastest['epoch']:.2f}",
+                   FastestGradEvals=num(fastest["grad_evals"]), FastestOracle=num(fastest["oracle_evals"]),
+                   FastestReached=f"{int(fastest['reached'])}/{int(fastest['seeds'])}")
+    return out
+
+
+def protocol_macros(profile: str = "full") -> dict[str, str]:
+    """The study definition's constants (helpers.study.definition) as macros, so the report's
+    protocol section types none of them; empty where the definition is not there."""
+    try:
+        from ..study import definition as D
+        from ..constraints.scenarios import get_scenario
+        from ..problem.data import N_TEST, N_TRAIN
+        p = D.get_profile(profile)
+    except (ImportError, AttributeError, ValueError):
+        return {}
+    rows = {r.name: r for r in p.rows_in()}
+    out = {"ProtocolEpochs": str(p.epochs), "ProtocolValSize": num(p.val_size),
+           "ProtocolTuneImages": num(N_TRAIN - p.val_size), "ProtocolTrainImages": num(N_TRAIN),
+           "ProtocolTestImages": num(N_TEST), "ProtocolBudget": num(p.epochs * N_TRAIN),
+           "ProtocolTuneBudget": num(p.epochs * (N_TRAIN - p.val_size)),
+           "ProtocolGridPoints": str(p.grid_points), "ProtocolGridExtension": str(p.grid_extension),
+           "ProtocolQmcTrials": str(p.qmc_trials), "ProtocolLtwoTrials": str(p.l2_trials),
+           "ProtocolSparseRates": str(p.sparse_rates), "ProtocolTopK": str(p.top_k),
+           "ProtocolEvalsPerEpoch": str(p.evals_per_epoch)}
+    if "standard" in rows:
+        out.update(ProtocolSeeds=str(rows["standard"].seeds), ProtocolTopSeeds=str(rows["standard"].top_seeds))
+    if "starter" in rows:
+        out["ProtocolStarterSeeds"] = str(rows["starter"].seeds)
+    for kind, (low, high) in getattr(D, "WEIGHT_DECAY", {}).items():
+        out[f"ProtocolWd{kind.capitalize()}"] = f"{power(low)} to {power(high)}"
+    thinner = [get_scenario(n) for n in getattr(D, "THINNER", ())]
+    if thinner:
+        out["ProtocolThinner"] = ", ".join(f"{tex(sc.name)} ({100 * sc.density:g}\\%)" for sc in thinner)
+    for name, text in (D.strategy_settings().items() if hasattr(D, "strategy_settings") else ()):
+        out[f"ProtocolStrategy{name.capitalize()}"] = tex(text)
+    out.update(study_macros(D, p))
+    return out
+
+
+def study_macros(D, p) -> dict[str, str]:
+    """The other studies' settings (issue 15) and the statistics' constants as macros."""
+    from ..optimizers import get_spec
+    from ..study.recipe import oracle_budget
+    sizes = [f"{b:,}".replace(",", "{,}") if b != "full" else "full batch" for b in D.BATCH_SIZES]
+    skips = [str(b) for b in D.BATCH_FULL_BUDGET_SKIPS]
+    out = {"NumRegistered": str(len(registry())), "ProtocolBatchSizes": ", ".join(sizes),
+           "ProtocolBatchMethods": tex(" and ".join(D.BATCH_METHODS)),
+           "ProtocolBatchSmallEpochs": str(D.BATCH_SMALL_EPOCHS),
+           "ProtocolBatchSmallBudget": num(D.BATCH_SMALL_EPOCHS * 60_000),
+           "ProtocolBatchSkips": ", ".join(skips), "ProtocolWdPoints": str(D.WD_POINTS),
+           "ProtocolWdMethods": tex(", ".join(m for ms in D.WD_METHODS.values() for m in ms)),
+           "ProtocolHorizons": f"{min(p.horizons)} to {max(p.horizons)}", "ProtocolHorizonEvals": str(D.HORIZON_EVALS),
+           "ProtocolHorizonSpacing": f"1/{D.HORIZON_EVALS}",
+           "ProtocolVarianceMethods": tex(", ".join(D.VARIANCE["methods"])),
+           "ProtocolVarianceEpochs": ", ".join(f"{e:g}" for e in D.VARIANCE["epochs"]),
+           "ProtocolVarianceBatches": ", ".join(f"{b:,}".replace(",", "{,}") for b in D.VARIANCE["batch_sizes"]),
+           "ProtocolMomentumMethod": tex(D.MOMENTUM_METHOD),
+           "ProtocolBasicBudget": num(oracle_budget("sgd_basic", p, "test")),
+           "ProtocolBasicEpochs": str(get_spec("sgd_basic").max_epochs or p.epochs),
+           "ProtocolStarterLr": power(D.STARTER["hparams"]["lr"]),
+           "ProtocolConfidence": f"{100 * S.CONFIDENCE:g}", "ProtocolAlpha": f"{S.ALPHA:g}",
+           "CountingRule": tex(COUNTING_RULE)}
+    pixels = next(r for r in D.STUDY_ROWS if r.study == "preprocessing")
+    named = ["the standard scenario's best on the hold-out" if m == "best:standard" else m for m in pixels.methods]
+    out["ProtocolPixelMethods"] = tex(" and ".join(named))
+    rules = "; ".join(S.RULES.values())
+    out["StatsRule"] = tex(rules[:1].upper() + rules[1:] + ".")
+    return out
+
+
+def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = None) -> str:
+    """What a family's members did in the standard scenario, from the records: the members in order
+    of mean test accuracy (the numbers are in the scenario table), the runs that did not finish,
+    and which members the test set does not separate from the indicated method."""
+    part = rows[rows["family"] == family].sort_values("test_acc_mean", ascending=False) if len(rows) else rows
+    if part is None or part.empty:
+        return "Standard scenario: \\NotRun{} for this family."
+    text = ("Standard scenario, members in order of mean test accuracy (Table~\\ref{tab:standard}): "
+            + ", ".join(tex(m) for m in part["method"]) + ".")
+    lost = part[(part["diverged"].fillna(0) + part["failed"].fillna(0)) > 0]
+    if len(lost):
+        text += " Not finished: " + "; ".join(f"{tex(r['method'])} {int(r['diverged'])} diverged, {int(r['failed'])} failed"
+                                             for _, r in lost.iterrows()) + "."
+    if comparison and comparison.get("reference") is not None:
+        group = {m for m, _ in comparison.get("group_accuracy", [])}
+        inside = [m for m in part["method"] if m in group]
+        text += (f" Not separable from the indicated method on accuracy: {len(inside)} of {len(part)}"
+                 + (f" ({tex(', '.join(inside))})." if inside else "."))
+    return text
+
+
+def failures_sentence(rows: pd.DataFrame, scenario: str) -> str:
+    """Which methods lost final runs in ``scenario`` (diverged/failed of all), or that none did."""
+    if rows is None or rows.empty:
+        return f"{tex(scenario)}: \\NotRun{{}}."
+    lost = rows[(rows["diverged"].fillna(0) + rows["failed"].fillna(0)) > 0]
+    total = int(rows[["finished", "diverged", "failed"]].fillna(0).to_numpy().sum())
+    if lost.empty:
+        return f"{tex(scenario)}: all {total} final runs of the {len(rows)} methods finished."
+    parts = [f"{tex(r['method'])} {int(r['diverged'])} diverged/{int(r['failed'])} failed" for _, r in lost.iterrows()]
+    return (f"{tex(scenario)}: {int(lost['diverged'].sum() + lost['failed'].sum())} of {total} final runs did not "
+            f"finish ({'; '.join(parts)}).")
+
+
+def default_macros(state=None) -> dict[str, str]:
+    """The macros the report's prose uses, each a visible "not yet run" (with the pending
+    definition rows for a scenario's answer) until the records fill it."""
+    from . import report_status as RS
+    out = {"NotRun": r"\textit{not yet run}"}
+    for scenario, key in SCENARIO_KEYS.items():
+        for part in ("Method", "Description", "Acc", "Std", "Loss", "StarterLoss", "Seeds", "ChosenOn", "Runs",
+                     "Hparams"):
+            out[f"Best{key}{part}"] = RS.NOT_RUN
+        for part in ("Acc", "Loss", "AccCount", "LossCount"):
+            out[f"Group{key}{part}"] = RS.NOT_RUN
+        rows = SCENARIO_ROWS[scenario]
+        out[f"Answer{key}"] = (f"{tex(scenario)}: {RS.NOT_RUN}"
+                               + (f" ({RS.pending(state, rows)})" if state is not None else "") + ".")
+    for name in (*PROTOCOL_NAMES, "CountingRule", "StatsRule", "StatusDone", "StatusPlanned", "StatusRunnable",
+                 "StatusBlocked", "StatusFailed", "StatusLine", "StarterAcc", "StarterStd", "StarterSeeds",
+                 "StarterSeedAccs", "SparseGap", "FastestMethod", "FastestEpochs", "FastestGradEvals", "FastestOracle", "FastestReached", "FastestWall",
+                 "StudyRuns", "StudyTuningRuns", "StudyHours", "TimingMachine", "TimingThreads", "TimingIdle"):
+        out[name] = RS.NOT_RUN
+    return out
+
+
+SCENARIO_KEYS = {"standard": "Standard", "l2": "Ltwo", "sparse60": "Sparse"}
+
+
+PROTOCOL_NAMES = ("ProtocolAlpha", "ProtocolBasicBudget", "ProtocolBasicEpochs", "ProtocolBatchMethods",
+                  "ProtocolBatchSizes", "ProtocolBatchSkips", "ProtocolBatchSmallBudget",
+                  "ProtocolBatchSmallEpochs", "ProtocolBudget", "ProtocolConfidence", "ProtocolEpochs",
+                  "ProtocolEvalsPerEpoch", "ProtocolGridExtension", "ProtocolGridPoints", "ProtocolHorizonEvals",
+                  "ProtocolHorizonSpacing", "ProtocolHorizons", "ProtocolLtwoTrials", "ProtocolMomentumMethod",
+                  "ProtocolQmcTrials", "ProtocolSeeds", "ProtocolSparseRates", "ProtocolStarterLr",
+                  "ProtocolStarterSeeds", "ProtocolStrategyFinetune", "ProtocolStrategyGradual",
+                  "ProtocolStrategyProjection", "ProtocolTestImages", "ProtocolThinner", "ProtocolTopK",
+                  "ProtocolTopSeeds", "ProtocolTrainImages", "ProtocolTuneBudget", "ProtocolTuneImages",
+                  "ProtocolValSize", "ProtocolVarianceBatches", "ProtocolVarianceEpochs",
+                  "ProtocolVarianceMethods", "ProtocolWdCoupled", "ProtocolWdDecoupled", "ProtocolWdMethods",
+                  "ProtocolWdPoints", "ProtocolPixelMethods")
+
+
+def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
+    """Whole sentences from the macros, so a sentence reads right both before and after its records
+    exist: ``IndicatedStandard`` (the method and what it is), ``StarterSentence`` (the starter
+    reproduction, each seed), ``FastestSentence`` (first to 89.38%)."""
+    from . import report_status as RS
+
+    def ready(*names):
+        return all(values.get(n, RS.NOT_RUN) != RS.NOT_RUN for n in names)
+
+    def why(rows):
+        return f" ({RS.pending(state, rows)})" if state is not None else ""
+    out = {}
+    if ready("BestStandardMethod", "BestStandardDescription", "BestStandardStarterLoss"):
+        out["IndicatedStandard"] = (f"The indicated method for the standard scenario is {values['BestStandardMethod']}: "
+                                    f"{values['BestStandardDescription']}. Its test loss in the starter's units is "
+                                    f"{values['BestStandardStarterLoss']}.")
+    else:
+        out["IndicatedStandard"] = f"The standard scenario has no indicated method yet{why(['standard'])}."
+    if ready("StarterAcc", "StarterSeeds"):
+        out["StarterSentence"] = (f"The starter reproduction reaches {values['StarterAcc']}\\% $\\pm$ "
+                                  f"{values['StarterStd']} test accuracy over {values['StarterSeeds']} seeds "
+                                  f"(per seed: {values['StarterSeedAccs']}).")
+    else:
+        out["StarterSentence"] = f"The starter reproduction is {RS.NOT_RUN}{why(['starter'])}."
+    if ready("FastestMethod", "FastestEpochs", "FastestOracle"):
+        wall = (f", {values['FastestWall']}~s by the timing pass" if ready("FastestWall") else
+                ", wall time not yet timed")
+        out["FastestSentence"] = (f"The method first to reach it on the test set is {values['FastestMethod']}: "
+                                  f"{values['FastestEpochs']} epochs, {values['FastestOracle']} oracle calls{wall} "
+                                  f"({values['FastestReached']} seeds reached it).")
+    else:
+        out["FastestSentence"] = f"No final run has reached it yet{why(['horizon'])}."
+    return out
+
+
+def side_study_sentences(frame: pd.DataFrame, pixels: pd.DataFrame, state=None) -> dict[str, str]:
+    """``BatchSizeSentence``, ``WeightDecaySentence``, ``PixelSentence`` from the side studies'
+    records (:mod:`helpers.evidence.side_studies`), else what is not run yet."""
+    from . import report_status as RS
+    from ..study.definition import STUDY_ROWS
+
+    def pending(study):
+        rows = [r.name for r in STUDY_ROWS if r.study == study]
+        return f"The {study.replace('_', '-')} study is {RS.NOT_RUN}" + (
+            f" ({RS.pending(state, rows[:1])}" + (f", {len(rows)} rows in all)." if len(rows) > 1 else ").")
+            if state is not None else ".")
+    batch = SS.batch_size_results(frame)
+    decay = SS.weight_decay_results(frame)
+    return {"BatchSizeSentence": SS.batch_size_sentence(batch) if len(batch) else pending("batch_size"),
+            "WeightDecaySentence": SS.weight_decay_sentence(decay) if len(decay) else pending("weight_decay"),
+            "PixelSentence": SS.preprocessing_sentence(pixels) if len(pixels) else pending("preprocessing")}
+
+
+def _starter_macros(results_all: pd.DataFrame, final_all: pd.DataFrame) -> dict[str, str]:
+    starter = results_all[results_all["method"].str.contains(r"\[starter\]", regex=True) &
+                          (results_all["scenario"] == "standard")] if len(results_all) else results_all
+    if not len(starter):
+        return {}
+    row = starter.iloc[0]
+    runs = final_all[(final_all["method"] == row["method"]) & (final_all["scenario"] == "standard")]
+    last = runs.sort_values("epoch").groupby("run_id").tail(1).sort_values("seed")
+    accs = ", ".join(f"{a:.2f}" for a in last["test_acc"].dropna())
+    return {"StarterAcc": f"{row['test_acc_mean']:.2f}", "StarterSeeds": str(int(row["seeds"])),
+            "StarterStd": f"{row['test_acc_std']:.2f}" if pd.notna(row["test_acc_std"]) else "--",
+            "StarterSeedAccs": accs or "--"}
+
+
+def _fastest_wall(ttt: pd.DataFrame) -> dict[str, str]:
+    reached = ttt[ttt["reached"] > 0] if len(ttt) else ttt
+    if not len(reached):
+        return {}
+    fastest = reached.iloc[0]
+    seconds = wall_time(A.method_optimizer(fastest["method"]), fastest["oracle_evals"])
+    return {} if seconds is None else {"FastestWall": f"{seconds:.0f}"}
