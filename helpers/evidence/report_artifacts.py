@@ -131,7 +131,8 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
                  raw=[r"\multicolumn{5}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
     pixels = SS.preprocessing_results(final_all)
-    values.update(side_study_sentences(frame, pixels, state))
+    measurements = _measurements(root)
+    values.update(side_study_sentences(frame, pixels, state, measurements))
     files["preprocessing.tex"] = SS.preprocessing_tex(pixels) if len(pixels) else tabular(
         "l", ["preprocessing ablation"], [], raw=[rf"\NotRun{{}}: {RS.pending(state, ['unit-pixels']) if state is not None else 'no records'} \\"])
     files["definition.tex"] = RS.rows_tex(state, profile) if state is not None else tabular(
@@ -148,7 +149,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
         values[f"Family{key}"] = family_sentence(standard_rows, family, comps.get("standard"))
     files["macros.tex"] = macros_tex(values)
     snippets = report_figures(frame_main, results, comps, report_dir / "figures", state, frame, draw=draw,
-                              measurements=_measurements(root))
+                              measurements=measurements)
     for name, text in snippets.items():
         files[f"fig_{name}.tex"] = text
     for name, text in files.items():

@@ -256,9 +256,11 @@ def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
     return out
 
 
-def side_study_sentences(frame: pd.DataFrame, pixels: pd.DataFrame, state=None) -> dict[str, str]:
-    """``BatchSizeSentence``, ``WeightDecaySentence``, ``PixelSentence`` from the side studies'
-    records (:mod:`helpers.evidence.side_studies`), else what is not run yet."""
+def side_study_sentences(frame: pd.DataFrame, pixels: pd.DataFrame, state=None,
+                         measurements: pd.DataFrame | None = None) -> dict[str, str]:
+    """``BatchSizeSentence``, ``WeightDecaySentence``, ``PixelSentence``, ``VarianceSentence``
+    from the side studies' records and measurements (:mod:`helpers.evidence.side_studies`), else
+    what is not run yet."""
     from . import report_status as RS
     from ..study.definition import STUDY_ROWS
 
@@ -269,9 +271,11 @@ def side_study_sentences(frame: pd.DataFrame, pixels: pd.DataFrame, state=None) 
             if state is not None else ".")
     batch = SS.batch_size_results(frame)
     decay = SS.weight_decay_results(frame)
+    ratios = SS.variance_ratios(measurements)
     return {"BatchSizeSentence": SS.batch_size_sentence(batch) if len(batch) else pending("batch_size"),
             "WeightDecaySentence": SS.weight_decay_sentence(decay) if len(decay) else pending("weight_decay"),
-            "PixelSentence": SS.preprocessing_sentence(pixels) if len(pixels) else pending("preprocessing")}
+            "PixelSentence": SS.preprocessing_sentence(pixels) if len(pixels) else pending("preprocessing"),
+            "VarianceSentence": SS.variance_sentence(ratios) if len(ratios) else pending("variance")}
 
 
 def _starter_macros(results_all: pd.DataFrame, final_all: pd.DataFrame) -> dict[str, str]:

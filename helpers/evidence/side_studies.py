@@ -318,3 +318,43 @@ def preprocessing_sentence(table: pd.DataFrame) -> str:
     if parts and starter is not None:
         parts.append(f"the starter's recipe {_acc(starter.test_acc_mean, starter.test_acc_std)}")
     return ("Re-tuned by the protocol, " + "; ".join(parts) + ".") if parts else ""
+
+
+def variance_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """Along each measured trajectory, at the run's own batch size: each method's own estimator's
+    relative error over the plain mini-batch gradient's at the same point (``ratio`` < 1: the
+    estimator has less variance). The exact measurement where there is one, else the realized
+    draw (SARAH, momentum); estimates are left out. Mean over seeds per (method, estimator, checkpoint)."""
+    if table is None or table.empty:
+        return pd.DataFrame()
+    at_run = table[table["batch_size"] == table["run_batch"]]
+    mini = at_run[at_run["estimator"] == "minibatch"][["run_id", "checkpoint", "relative"]]
+    own = at_run[(at_run["estimator"] != "minibatch") & (at_run["kind"] != "estimate")]
+    own = own.sort_values("kind").drop_duplicates(["run_id", "checkpoint", "estimator"])  # "exact" before "realized"
+    pairs = own.merge(mini, on=["run_id", "checkpoint"], suffixes=("", "_minibatch"))
+    if pairs.empty:
+        return pd.DataFrame()
+    pairs = pairs.assign(ratio=pairs["relative"] / pairs["relative_minibatch"])
+    return (pairs.groupby(["method", "estimator", "checkpoint"])
+            .agg(ratio=("ratio", "mean"), kind=("kind", "first"), run_batch=("run_batch", "first")).reset_index())
+
+
+def variance_sentence(ratios: pd.DataFrame) -> str:
+    """Per method: its estimator's error as a multiple of the mini-batch gradient's at each
+    checkpoint, and where (if anywhere) it is below (LaTeX)."""
+    parts = []
+    for (method, estimator), rows in ratios.groupby(["method", "estimator"]):
+        rows = rows.sort_values("checkpoint")
+        values = ", ".join(f"{r:.2g}" for r in rows["ratio"])
+        epochs = ", ".join(f"{c:g}" for c in rows["checkpoint"])
+        below = rows.loc[rows["ratio"] < 1, "checkpoint"]
+        if below.empty:
+            where = "never below it"
+        elif (rows.loc[rows["checkpoint"] >= below.iloc[0], "ratio"] < 1).all():
+            where = f"below it from epoch {below.iloc[0]:g}"
+        else:
+            where = f"below it at epoch(s) {', '.join(f'{c:g}' for c in below)}"
+        parts.append(f"on {_name(method)}'s path ({rows['kind'].iloc[0]}, batch {_size(int(rows['run_batch'].iloc[0]))}), "
+                     f"the {_name(estimator)} estimator's error is {values} times the mini-batch gradient's at "
+                     f"epochs {epochs} ({where})")
+    return ("Measured along the tuned trajectories, " + "; ".join(parts) + ".") if parts else ""

@@ -27,4 +27,9 @@ MUTATIONS = [
     Mutation("batch-curves-price-full-batch-at-60000", SIDE,
              'seconds_per_oracle_call(method, "full" if batch == N_TRAIN else batch)',
              'seconds_per_oracle_call(method, batch)', (T_SIDE,)),
+    Mutation("variance-ratio-keeps-estimates", SIDE,
+             'own = at_run[(at_run["estimator"] != "minibatch") & (at_run["kind"] != "estimate")]',
+             'own = at_run[at_run["estimator"] != "minibatch"]', (T_SIDE,)),
+    Mutation("variance-ratio-over-any-batch-size", SIDE,
+             'at_run = table[table["batch_size"] == table["run_batch"]]', 'at_run = table', (T_SIDE,)),
 ]
