@@ -122,9 +122,10 @@ def train_by_priority(next_plan, executor: Executor | None, root, progress: bool
                 if unit.batched:
                     for config, records, meta, predictions in result:
                         write_run(config, records, meta, root, predictions=predictions)
+                    statuses = [meta["status"] for _, _, meta, _ in result]
                 else:
-                    store_run(result, root)
-                note = "done"
+                    statuses = [store_run(result, root)["status"]]
+                note = "done (" + ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) + ")"
             if progress:
                 print(f"{time.strftime('%H:%M:%S')} {note}: {unit.label} ({time.monotonic() - started:.0f} s)",
                       file=sys.stderr, flush=True)
