@@ -153,12 +153,19 @@ def test_the_ci_profile_is_small():
 
 
 def test_cuts_apply_in_the_declared_order():
-    full = P.study_plan(pd.DataFrame(), replace(D.get_profile("full"), rows=MAIN_ROWS))
-    cut = P.study_plan(pd.DataFrame(), replace(D.get_profile("full", cuts=3), rows=MAIN_ROWS))
+    uncut = P.study_plan(pd.DataFrame(), replace(D.Profile("full"), rows=MAIN_ROWS))
+    cut = P.study_plan(pd.DataFrame(), replace(D.get_profile(D.Profile("full"), cuts=1), rows=MAIN_ROWS))
     assert D.get_profile("full", 3).qmc_trials == 2 and D.get_profile("full", 3).l2_trials == 6
     assert D.get_profile("full", 1).qmc_trials == 4
     pruned = lambda s: sum(b.runs for b in s.blocked if b.row == "sparse60-pruned")  # noqa: E731
-    assert pruned(cut) < pruned(full)
+    assert pruned(cut) < pruned(uncut)
+
+
+def test_the_full_profile_makes_the_declared_cuts_and_says_so():
+    full = {r.name: r for r in D.get_profile("full").rows_in()}
+    assert D.FULL_CUTS == 1 and full["sparse60-pruned"].methods == "family_best:sparse60"
+    assert D.applied_cuts("full") == [D.CUTS[0][0]] and D.applied_cuts("ci") == []
+    assert D.get_profile("full").qmc_trials == D.Profile("full").qmc_trials  # the later cuts are not made
     with pytest.raises(ValueError, match="cuts must be in"):
         D.get_profile("full", 4)
 
@@ -291,19 +298,22 @@ def test_observed_overhead_counts_a_batched_group_once_from_its_start_to_its_las
     from helpers.study.readout import observed_overhead
     assert observed_overhead(tmp_path) is None
 
-    def meta(run_id, started, ended, wall, status="finished", batched=True):
+    def meta(run_id, started, ended, wall, oracle=60_000, status="finished", batched=True):
         folder = tmp_path / run_id
         folder.mkdir()
         body = {"run_id": run_id, "status": status, "started": f"2026-11-30T10:{started}",
-                "ended": f"2026-11-30T10:{ended}", "final": {"wall_s": wall}}
+                "ended": f"2026-11-30T10:{ended}", "final": {"wall_s": wall, "oracle_evals": oracle},
+                "config": {"optimizer": "sgd", "batch_size": None, "train_fraction": 1.0}}
         if batched:
             body["batched"] = {"models": 2}
         (folder / "meta.json").write_text(json.dumps(body))
 
     meta("a", "00:00.000", "01:40.000", 40.0)
-    meta("b", "00:00.000", "01:50.000", 40.0)  # the same group: 110 s for 80 s of training
-    meta("c", "05:00.000", "05:50.000", 45.0, batched=False)  # alone: 50 s for 45 s
+    meta("b", "00:00.000", "01:50.000", 40.0, oracle=120_000)  # the same group: 110 s
+    meta("c", "05:00.000", "05:50.000", 45.0, batched=False)  # alone: 50 s
     meta("d", "06:00.000", "09:00.000", 1.0, status="failed", batched=False)  # not counted
-    factor, units = observed_overhead(tmp_path)
+    factor, units = observed_overhead(tmp_path)  # against the records' training seconds
     assert units == 2 and factor == pytest.approx(160 / 125)
-    assert observed_overhead(tmp_path, recent=1) == (pytest.approx(50 / 45), 1)
+    factor, units = observed_overhead(tmp_path, {"sgd": 20.0})  # 20 s per 60,000 oracle calls
+    assert units == 2 and factor == pytest.approx(160 / (20 * 3 + 20))
+    assert observed_overhead(tmp_path, {"sgd": 20.0}, recent=1) == (pytest.approx(50 / 20), 1)

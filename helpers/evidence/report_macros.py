@@ -94,7 +94,10 @@ def protocol_macros(profile: str = "full") -> dict[str, str]:
     except (ImportError, AttributeError, ValueError):
         return {}
     rows = {r.name: r for r in p.rows_in()}
-    out = {"ProtocolEpochs": str(p.epochs), "ProtocolValSize": num(p.val_size),
+    cuts = D.applied_cuts(profile)
+    out = {"ProtocolCuts": tex("; ".join(cuts)) if cuts else "none",
+           "ProtocolBudgetHours": str(D.MAIN_BUDGET_HOURS), "ProtocolStudiesBudgetHours": str(D.STUDIES_BUDGET_HOURS),
+           "ProtocolEpochs": str(p.epochs), "ProtocolValSize": num(p.val_size),
            "ProtocolTuneImages": num(N_TRAIN - p.val_size), "ProtocolTrainImages": num(N_TRAIN),
            "ProtocolTestImages": num(N_TEST), "ProtocolBudget": num(p.epochs * N_TRAIN),
            "ProtocolTuneBudget": num(p.epochs * (N_TRAIN - p.val_size)),
@@ -218,7 +221,8 @@ PROTOCOL_NAMES = ("ProtocolAlpha", "ProtocolBasicBudget", "ProtocolBasicEpochs",
                   "ProtocolTopSeeds", "ProtocolTrainImages", "ProtocolTuneBudget", "ProtocolTuneImages",
                   "ProtocolValSize", "ProtocolVarianceBatches", "ProtocolVarianceEpochs",
                   "ProtocolVarianceMethods", "ProtocolWdCoupled", "ProtocolWdDecoupled", "ProtocolWdMethods",
-                  "ProtocolWdPoints", "ProtocolPixelMethods")
+                  "ProtocolWdPoints", "ProtocolPixelMethods", "ProtocolCuts",
+                  "ProtocolBudgetHours", "ProtocolStudiesBudgetHours")
 
 
 def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:

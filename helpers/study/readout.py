@@ -242,30 +242,36 @@ def measurement_oracle(method: str, epochs, n: int) -> float:
     return (max(epochs) + len(epochs) * per_checkpoint) * n
 
 
-def observed_overhead(root=None, recent: int = 20) -> tuple[float, int] | None:
-    """(elapsed / training seconds, units) over the ``recent`` latest units of finished and diverged
-    runs (the machine's present load; earlier sessions ran beside other work): each unit (a batched
-    group, whose runs share their start, or one run) from its start to its last end, against the
-    training seconds its records count (``wall_s``; a group's per-model share times its models).
-    What evaluation, start-up and saving add to the timing pass's training-only figures; None
-    before any run."""
+def observed_overhead(root=None, costs: dict | None = None, recent: int = 20) -> tuple[float, int] | None:
+    """(elapsed / estimated seconds, units) over the ``recent`` latest units of finished and
+    diverged runs: each unit (a batched group, whose runs share their start, or one run) from its
+    start to its last end, against what the estimate charges for the oracle calls its runs spent
+    (``costs``: :func:`cost_table`; without it, the training seconds the records count,
+    ``wall_s``). The factor the estimate misses: evaluation, start-up, saving and the machine's
+    load while the study ran. None before any run."""
     from datetime import datetime
     from .records import read_meta_file
+    typical = float(pd.Series([v for k, v in costs.items() if isinstance(k, str)]).median()) if costs else math.nan
     units: dict[tuple, list] = {}
     for path in runs_dir(root).glob("*/meta.json"):
         meta = read_meta_file(path)
-        final = meta.get("final") or {}
+        final, config = meta.get("final") or {}, meta.get("config") or {}
         if meta.get("status") not in ("finished", "diverged") or "ended" not in meta or \
                 not math.isfinite(final.get("wall_s", math.nan)):
             continue
-        key = (meta["started"], "batched" in meta) if "batched" in meta else (meta["run_id"],)
+        if costs:
+            charged = final.get("oracle_evals", 0) / ORACLE_EPOCH * _seconds(
+                costs, config.get("optimizer"), None, typical, config.get("batch_size"), config.get("train_fraction", 1.0))
+        else:
+            charged = final["wall_s"]
+        key = (meta["started"], "batched") if "batched" in meta else (meta["run_id"],)
         unit = units.setdefault(key, [meta["started"], meta["ended"], 0.0])
         unit[1] = max(unit[1], meta["ended"])
-        unit[2] += final["wall_s"]
+        unit[2] += charged
     latest = sorted(units.values())[-recent:]
     elapsed = sum((datetime.fromisoformat(e) - datetime.fromisoformat(s)).total_seconds() for s, e, _ in latest)
-    training = sum(t for _, _, t in latest)
-    return (elapsed / training, len(latest)) if training > 0 else None
+    charged = sum(t for _, _, t in latest)
+    return (elapsed / charged, len(latest)) if charged > 0 else None
 
 
 def by_study(state: Plan, costs: dict, jobs: int = 2) -> pd.DataFrame:
@@ -313,6 +319,10 @@ def _plan_command(args) -> int:
             studies = by_study(state, costs, args.jobs or 2)
             print(f"per study (runs left, measurements, oracle calls, hours with {args.jobs or 2} processes):")
             print(studies.round(1).to_string())
+            main = studies["hours"].get("main", 0.0)
+            if costs:
+                print(f"main study: {main:.1f} h of training, budget {D.MAIN_BUDGET_HOURS} h with 2 processes "
+                      f"(cuts applied to {profile.name!r}: {'; '.join(D.applied_cuts(profile.name)) or 'none'})")
             extra = studies.drop(index="main", errors="ignore")["hours"].sum()
             if costs:
                 verdict = "over" if extra > D.STUDIES_BUDGET_HOURS else "within"
@@ -331,11 +341,12 @@ def _plan_command(args) -> int:
             jobs = max(args.jobs or 2, 1)
             print(f"cost of what is left: {hours:.1f} h of training on one process, {hours / jobs:.1f} h "
                   f"with {jobs} (seconds per 60,000 oracle calls: {source})")
-            observed = observed_overhead(args.runs_dir)
+            observed = observed_overhead(args.runs_dir, costs)
             if observed is not None:
                 factor, units = observed
-                print(f"with evaluation, start-up and saving (elapsed = {factor:.2f} x training seconds in the "
-                      f"latest {units} groups and single runs): {hours * factor / jobs:.1f} h with {jobs}")
+                print(f"as the study has run (the latest {units} groups and single runs took {factor:.2f} x the "
+                      f"timing pass's seconds for their oracle calls: evaluation, start-up, saving, the "
+                      f"machine's load): {hours * factor / jobs:.1f} h with {jobs}")
         else:
             print(f"cost of what is left: unknown ({source}; fill {args.costs})")
         edges = {k: v for k, v in state.edges.items() if v in ("spent", "limit")}
