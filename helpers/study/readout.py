@@ -327,7 +327,7 @@ def _plan_command(args) -> int:
             if costs:
                 verdict = "over" if extra > D.STUDIES_BUDGET_HOURS else "within"
                 print(f"studies beyond the main one: {extra:.1f} h, {verdict} their budget of "
-                      f"{D.STUDIES_BUDGET_HOURS} h" + (f" (cut in order with --study-cuts: "
+                      f"{D.STUDIES_BUDGET_HOURS} h" + (" (cut in order with --study-cuts: "
                       + "; ".join(w for w, _ in D.STUDY_CUTS) + ")" if verdict == "over" else ""))
         total = table.sum()
         print(f"done {total['done']}, runnable now {total['runnable']}, blocked {total['blocked']} "
