@@ -28,7 +28,7 @@ def comparisons(final: pd.DataFrame, records: pd.DataFrame, scenarios=A.MAIN_SCE
 
 def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None = None,
                     best: pd.DataFrame | None = None, answers: list[str] | None = None,
-                    status: str | None = None) -> str:
+                    status: str | None = None, scratch: pd.Series | None = None) -> str:
     """The README's results block: the study's progress (``status``, LaTeX thousands separators
     undone), the indicated best per scenario (with how it was chosen and its runs
     finished/diverged/failed), the answers, time to target, cost."""
@@ -57,6 +57,11 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None 
         lines += ["", f"The study behind these numbers: {cost['runs']:,} runs ({cost['tuning_runs']:,} "
                   f"tuning runs on the hold-out, {cost['final_runs']:,} final runs), "
                   f"{cost['train_hours']:.1f} hours of training wall time summed over runs."]
+    if scratch is not None:
+        parts = ", ".join(f"{study.replace('_', ' ')} {hours:.1f} h" for study, hours in scratch.items())
+        lines += ["", f"The whole study from no records (the planner over an empty runs folder): "
+                      f"{scratch.sum():.1f} hours of training with 2 processes by the timing pass ({parts}); "
+                      f"evaluation and start-up add to it (the dry run prints the factor the study has run at)."]
     return "\n".join(lines) + "\n"
 
 
@@ -69,6 +74,15 @@ def update_readme(readme: Path, block: str, name: str = "results") -> None:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     Path(readme).write_text(f"{head}{start}\n{block}{end}{tail}")
+
+
+def _scratch(profile: str) -> pd.Series | None:
+    from ..study.readout import from_scratch_hours
+    try:
+        return from_scratch_hours(profile)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"report: no from-scratch estimate ({error})")
+        return None
 
 
 def _measurements(root) -> pd.DataFrame:
@@ -161,7 +175,8 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
         (tables / stale).unlink(missing_ok=True)
     answers = [answer(c, best.loc[s] if s in best.index else None) for s, c in comps.items()]
     (tables / "readme_results.md").write_text(readme_markdown(results, ttt, cost, best, answers,
-                                                              status=values.get("StatusLine")))
+                                                              status=values.get("StatusLine"),
+                                                              scratch=_scratch(profile)))
     results.to_csv(tables / "final_results.csv", index=False)
     ttt.to_csv(tables / "time_to_target.csv", index=False)
     for scenario, comp in comps.items():

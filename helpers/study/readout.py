@@ -274,6 +274,16 @@ def observed_overhead(root=None, costs: dict | None = None, recent: int = 20) ->
     return (elapsed / charged, len(latest)) if charged > 0 else None
 
 
+def from_scratch_hours(profile: str = "full", jobs: int = 2) -> pd.Series | None:
+    """Hours of training with ``jobs`` processes for the whole of ``profile`` from no records,
+    per study, by the timing pass (evaluation and start-up not included); None without it."""
+    costs, _ = cost_table()
+    if not costs:
+        return None
+    state = study_plan(pd.DataFrame(), get_profile(profile))
+    return by_study(state, costs, jobs)["hours"]
+
+
 def by_study(state: Plan, costs: dict, jobs: int = 2) -> pd.DataFrame:
     """Per study: runs left (runnable + blocked), measurements, oracle calls, hours with ``jobs`` processes."""
     rows = _estimate_rows(state, costs)
