@@ -13,8 +13,8 @@ from helpers.study import tuning as T
 
 PEAK = {"sgd": -1, "adam": -6, "svrg": 1, "kfac": 12}  # best half-decade exponent of the rate
 MAIN_ROWS = tuple(r.name for r in D.ROWS if r.study == "main")
-PROFILE = replace(D.PROFILES["full"], name="test", methods=tuple(PEAK), train_fraction=0.01, val_size=1_000,
-                  rows=MAIN_ROWS)
+PROFILE = replace(D.Profile("full"), name="test", methods=tuple(PEAK), train_fraction=0.01, val_size=1_000,
+                  rows=MAIN_ROWS)  # the definition as written, before the full profile's cuts
 
 
 def fake_outcome(config):
@@ -155,17 +155,20 @@ def test_the_ci_profile_is_small():
 def test_cuts_apply_in_the_declared_order():
     uncut = P.study_plan(pd.DataFrame(), replace(D.Profile("full"), rows=MAIN_ROWS))
     cut = P.study_plan(pd.DataFrame(), replace(D.get_profile(D.Profile("full"), cuts=1), rows=MAIN_ROWS))
-    assert D.get_profile("full", 3).qmc_trials == 2 and D.get_profile("full", 3).l2_trials == 6
-    assert D.get_profile("full", 1).qmc_trials == 4
+    written = D.Profile("full")
+    assert D.get_profile(written, 3).qmc_trials == 2 and D.get_profile(written, 3).l2_trials == 6
+    assert D.get_profile(written, 1).qmc_trials == 4
     pruned = lambda s: sum(b.runs for b in s.blocked if b.row == "sparse60-pruned")  # noqa: E731
     assert pruned(cut) < pruned(uncut)
 
 
 def test_the_full_profile_makes_the_declared_cuts_and_says_so():
     full = {r.name: r for r in D.get_profile("full").rows_in()}
-    assert D.FULL_CUTS == 1 and full["sparse60-pruned"].methods == "family_best:sparse60"
-    assert D.applied_cuts("full") == [D.CUTS[0][0]] and D.applied_cuts("ci") == []
-    assert D.get_profile("full").qmc_trials == D.Profile("full").qmc_trials  # the later cuts are not made
+    assert D.FULL_CUTS == 3 and full["sparse60-pruned"].methods == "family_best:sparse60"
+    assert D.applied_cuts("full") == [what for what, _ in D.CUTS] and D.applied_cuts("ci") == []
+    assert (D.get_profile("full").qmc_trials, D.get_profile("full").l2_trials) == (2, 6)
+    assert all(r.seeds == u.seeds and r.top_seeds == u.top_seeds  # the seeds are kept
+               for r, u in zip(D.get_profile("full").rows_in(), D.Profile("full").rows_in()))
     with pytest.raises(ValueError, match="cuts must be in"):
         D.get_profile("full", 4)
 
@@ -185,7 +188,7 @@ def test_run_family_reads_a_notebook_profile():
                                    evals_per_epoch=1))
     assert (p.epochs, p.grid_points, p.qmc_trials, p.l2_trials, seeds) == (1, 2, 1, 2, (0, 1))
     full, _ = P.profile_from(P.PROFILES["full"])
-    assert (full.grid_points, full.qmc_trials, full.l2_trials) == (7, 4, 8)
+    assert (full.grid_points, full.qmc_trials, full.l2_trials) == (7, 2, 6)  # with the full profile's cuts
     with pytest.raises(ValueError, match="unknown profile setting"):
         P.profile_from({"epoch": 3})
 
