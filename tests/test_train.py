@@ -97,6 +97,17 @@ def test_no_record_passes_the_oracle_budget(optimizer, tiny_data):
     assert frame["step"].is_monotonic_increasing and frame["oracle_evals"].is_monotonic_increasing
 
 
+def test_kfac_does_not_start_a_factor_step_its_budget_cannot_pay_for(tiny_data):
+    """K-FAC's sampled Fisher costs a second pass on factor steps (every 2nd here: 64, 32, 64, ...
+    at batch 32). With 40 calls left after two steps, the third (a factor step, 64 calls) is not
+    taken. Predicting a step's cost from the last step's (32) would take it and pass the budget
+    (a committed K-FAC record passed its 500,000 by 176 before this)."""
+    config = RunConfig(optimizer="kfac", hparams={"lr": 0.01, "factor_interval": 2}, batch_size=32,
+                       grad_budget=136, epochs=5, train_fraction=0.01)
+    records = train(config, tiny_data, progress=False).records
+    assert records[-1]["oracle_evals"] == 96 and records[-1]["step"] == 2
+
+
 def test_the_decay_ends_when_the_budget_is_spent(tiny_data):
     """Linear decay to 0 over a budget of 1.5 epochs: the rate of the last step is nearly 0, and
     at the half-budget record about half the base rate (progress = oracle calls / budget)."""

@@ -159,6 +159,15 @@ class KFAC(Optimizer):
             state["A_inv"] = _spd_inverse(a, pi * root).to(state["A"].dtype)
             state["G_inv"] = _spd_inverse(g, root / pi).to(state["G"].dtype)
 
+    def step_cost(self, batch_size: int, n: int) -> int:
+        """Sample gradients the next step costs: its batch, and on a step that updates the
+        factors with the sampled Fisher, the extra pass over the same batch (so the engine does
+        not start a step that its budget cannot pay for)."""
+        group = self.param_groups[0]
+        count = self.state[group["params"][0]].get("kfac_step", 0)
+        sampled_pass = bool(self.layers) and group["fisher"] == "sampled" and count % group["factor_interval"] == 0
+        return batch_size * (2 if sampled_pass else 1)
+
     @torch.no_grad()
     def step(self, closure):
         """One K-FAC step; ``closure()`` evaluates the batch loss and back-propagates it."""
