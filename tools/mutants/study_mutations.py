@@ -32,4 +32,7 @@ MUTATIONS = [
              'own = at_run[at_run["estimator"] != "minibatch"]', (T_SIDE,)),
     Mutation("variance-ratio-over-any-batch-size", SIDE,
              'at_run = table[table["batch_size"] == table["run_batch"]]', 'at_run = table', (T_SIDE,)),
+    Mutation("kfac-step-cost-forgets-the-sampled-pass", "helpers/optimizers/kfac.py",
+             "return batch_size * (2 if sampled_pass else 1)", "return batch_size",
+             ("tests/test_train.py::test_kfac_does_not_start_a_factor_step_its_budget_cannot_pay_for",)),
 ]
