@@ -140,6 +140,15 @@ def test_groups_keep_order_and_split_what_differs():
     assert batch_groups(configs, max_k=2) == [[0, 3], [1, 4], [2], [5]]
 
 
+def test_runs_that_must_share_a_rule_s_hyperparameter_are_grouped_apart():
+    """SARAH's models share their snapshot schedule: trials at 256 and 1,024 steps between
+    snapshots form two groups (one group failed in the study and fell back to single runs)."""
+    sarah = [RunConfig(optimizer="sarah", hparams={"lr": lr, "snapshot_every": every}, **TINY)
+             for lr, every in ((0.01, 256), (0.02, 1024), (0.03, 256))]
+    assert batch_groups(sarah) == [[0, 2], [1]]
+    assert "shared hyperparameters" in why_not_batch(sarah[:2])
+
+
 def test_run_all_batches_and_records_like_single_runs(runs_root):
     from helpers.study.experiment import run_all
     from helpers.study.records import load_records, run_and_record

@@ -47,12 +47,13 @@ def _shared_settings(config: RunConfig) -> tuple:
             config.effective_batch_growth, config.schedule,
             json.dumps(config.schedule_params, sort_keys=True), config.scaling, config.train_fraction,
             config.eval_split, config.val_size if config.eval_split == "val" else None,
-            config.evals_per_epoch)
+            config.evals_per_epoch,
+            tuple(config.effective_hparams.get(k) for k in getattr(rule, "shared_hyperparameters", ())))
 
 
 _SHARED_NAMES = ("update rule", "scenario", "sparsity_strategy", "epochs", "grad_budget", "batch_size",
                  "batch_growth", "schedule", "schedule_params", "scaling", "train_fraction",
-                 "eval_split", "val_size", "evals_per_epoch")
+                 "eval_split", "val_size", "evals_per_epoch", "the rule's shared hyperparameters")
 
 
 def why_not_batch(configs: list[RunConfig]) -> str | None:

@@ -62,6 +62,7 @@ class StackedRule:
     per-entry tensors with :meth:`add_state` and per-model counters with :meth:`add_counter`.
     """
     hyperparameters: dict = {}
+    shared_hyperparameters: tuple = ()  # keys every model of a stacked run must share
     needs: frozenset = frozenset()
     unmasked_state: tuple = ()
 

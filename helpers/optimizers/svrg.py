@@ -45,11 +45,12 @@ class SnapshotRule(StackedRule):
     """Shared by SVRG and SARAH: the snapshot schedule, and the step from an estimate v:
     d = v + wd w; buf <- momentum buf + d (buf_0 = d_0); w <- w - lr buf."""
     hyperparameters = {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0, "snapshot_every": 0}
+    shared_hyperparameters = ("snapshot_every",)
     needs = frozenset({"full_gradient", "batch_gradient"})
 
     def __init__(self, hparams, p):
         super().__init__(hparams, p)
-        self.every = shared(self.hp, "snapshot_every")
+        self.every = shared(self.hp, *self.shared_hyperparameters)
         self.mu_col, self.wd = self.column("momentum"), self.weight_decay
         self.decay = self.any("weight_decay")
         self.buf = self.add_state("momentum_buffer", p) if self.any("momentum") else None

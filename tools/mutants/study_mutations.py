@@ -35,4 +35,8 @@ MUTATIONS = [
     Mutation("kfac-step-cost-forgets-the-sampled-pass", "helpers/optimizers/kfac.py",
              "return batch_size * (2 if sampled_pass else 1)", "return batch_size",
              ("tests/test_train.py::test_kfac_does_not_start_a_factor_step_its_budget_cannot_pay_for",)),
+    Mutation("batch-groups-ignore-shared-hyperparameters", "helpers/engine/batched.py",
+             'tuple(config.effective_hparams.get(k) for k in getattr(rule, "shared_hyperparameters", ())))',
+             '())',
+             ("tests/test_batched.py::test_runs_that_must_share_a_rule_s_hyperparameter_are_grouped_apart",)),
 ]
