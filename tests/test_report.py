@@ -90,8 +90,9 @@ def test_main_tables_keep_the_main_recipe_only():
                             dict(base, run_id="unit", optimizer="sgd", scaling="unit"),
                             dict(base, run_id="h3", optimizer="adam", planned_epochs=3),
                             dict(base, run_id="basic", optimizer="sgd_basic", batch_size="1", planned_epochs=1),
-                            dict(base, run_id="starter", optimizer="sgd", tag="starter", schedule="constant")])
-    assert sorted(main_study(records)["run_id"]) == ["basic", "main", "tune"]
+                            dict(base, run_id="starter", optimizer="sgd", tag="starter", schedule="constant"),
+                            dict(base, run_id="kfac256", optimizer="kfac", batch_size="256")])  # a tuned batch
+    assert sorted(main_study(records)["run_id"]) == ["basic", "kfac256", "main", "tune"]
 
 
 def _study(finals, tuning):

@@ -17,14 +17,17 @@ GROUP = ["method", "scenario", "sparsity_strategy", "config_key"]
 
 def method_label(row) -> str:
     """The optimizer's name, plus its schedule, batch size or tag where they differ from the
-    study's recipe (helpers.study.protocol)."""
+    study's recipe (helpers.study.protocol); a batch size the protocol tunes for the method (one
+    of its key hyperparameters: K-FAC, Shampoo, ...) is part of the recipe, like its rate."""
     from ..optimizers import get_spec
+    from ..study.definition import KEY_HPARAMS
     from ..study.protocol import schedule_for
     label = row["optimizer"]
     if row.get("schedule", "constant") != schedule_for(row["optimizer"]):
         label += f"+{row['schedule']}"
     default_batch = str(get_spec(row["optimizer"]).batch_size or 64)
-    if str(row.get("batch_size")) not in (default_batch, "None", "nan"):
+    tuned_batch = "batch_size" in KEY_HPARAMS.get(row["optimizer"], {})
+    if not tuned_batch and str(row.get("batch_size")) not in (default_batch, "None", "nan"):
         label += f" b{row['batch_size']}"
     if row.get("tag") and row["tag"] not in ("final",):
         label += f" [{row['tag']}]"

@@ -39,4 +39,7 @@ MUTATIONS = [
              'tuple(config.effective_hparams.get(k) for k in getattr(rule, "shared_hyperparameters", ())))',
              '())',
              ("tests/test_batched.py::test_runs_that_must_share_a_rule_s_hyperparameter_are_grouped_apart",)),
+    Mutation("main-study-drops-tuned-batch-sizes", "helpers/evidence/analysis.py",
+             'tuned_batch = "batch_size" in KEY_HPARAMS.get(row["optimizer"], {})', "tuned_batch = False",
+             ("tests/test_report.py::test_main_tables_keep_the_main_recipe_only",)),
 ]
