@@ -21,9 +21,11 @@ PAGE_WIDTH = 6.85  # inches: the report's text width (A4, 1.8 cm margins), so fi
 X_LABELS = {"epoch": "epoch", "grad_evals": "sample gradients",
             "oracle_evals": "oracle calls (gradients + HVPs)",
             "wall_s": "training wall time (s)"}
-Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss (cross-entropy)",
+# Short enough to fit beside a panel of about an inch (the report's family figures); what each
+# quantity is (mean batch loss over the steps since the last evaluation, cross-entropy) is in captions.
+Y_LABELS = {"test_acc": "test accuracy (%)", "test_loss": "test loss",
             "val_acc": "validation accuracy (%)", "val_loss": "validation loss",
-            "train_loss": "training loss (batch mean)"}
+            "train_loss": "training loss"}
 PANELS = {
     "SGD: basic, mini-batch, full batch": ("sgd_basic", "sgd", "gd"),
     "momentum, SGD-type": ("heavy_ball", "nesterov", "lookahead_sgd", "sgd_schedulefree"),
