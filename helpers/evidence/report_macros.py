@@ -227,8 +227,8 @@ PROTOCOL_NAMES = ("ProtocolAlpha", "ProtocolBasicBudget", "ProtocolBasicEpochs",
 
 def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
     """Whole sentences from the macros, so a sentence reads right both before and after its records
-    exist: ``IndicatedStandard`` (the method and what it is), ``StarterSentence`` (the starter
-    reproduction, each seed), ``FastestSentence`` (first to 89.38%)."""
+    exist: ``IndicatedStandard`` (the method and what it is, once the standard row is complete),
+    ``StarterSentence`` (the starter reproduction, each seed), ``FastestSentence`` (first to 89.38%)."""
     from . import report_status as RS
 
     def ready(*names):
@@ -236,8 +236,14 @@ def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
 
     def why(rows):
         return f" ({RS.pending(state, rows)})" if state is not None else ""
+
+    def complete(rows):
+        if state is None:
+            return True
+        table = RS.progress(state)
+        return all(r in table.index and table.loc[r, "done"] >= table.loc[r, "planned"] for r in rows)
     out = {}
-    if ready("BestStandardMethod", "BestStandardDescription", "BestStandardStarterLoss"):
+    if ready("BestStandardMethod", "BestStandardDescription", "BestStandardStarterLoss") and complete(["standard"]):
         out["IndicatedStandard"] = (f"The indicated method for the standard scenario is {values['BestStandardMethod']}: "
                                     f"{values['BestStandardDescription']}. Its test loss in the starter's units is "
                                     f"{values['BestStandardStarterLoss']}.")
