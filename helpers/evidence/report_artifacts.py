@@ -35,7 +35,8 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None 
     best = indicated_best(results, {}) if best is None else best
     lines = [f"Progress: {status.replace('{,}', ',')}.", ""] if status else []
     if best.empty:
-        lines.append("No scenario has final runs yet: the indicated method of each scenario is not yet run.")
+        lines.append("No scenario has a method indicated on the hold-out yet (each needs its row's tuning and "
+                     "finals; selection never reads the test set).")
     else:
         lines += ["| scenario | indicated best | chosen on | test acc. (%) | test loss | starter loss | "
                   "runs fin./div./fail. |", "|---|---|---|---|---|---|---|"]

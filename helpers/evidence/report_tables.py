@@ -228,10 +228,9 @@ def scenario_tex(results: pd.DataFrame, comparison: dict, scenario: str, state=N
 
 def indicated_best(results: pd.DataFrame, comps: dict[str, dict]) -> pd.DataFrame:
     """Per scenario, the results row of the method the report indicates as best: the hold-out's
-    best (``chosen_on`` = "hold-out"); where a scenario has no hold-out runs, the best mean test
-    accuracy (:func:`helpers.evidence.analysis.best_per_scenario`), marked as chosen on the test set."""
+    best (``chosen_on`` = "hold-out"). A scenario without a hold-out ranking has none: selection
+    never reads the test set."""
     rows = []
-    fallback = A.best_per_scenario(results) if len(results) else pd.DataFrame()
     for scenario in dict.fromkeys(results["scenario"]) if len(results) else []:
         reference = comps.get(scenario, {}).get("reference")
         if reference is not None:
@@ -239,10 +238,6 @@ def indicated_best(results: pd.DataFrame, comps: dict[str, dict]) -> pd.DataFram
                             (results["sparsity_strategy"] == reference[1])]
             if len(match):
                 rows.append(match.iloc[0].to_dict() | {"chosen_on": "hold-out"})
-                continue
-        if scenario in fallback.index:
-            rows.append(fallback.loc[scenario].to_dict() | {"scenario": scenario,
-                                                            "chosen_on": "test (no hold-out runs)"})
     if not rows:
         return pd.DataFrame(columns=["scenario", "method", "chosen_on"]).set_index("scenario")
     best = pd.DataFrame(rows).set_index("scenario")
