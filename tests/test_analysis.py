@@ -20,16 +20,26 @@ def _runs(rows):
     return pd.DataFrame(records)
 
 
-def test_best_per_scenario_prefers_methods_measured_on_more_seeds():
-    frame = _runs([("adam", "standard", 0, 91.5),  # one lucky seed
-                   ("sgd", "standard", 0, 90.0), ("sgd", "standard", 1, 90.2), ("sgd", "standard", 2, 90.4),
-                   ("nadam", "standard", 0, 90.1), ("nadam", "standard", 1, 90.1), ("nadam", "standard", 2, 90.1),
-                   ("adam", "l2", 0, 89.0)])
-    best = A.best_per_scenario(A.final_results(frame))
-    assert best.loc["standard", "method"] == "sgd"
-    assert best.loc["standard", "seeds"] == 3
-    assert best.loc["standard", "test_acc_mean"] == pytest.approx(90.2)
-    assert best.loc["l2", "method"] == "adam"  # one seed is all that scenario has
+def _tuning(rows):
+    """One finished hold-out trial per (optimizer, scenario, val_acc, val_loss[, strategy]) row."""
+    return pd.DataFrame([dict(run_id=f"t{i}", epoch=10.0, eval_split="val", status="finished", tag="tune",
+                              optimizer=o, scenario=sc, val_acc=acc, val_loss=loss,
+                              sparsity_strategy=(strategy or ["projection"])[0])
+                         for i, (o, sc, acc, loss, *strategy) in enumerate(rows)])
+
+
+def test_best_per_scenario_is_the_hold_out_s_choice_measured_on_test():
+    frame = _runs([("adam", "standard", 0, 91.5), ("adam", "standard", 1, 91.5),  # best on test
+                   ("sgd", "standard", 0, 90.0), ("sgd", "standard", 1, 90.4),
+                   ("nadam", "standard", 0, 90.1), ("adam", "l2", 0, 89.0), ("sgd", "l2", 0, 90.0)])
+    tuning = _tuning([("adam", "standard", 90.0, 0.30), ("sgd", "standard", 90.5, 0.31),
+                      ("sgd", "standard", 85.0, 0.50), ("nadam", "standard", 90.5, 0.29),
+                      ("adam", "l2", 89.0, 0.3)])
+    best = A.best_per_scenario(A.final_results(frame), tuning)
+    assert best.loc["standard", "method"] == "nadam"  # ties sgd on hold-out accuracy, lower loss
+    assert best.loc["standard", "test_acc_mean"] == pytest.approx(90.1)
+    assert best.loc["standard", "holdout_acc"] == 90.5
+    assert best.loc["l2", "method"] == "adam"  # sgd has no hold-out trial in l2
 
 
 def test_accuracy_vs_density_keeps_methods_run_sparse_with_their_dense_point():
@@ -82,14 +92,17 @@ def test_best_per_family_skips_separately_tuned_recipes():
                    ("sgd_basic", "standard", 0, 89.0),
                    ("adam", "standard", 0, 90.0), ("nesterov", "standard", 0, 91.0)])
     frame.loc[frame["optimizer"] == "nesterov", "method"] = "nesterov+onecycle [tuned]"
-    best = A.best_per_family(A.final_results(frame))
-    assert best.loc["sgd", "method"] == "sgd" and best.loc["momentum", "method"] == "adam"
+    tuning = _tuning([("sgd", "standard", 88.0, 0.3), ("sgd_basic", "standard", 89.0, 0.3),
+                      ("adam", "standard", 90.0, 0.3), ("nesterov", "standard", 91.0, 0.3)])
+    best = A.best_per_family(A.final_results(frame), tuning)
+    assert best.loc["sgd", "method"] == "sgd_basic" and best.loc["momentum", "method"] == "adam"
 
 
 def test_side_experiments_never_win_the_headline():
     frame = _runs([("adam", "standard", 0, 90.0), ("nesterov", "standard", 0, 91.0)])
     frame.loc[frame["optimizer"] == "nesterov", "method"] = "nesterov [tune8x10]"
-    assert A.best_per_scenario(A.final_results(frame)).loc["standard", "method"] == "adam"
+    tuning = _tuning([("adam", "standard", 90.0, 0.3), ("nesterov", "standard", 91.0, 0.3)])
+    assert A.best_per_scenario(A.final_results(frame), tuning).loc["standard", "method"] == "adam"
 
 
 def test_performance_profile_over_methods_run_on_every_problem():
@@ -110,7 +123,9 @@ def test_families_by_scenario_table_has_a_cell_per_family_and_scenario_run():
     frame = _runs([("sgd", "standard", 0, 88.0), ("sgd", "standard", 1, 88.4),
                    ("adam", "standard", 0, 90.0), ("adam", "standard", 1, 90.4),
                    ("adam", "l2", 0, 89.5), ("sgd_swa", "sparse60", 0, 87.0)])
-    table = A.families_by_scenario(A.final_results(frame))
+    tuning = _tuning([("sgd", "standard", 88.0, 0.3), ("adam", "standard", 90.0, 0.3),
+                      ("adam", "l2", 89.0, 0.3), ("sgd_swa", "sparse60", 87.0, 0.3)])
+    table = A.families_by_scenario(A.final_results(frame), tuning)
     assert set(zip(table["scenario"], table["family"])) == {
         ("standard", "sgd"), ("standard", "momentum"), ("l2", "momentum"), ("sparse60", "noise_reduction")}
     tex = families_tex(table)

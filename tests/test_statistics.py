@@ -106,7 +106,10 @@ def test_holdout_best_is_chosen_on_validation_records_not_on_test():
         dict(run_id="t4", optimizer="nadam", eval_split="val", scenario="l2", status="finished",
              tag="tune", epoch=10.0, val_acc=99.0, val_loss=0.1, test_acc=np.nan)])
     assert S.holdout_best(records, "standard") == "adam"
-    assert S.holdout_best(records, "standard", metric="val_loss") == "adam"  # its other trial: 0.25
+    tie = pd.concat([records, pd.DataFrame([dict(
+        run_id="t5", optimizer="nadam", eval_split="val", scenario="standard", status="finished",
+        tag="tune", epoch=10.0, val_acc=91.0, val_loss=0.29, test_acc=np.nan)])])
+    assert S.holdout_best(tie, "standard") == "nadam"  # the same accuracy, the lower loss
     assert S.holdout_best(records, "sparse60") is None
 
 

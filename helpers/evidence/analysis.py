@@ -75,38 +75,56 @@ def final_results(frame: pd.DataFrame) -> pd.DataFrame:
                                                      ascending=[True, False]).reset_index(drop=True)
 
 
-def holdout_strategies(records: pd.DataFrame, scenario: str = "sparse60", metric: str = "val_acc",
-                       tuning_tags=("tune",)) -> dict[str, str]:
-    """Per optimizer, the sparsity strategy whose best tuning trial in ``scenario`` scores best on the
-    hold-out (final ``metric``, highest accuracy); optimizers without hold-out runs there are absent."""
-    val = records[(records["eval_split"] == "val") & (records["scenario"] == scenario) &
-                  (records["status"] == "finished")]
+def holdout_scores(records: pd.DataFrame, scenario: str | None = None, tuning_tags=("tune",)) -> pd.DataFrame:
+    """Per scenario, optimizer and sparsity strategy: the hold-out accuracy and loss at the end of
+    its best tuning trial, best first. Best is the planner's rule (:func:`helpers.study.tuning.score`):
+    the highest final ``val_acc``, then the lowest final ``val_loss``. Only finished trials on the
+    hold-out (``eval_split="val"``) count; the test set is never read. Columns: scenario, optimizer,
+    sparsity_strategy, holdout_acc, holdout_loss."""
+    columns = ["scenario", "optimizer", "sparsity_strategy", "holdout_acc", "holdout_loss"]
+    if records is None or records.empty:
+        return pd.DataFrame(columns=columns)
+    val = records[(records["eval_split"] == "val") & (records["status"] == "finished")]
+    if scenario is not None:
+        val = val[val["scenario"] == scenario]
     if tuning_tags is not None and "tag" in val:
         val = val[val["tag"].isin(tuning_tags)]
-    last = val.sort_values("epoch").groupby("run_id").tail(1).dropna(subset=[metric])
+    last = val.sort_values("epoch").groupby("run_id").tail(1).dropna(subset=["val_acc"])
     if last.empty:
-        return {}
-    scores = last.groupby(["optimizer", "sparsity_strategy"])[metric].max().reset_index()
-    best = scores.sort_values(metric, ascending=False).groupby("optimizer").head(1)
+        return pd.DataFrame(columns=columns)
+    strategy = last["sparsity_strategy"] if "sparsity_strategy" in last else pd.Series(index=last.index, dtype=object)
+    loss = last["val_loss"] if "val_loss" in last else pd.Series(np.nan, index=last.index)
+    scored = pd.DataFrame({"scenario": last["scenario"], "optimizer": last["optimizer"],
+                           "sparsity_strategy": strategy.fillna("projection"),
+                           "holdout_acc": last["val_acc"].astype(float),
+                           "holdout_loss": loss.astype(float).fillna(np.inf)})
+    scored = scored.sort_values(["holdout_acc", "holdout_loss", "optimizer", "sparsity_strategy"],
+                                ascending=[False, True, True, True])
+    return scored.groupby(["scenario", "optimizer", "sparsity_strategy"]).head(1).reset_index(drop=True)[columns]
+
+
+def holdout_strategies(records: pd.DataFrame, scenario: str = "sparse60", tuning_tags=("tune",)) -> dict[str, str]:
+    """Per optimizer, the sparsity strategy of its best tuning trial in ``scenario`` on the
+    hold-out (:func:`holdout_scores`); optimizers without hold-out runs there are absent."""
+    best = holdout_scores(records, scenario, tuning_tags).groupby("optimizer").head(1)
     return dict(zip(best["optimizer"], best["sparsity_strategy"]))
 
 
-def best_per_scenario(results: pd.DataFrame, full_seeds: int = 3) -> pd.DataFrame:
-    """The best mean test accuracy per scenario among the study's own configurations (not the
-    tagged side experiments: starter, hand-tuned recipes, other tuning budgets) with the most
-    seeds there (up to ``full_seeds``), so a lucky single seed never beats a method measured on
-    several."""
-    return best_by(results, "scenario", full_seeds)
+def best_per_scenario(results: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario, the study's own configuration (not the tagged side experiments: starter,
+    hand-tuned recipes, other tuning budgets) that leads the hold-out (:func:`holdout_scores`
+    over ``records``, the tuning records of the same study); ``results`` only measures it."""
+    return best_by(results, records, "scenario")
 
 
-def best_per_family(results: pd.DataFrame, scenario: str = "standard", full_seeds: int = 3) -> pd.DataFrame:
+def best_per_family(results: pd.DataFrame, records: pd.DataFrame, scenario: str = "standard") -> pd.DataFrame:
     """The best member of each optimizer family in ``scenario``, by the same rule."""
-    return best_by(results[results["scenario"] == scenario], "family", full_seeds)
+    return best_by(results[results["scenario"] == scenario], records, "family")
 
 
-def families_by_scenario(results: pd.DataFrame, scenarios=MAIN_SCENARIOS, full_seeds: int = 3) -> pd.DataFrame:
+def families_by_scenario(results: pd.DataFrame, records: pd.DataFrame, scenarios=MAIN_SCENARIOS) -> pd.DataFrame:
     """:func:`best_per_family` for each of ``scenarios``, stacked: one row per (scenario, family)."""
-    parts = [best_per_family(results, s, full_seeds).reset_index() for s in scenarios]
+    parts = [best_per_family(results, records, s).reset_index() for s in scenarios]
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -116,15 +134,22 @@ def is_side_experiment(methods: pd.Series) -> pd.Series:
     return methods.str.contains("[", regex=False)
 
 
-def best_by(results: pd.DataFrame, key: str, full_seeds: int = 3) -> pd.DataFrame:
-    """Per value of ``key``, among the study's own configurations: the best mean test accuracy
-    among the rows with the most seeds for that value (capped at ``full_seeds``)."""
+def by_holdout(results: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """The study's own configurations of ``results`` that have a hold-out score, best on the
+    hold-out first (:func:`holdout_scores` over ``records``; ``holdout_acc`` and ``holdout_loss``
+    columns added). Side experiments and rows without a tuning trial are left out."""
     results = results[~is_side_experiment(results["method"])] if len(results) else results
     if results.empty:
-        return results.set_index(key)
-    needed = results.groupby(key)["seeds"].transform("max").clip(upper=full_seeds)
-    ok = results[results["seeds"] >= needed]
-    return ok.sort_values("test_acc_mean", ascending=False).groupby(key).head(1).set_index(key)
+        return results.assign(holdout_acc=[], holdout_loss=[])
+    ranked = results.assign(optimizer=[method_optimizer(m) for m in results["method"]]).merge(
+        holdout_scores(records), on=["scenario", "optimizer", "sparsity_strategy"], how="inner")
+    return ranked.sort_values(["holdout_acc", "holdout_loss", "method"], ascending=[False, True, True]) \
+        .drop(columns="optimizer").reset_index(drop=True)
+
+
+def best_by(results: pd.DataFrame, records: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per value of ``key``: the first row of :func:`by_holdout` (the hold-out's choice)."""
+    return by_holdout(results, records).groupby(key).head(1).set_index(key)
 
 
 def first_reach(frame: pd.DataFrame, target: float = TARGET) -> pd.DataFrame:

@@ -6,7 +6,7 @@ Rules (stated once, quoted by the report through :data:`RULES`):
 
 - The indicated best of a scenario is chosen on the hold-out only (tuning records,
   ``eval_split="val"``): the method whose best tuning trial has the highest final validation
-  accuracy. The test set only measures it.
+  accuracy (ties: the lower validation loss, as the planner ranks). The test set only measures it.
 - Seed-matched difference: for each other method, the final test metric minus the best's on
   the seeds both have *finished*; a seed that only one of the two has finished (unpaired, or
   diverged/failed on either side) is left out of the pair and counted in ``unpaired``.
@@ -114,24 +114,17 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def holdout_best(records: pd.DataFrame, scenario: str, metric: str = "val_acc",
-                 tuning_tags=("tune",), with_strategy: bool = False):
-    """The optimizer whose best tuning trial in ``scenario`` has the best final ``metric`` on the
-    hold-out (highest accuracy, or lowest loss for a ``*_loss`` metric); None if no trial ran.
-    ``with_strategy``: return (optimizer, sparsity strategy), ranking each strategy apart."""
-    val = records[(records["eval_split"] == "val") & (records["scenario"] == scenario) &
-                  (records["status"] == "finished")]
-    if tuning_tags is not None:
-        val = val[val["tag"].isin(tuning_tags)]
-    last = val.sort_values("epoch").groupby("run_id").tail(1).dropna(subset=[metric])
-    if last.empty:
+def holdout_best(records: pd.DataFrame, scenario: str, tuning_tags=("tune",), with_strategy: bool = False):
+    """The optimizer that leads the hold-out in ``scenario``
+    (:func:`helpers.evidence.analysis.holdout_scores`: the best tuning trial's final accuracy,
+    then its loss); None if no trial ran. ``with_strategy``: return (optimizer, sparsity
+    strategy), ranking each strategy apart."""
+    from .analysis import holdout_scores
+    scores = holdout_scores(records, scenario, tuning_tags)
+    if scores.empty:
         return None
-    strategy = last["sparsity_strategy"] if "sparsity_strategy" in last else pd.Series(index=last.index, dtype=object)
-    last = last.assign(sparsity_strategy=strategy.fillna("projection"))
-    lower = metric.endswith("loss")
-    per_method = last.groupby(["optimizer", "sparsity_strategy"])[metric].agg("min" if lower else "max")
-    best = per_method.idxmin() if lower else per_method.idxmax()
-    return (str(best[0]), str(best[1])) if with_strategy else str(best[0])
+    best = scores.iloc[0]
+    return (str(best["optimizer"]), str(best["sparsity_strategy"])) if with_strategy else str(best["optimizer"])
 
 
 def final_runs(frame: pd.DataFrame) -> pd.DataFrame:

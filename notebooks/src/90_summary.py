@@ -28,6 +28,7 @@ import pandas as pd
 
 from helpers.evidence import analysis as A
 from helpers.evidence.plots import density_plot, metric_row, profile_plot
+from helpers.evidence.report_artifacts import main_study
 from helpers.study.definition import PROTOCOL_VERSION, get_profile
 from helpers.study.readout import definition_table
 from helpers.study.records import load_records
@@ -71,34 +72,40 @@ if results.empty:
 
 # %% [markdown]
 # ## Best method per scenario
+# Chosen on the hold-out (the best tuning trial's final validation accuracy, then its loss), as
+# the planner chooses; the test columns only measure the choice.
 
 # %%
-best = A.best_per_scenario(results) if len(results) else pd.DataFrame()
-best[["method", "test_acc_mean", "test_acc_std", "test_loss_mean", "seeds"]] if len(best) else "no runs yet"
+tuning = main_study(records, profile) if len(records) else records
+best = A.best_per_scenario(results, tuning) if len(results) else pd.DataFrame()
+best[["method", "holdout_acc", "test_acc_mean", "test_acc_std", "test_loss_mean", "seeds"]] if len(best) \
+    else "no runs yet"
 
 # %% [markdown]
-# ## Best member of each optimizer family (standard scenario)
+# ## Best member of each optimizer family (standard scenario, on the hold-out)
 
 # %%
-families = A.best_per_family(results) if len(results) else pd.DataFrame()
-families[["method", "test_acc_mean", "test_acc_std", "seeds", "oracle_evals"]] if len(families) else "no runs yet"
+families = A.best_per_family(results, tuning) if len(results) else pd.DataFrame()
+families[["method", "holdout_acc", "test_acc_mean", "test_acc_std", "seeds", "oracle_evals"]] if len(families) \
+    else "no runs yet"
 
 # %% [markdown]
-# ## Best member of each family in each main scenario
+# ## Best member of each family in each main scenario (on the hold-out)
 
 # %%
-by_scenario = A.families_by_scenario(results) if len(results) else pd.DataFrame()
+by_scenario = A.families_by_scenario(results, tuning) if len(results) else pd.DataFrame()
 by_scenario.pivot(index="family", columns="scenario", values="method").reindex(columns=list(A.MAIN_SCENARIOS)) \
     if len(by_scenario) else "no runs yet"
 
 # %% [markdown]
-# ## Training loss, test loss and test accuracy of the best methods per scenario
+# ## Training loss, test loss and test accuracy of the hold-out's best methods per scenario
 # (bands: ±1 standard deviation over seeds)
 
 # %%
+ranked = A.by_holdout(results, tuning) if len(results) else results
 for scenario in A.MAIN_SCENARIOS:
-    chosen = frame.merge(results[results["scenario"] == scenario].head(top)[A.GROUP], on=A.GROUP) \
-        if len(results) else frame
+    chosen = frame.merge(ranked[ranked["scenario"] == scenario].head(top)[A.GROUP], on=A.GROUP) \
+        if len(ranked) else frame
     if len(chosen):
         metric_row(chosen, hue="method", target=target, suptitle=scenario)
         plt.show()
