@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from helpers.evidence import analysis as A
-from helpers.study.records import RUNS_DIR, load_records
+from helpers.study.records import RUNS_DIR
 from helpers.evidence.report import MAX_PAGES, REPORT_DIR, page_count
-from helpers.evidence.report_artifacts import write_all
+from helpers.evidence.report_artifacts import study_inputs, write_all
 
 
 def test_report_pdf_is_committed_and_within_the_page_limit():
@@ -28,10 +28,8 @@ GENERATED = ("macros.tex", "definition.tex", "timing.tex", "time_to_target.tex",
 def test_generated_tables_match_the_committed_records(tmp_path):
     """Regenerated from outputs/runs (protocol v2 records only; none, some or all of the study),
     every table, macro and figure snippet equals the committed one."""
-    from helpers.study.definition import PROTOCOL_VERSION
-    records = load_records(RUNS_DIR, protocol=PROTOCOL_VERSION)
-    frame = A.study_frame(frame=records)
-    write_all(frame, tmp_path, records, root=RUNS_DIR, draw=False)
+    inputs = study_inputs(RUNS_DIR)
+    write_all(inputs.frame, tmp_path, inputs.records, root=RUNS_DIR, draw=False, state=inputs.state)
     for name in GENERATED:
         committed = REPORT_DIR / "tables" / name
         assert committed.read_text() == (tmp_path / "tables" / name).read_text(), \
@@ -62,11 +60,25 @@ def test_pieces_without_records_say_what_is_not_run(tmp_path):
     assert not list((tmp_path / "report" / "figures").glob("*.pdf"))
 
 
+def test_superseded_runs_never_enter_the_tables():
+    """Only the runs the definition plans (done or failed) are read; runs a cut no longer asks
+    for, or of an older update rule, stay on disk and out of every table."""
+    from types import SimpleNamespace
+    from helpers.evidence.report_status import planned_records
+    records = pd.DataFrame({"run_id": ["a", "a", "b", "c"], "epoch": [1, 2, 1, 1]})
+
+    def run(rid):
+        return SimpleNamespace(config=SimpleNamespace(run_id=rid))
+    state = SimpleNamespace(done=[run("a")], failed=[run("c")])
+    assert list(planned_records(records, state)["run_id"]) == ["a", "a", "c"]
+    assert planned_records(records, None) is records  # no planner: nothing to judge by
+
+
 def test_pieces_build_without_the_planner(tmp_path, monkeypatch):
     """Where the planner cannot read the study, every macro the report uses is still defined."""
     import re
     from helpers.evidence import report_artifacts as R
-    monkeypatch.setattr(R, "_plan_state", lambda root, profile: None)
+    monkeypatch.setattr(R, "plan_state", lambda root, profile: None)
     monkeypatch.setattr(R, "protocol_macros", lambda profile="full": {})
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -66,6 +66,36 @@ def test_full_batch_lbfgs_step_is_capped_by_the_oracle_budget(small_data):
     assert not result.diverged and result.records[0]["test_loss"] < math.log(10)  # below chance
 
 
+@pytest.mark.parametrize("lr", [0.01, 0.1, 1.0, 10.0])
+def test_lbfgs_evaluation_cap_holds_through_the_line_search(lr):
+    """torch's strong-Wolfe search may evaluate max_ls + 1 times; a step capped at n evaluations
+    (the oracle budget left) never asks for an (n + 1)-th, which would stop and undo the whole
+    step (full-batch L-BFGS at lr 0.01 once ended its run at its initial weights that way)."""
+    import torch
+    from helpers.optimizers.lbfgs_l2 import LBFGSWithDecay
+    torch.manual_seed(0)
+    worst = {}
+    for _ in range(15):
+        x = torch.randn(200, 20)
+        y = (x @ torch.randn(20, 3)).argmax(1)
+        w = torch.nn.Parameter(torch.randn(20, 3) * 3)
+        opt = LBFGSWithDecay([w], lr=lr, max_iter=20, history_size=10, line_search_fn="strong_wolfe")
+        for n in (2, 3, 5, 10):
+            calls = [0]
+
+            def closure():
+                calls[0] += 1
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(x @ w, y)
+                loss.backward()
+                return loss
+            opt.limit_evaluations(n)
+            opt.step(closure)
+            worst[n] = max(worst.get(n, 0), calls[0])
+    assert all(calls <= n for n, calls in worst.items()), worst
+    assert worst[10] >= 9  # the cap is used, not avoided
+
+
 def test_validation_split_is_used_for_tuning():
     from helpers.problem.data import load
     data = load(device="cpu", val_size=10_000, train_fraction=0.1)

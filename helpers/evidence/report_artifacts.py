@@ -4,6 +4,7 @@ results block; and the records the main comparison reads (:func:`main_study`).""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -94,7 +95,30 @@ def _measurements(root) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _plan_state(root, profile):
+class StudyInputs(NamedTuple):
+    stored: pd.DataFrame  # every record of the current protocol under the runs folder
+    records: pd.DataFrame  # those of the runs the study definition plans
+    frame: pd.DataFrame  # their final runs on the profile's training set (analysis.study_frame)
+    state: object  # the planner's view (None when it cannot run)
+
+
+def study_inputs(root, profile: str = "full") -> StudyInputs:
+    """What the summary notebook and the report read from the runs folder ``root``: the current
+    protocol's records, only of the runs the definition plans (superseded runs left out:
+    :func:`helpers.evidence.report_status.planned_records`)."""
+    from . import report_status as RS
+    from ..study.definition import PROTOCOL_VERSION, get_profile
+    from ..study.records import load_records
+    stored = load_records(root, protocol=PROTOCOL_VERSION)
+    state = plan_state(root, profile)
+    records = RS.planned_records(stored, state)
+    frame = A.study_frame(frame=records, train_fraction=get_profile(profile).train_fraction) if len(records) \
+        else pd.DataFrame()
+    return StudyInputs(stored, records, frame, state)
+
+
+def plan_state(root, profile):
+    """The planner's view of the runs under ``root``, or None (said) when it cannot run."""
     from . import report_status as RS
     try:
         return RS.plan_state(root, profile)
@@ -104,12 +128,13 @@ def _plan_state(root, profile):
 
 
 def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | None = None, root=None,
-              predictions=None, draw: bool = True, profile: str = "full") -> dict:
+              predictions=None, draw: bool = True, profile: str = "full", state=None) -> dict:
     """Write report/tables/*.tex, report/tables/macros.tex and report/figures/*; return the pieces.
     ``frame`` is :func:`helpers.evidence.analysis.study_frame` (may be empty: the study not run
     yet); ``records`` (all runs, tuning included) adds the failed runs to the counts, the hold-out
     choice of the best, the statistics and the study's cost; ``root`` locates the runs (the
-    planner's counts, the stored per-image predictions); ``draw=False`` skips drawing (the figure
+    planner's counts, the stored per-image predictions); ``state``: the planner's view of ``root``
+    (:func:`plan_state`; computed when not given); ``draw=False`` skips drawing (the figure
     snippets still say what they would show). Every table and macro without records says what is
     not run yet (the planner's counts against the study definition)."""
     from . import report_status as RS
@@ -117,7 +142,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     tables = report_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     has_records = records is not None and len(records) > 0
-    state = _plan_state(root, profile)
+    state = plan_state(root, profile) if state is None else state
     final_all = A.final_frame(frame=records) if has_records else frame
     results_all = A.final_results(final_all) if len(final_all) else pd.DataFrame()
     main_records = main_study(records, profile) if has_records else records

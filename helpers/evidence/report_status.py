@@ -50,6 +50,17 @@ def plan_state(root=None, profile: str = "full"):
     return study_plan(None, profile, root)
 
 
+def planned_records(records: pd.DataFrame, state) -> pd.DataFrame:
+    """The records of the runs the study definition plans (done or failed, in ``state``); the
+    others under the runs folder are superseded: quasi-random trials a cut no longer asks for,
+    runs of an older update rule (its OptimizerSpec.version). They never enter a table; with no
+    ``state`` (the planner could not run), every record is kept."""
+    if state is None or records is None or records.empty:
+        return records
+    ids = {p.config.run_id for p in [*state.done, *state.failed]}
+    return records[records["run_id"].isin(ids)]
+
+
 def progress(state) -> pd.DataFrame:
     """Runs per definition row: done, runnable now, waiting on earlier results (expected), planned."""
     from ..study.readout import counts

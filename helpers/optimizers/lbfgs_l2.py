@@ -20,9 +20,14 @@ class LBFGSWithDecay(torch.optim.LBFGS):
         self._max_eval = self.param_groups[0]["max_eval"]
 
     def limit_evaluations(self, n: int) -> None:
-        """Cap the next :meth:`step` at ``n`` closure evaluations (at least one), e.g. the oracle
-        budget left; torch bounds the strong-Wolfe line search by the same cap."""
-        self.param_groups[0]["max_eval"] = min(self._max_eval, max(1, int(n)))
+        """Cap the next :meth:`step` at ``n`` closure evaluations, e.g. the oracle budget left.
+
+        torch's strong-Wolfe search is given ``max_ls = max_eval - evaluations so far`` and can
+        evaluate ``max_ls + 1`` times, so a step may take ``max_eval + 1`` evaluations: the cap
+        is set one below ``n`` (an evaluation that would pass the budget would stop, and undo,
+        the whole step: for full-batch L-BFGS that is the whole run). ``n = 1`` leaves room for
+        no iteration."""
+        self.param_groups[0]["max_eval"] = min(self._max_eval, max(1, int(n) - 1))
 
     def step(self, closure):
         if not self.weight_decay:

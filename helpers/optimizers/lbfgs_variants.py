@@ -16,5 +16,5 @@ SPECS = [
                   {"lr": (0.1, 1.0, "log"), "history_size": [10, 20, 50]},
                   "full-batch L-BFGS with strong-Wolfe line search: each step (one per epoch) "
                   "runs up to max_iter iterations on all training images",
-                  batch_size="full", decays=False),
+                  batch_size="full", decays=False, version=2),
 ]

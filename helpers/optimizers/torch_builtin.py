@@ -65,5 +65,5 @@ SPECS = [
                   {"lr": 1.0, "history_size": 20, "max_iter": 5, "weight_decay": 0.0},
                   {"lr": (0.1, 1.0, "log"), "history_size": [10, 20, 50]},
                   "L-BFGS with strong-Wolfe line search on large fixed batches",
-                  batch_size=4096, decays=False),
+                  batch_size=4096, decays=False, version=2),
 ]

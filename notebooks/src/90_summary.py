@@ -20,7 +20,7 @@ profile = "full"  # whose records: the study's size (helpers/study/definition.py
 runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outputs/runs)
 report_dir = None  # a directory: write tables/ and figures/ for the report there
 target = 89.38
-top = 6  # methods shown in the curve plots (the best by final test accuracy)
+top = 6  # methods shown in the curve plots (the hold-out's best)
 
 # %%
 import matplotlib.pyplot as plt
@@ -28,16 +28,14 @@ import pandas as pd
 
 from helpers.evidence import analysis as A
 from helpers.evidence.plots import density_plot, metric_row, profile_plot
-from helpers.evidence.report_artifacts import main_study
-from helpers.study.definition import PROTOCOL_VERSION, get_profile
+from helpers.evidence.report_artifacts import main_study, study_inputs
+from helpers.study.definition import PROTOCOL_VERSION
 from helpers.study.readout import definition_table
-from helpers.study.records import load_records
 from helpers.study.sweep import study_runs_dir
 
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 3)
 root = study_runs_dir(profile, runs_dir)
-records = load_records(root, protocol=PROTOCOL_VERSION)
-frame = A.study_frame(frame=records, train_fraction=get_profile(profile).train_fraction)
+stored, records, frame, state = study_inputs(root, profile)
 results = A.final_results(frame) if len(frame) else pd.DataFrame()
 
 # %% [markdown]
@@ -53,6 +51,10 @@ print(definition_table(profile).to_string(index=False))
 # %%
 print(f"{root}: {records['run_id'].nunique() if len(records) else 0} runs of protocol v{PROTOCOL_VERSION}" if len(records)
       else f"no runs yet in {root}")
+superseded = stored["run_id"].nunique() - records["run_id"].nunique() if len(stored) else 0
+if superseded:
+    print(f"{superseded} other runs there are not in the definition's plan (trials a cut no longer asks for, "
+          "runs of an older update rule): left out")
 print(f"{frame['run_id'].nunique() if len(frame) else 0} test runs on the full training set, "
       f"{frame['method'].nunique() if len(frame) else 0} methods, "
       f"scenarios: {sorted(frame['scenario'].unique()) if len(frame) else []}")
@@ -183,7 +185,7 @@ pixels if len(pixels) else "no preprocessing-ablation runs yet"
 # %%
 if report_dir:
     from helpers.evidence.report_artifacts import write_all
-    written = write_all(frame, report_dir, records, root=root, profile=profile)
+    written = write_all(frame, report_dir, records, root=root, profile=profile, state=state)
     print("wrote tables and figures to", report_dir)
 
 # %%
