@@ -249,6 +249,27 @@ def test_y_range_on_the_informative_band_with_collapses_in_an_inset():
     matplotlib.pyplot.close("all")
 
 
+def test_inset_goes_to_the_corner_the_lines_leave_free():
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+    from helpers.evidence import plots as P
+    _, ax = matplotlib.pyplot.subplots()
+    x = np.arange(1.0, 11.0)
+    falling = (x, 1.0 / x)  # a loss curve: top left to bottom right
+    ax.plot(*falling)
+    assert P.free_corner(ax, [falling]) == P.INSET_CORNERS[1]  # upper right, not the preferred lower right
+    rising = (x, -1.0 / x)
+    _, ax = matplotlib.pyplot.subplots()
+    ax.plot(*rising)
+    assert P.free_corner(ax, [rising]) == P.INSET_CORNERS[0]
+    _, ax = matplotlib.pyplot.subplots()
+    ax.set_xscale("log")
+    ax.plot(x ** 3, 1.0 / x)  # the same shape on a log x axis
+    assert P.free_corner(ax, [(x ** 3, 1.0 / x)]) == P.INSET_CORNERS[1]
+    matplotlib.pyplot.close("all")
+
+
 def test_difference_plot_marks_verdicts_and_keeps_outliers_at_the_edge():
     import matplotlib
     matplotlib.use("Agg")

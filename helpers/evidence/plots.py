@@ -195,9 +195,46 @@ def curves(frame: pd.DataFrame, y: str = "test_acc", x: str = "epoch", hue: str 
     return ax
 
 
+# Where an inset may go, in axes coordinates (x0, y0, width, height), in order of preference;
+# the top corners leave room for the inset's title inside the axes.
+INSET_CORNERS = ([0.58, 0.08, 0.38, 0.32], [0.58, 0.52, 0.38, 0.32], [0.12, 0.08, 0.38, 0.32],
+                 [0.12, 0.52, 0.38, 0.32])
+
+
+def free_corner(ax, lines: list[tuple[np.ndarray, np.ndarray]], corners=INSET_CORNERS) -> list[float]:
+    """The corner of ``corners`` that the drawn ``lines`` ((x, y) in data coordinates, each
+    sampled along its segments) cross least, with the axes' current limits; ties go to the
+    earlier corner."""
+    ax.get_xlim(), ax.get_ylim()  # applies pending autoscaling to the limits
+    to_axes = ax.transLimits
+    scale_x = ax.xaxis.get_transform()
+    scale_y = ax.yaxis.get_transform()
+    samples = []
+    for x, y in lines:
+        if len(x) == 0:
+            continue
+        xy = np.column_stack([scale_x.transform(np.asarray(x, float)), scale_y.transform(np.asarray(y, float))])
+        if len(xy) > 1:
+            t = np.linspace(0, 1, 20)[:, None, None]
+            xy = (xy[:-1][None] * (1 - t) + xy[1:][None] * t).reshape(-1, 2)
+        samples.append(to_axes.transform(xy))
+    if not samples:
+        return list(corners[0])
+    points = np.concatenate(samples)
+
+    def crossed(c):
+        x0, y0, w, h = c
+        inside = (points[:, 0] >= x0 - 0.02) & (points[:, 0] <= x0 + w + 0.02) & \
+                 (points[:, 1] >= y0 - 0.02) & (points[:, 1] <= y0 + h + 0.1)
+        return int(inside.sum())
+    return list(min(corners, key=crossed))
+
+
 def _inset(ax, points, collapsed, look, hue, y):
     """A small full-range view of the lines that leave the band, in the corner the curves leave free."""
-    corner = [0.58, 0.08, 0.38, 0.32] if y.endswith("acc") else [0.58, 0.6, 0.38, 0.32]
+    kept = points[~points[hue].isin(collapsed)]
+    corner = free_corner(ax, [(line.sort_values("x")["x"].to_numpy(), line.sort_values("x")["mean"].to_numpy())
+                              for _, line in kept.groupby(hue)])
     sub = ax.inset_axes(corner)
     for label, line in points.groupby(hue, sort=True):
         line = line.sort_values("x")
@@ -352,7 +389,9 @@ def density_plot(density: pd.DataFrame, ax=None):
         high = (kept["test_acc_mean"] + kept["test_acc_std"].fillna(0)).max()
         pad = max((high - low) / 10, 0.1)
         ax.set_ylim(low - pad, high + pad)
-        sub = ax.inset_axes([0.62, 0.08, 0.34, 0.38])
+        sub = ax.inset_axes(free_corner(ax, [(line.sort_values("density")["density"].to_numpy(),
+                                               line.sort_values("density")["test_acc_mean"].to_numpy())
+                                              for _, line in kept.groupby(["method", "sparsity_strategy"])]))
         draw(sub, small=True)
         sub.set_xticks(ticks, [f"{100 * t:g}" for t in ticks])
         sub.set_title("full range", fontsize=6)
