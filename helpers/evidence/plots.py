@@ -204,7 +204,7 @@ INSET_CORNERS = ([0.58, 0.08, 0.38, 0.32], [0.58, 0.52, 0.38, 0.32], [0.12, 0.08
 def free_corner(ax, lines: list[tuple[np.ndarray, np.ndarray]], corners=INSET_CORNERS) -> list[float]:
     """The corner of ``corners`` that the drawn ``lines`` ((x, y) in data coordinates, each
     sampled along its segments) cross least, with the axes' current limits; ties go to the
-    earlier corner."""
+    earlier corner. A corner counts with the room for its y tick labels (left) and title (top)."""
     ax.get_xlim(), ax.get_ylim()  # applies pending autoscaling to the limits
     to_axes = ax.transLimits
     scale_x = ax.xaxis.get_transform()
@@ -224,8 +224,8 @@ def free_corner(ax, lines: list[tuple[np.ndarray, np.ndarray]], corners=INSET_CO
 
     def crossed(c):
         x0, y0, w, h = c
-        inside = (points[:, 0] >= x0 - 0.02) & (points[:, 0] <= x0 + w + 0.02) & \
-                 (points[:, 1] >= y0 - 0.02) & (points[:, 1] <= y0 + h + 0.1)
+        inside = (points[:, 0] >= x0 - 0.1) & (points[:, 0] <= x0 + w + 0.02) & \
+                 (points[:, 1] >= y0 - 0.02) & (points[:, 1] <= y0 + h + 0.1)  # its tick labels, its title
         return int(inside.sum())
     return list(min(corners, key=crossed))
 
@@ -245,8 +245,7 @@ def _inset(ax, points, collapsed, look, hue, y):
     if not y.endswith("acc") and points["mean"].max() > 20 * points["mean"].min():
         sub.set_yscale("log")
     sub.set_title("full range", fontsize=6)
-    sub.tick_params(labelsize=6)
-    sub.xaxis.set_major_formatter(FuncFormatter(thousands))
+    sub.tick_params(labelsize=6, labelbottom=False)  # the x range is the main axes'
     sub.xaxis.set_major_locator(plt.MaxNLocator(3))
 
 
