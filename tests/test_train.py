@@ -138,6 +138,17 @@ def test_kfac_does_not_start_a_factor_step_its_budget_cannot_pay_for(tiny_data):
     assert records[-1]["oracle_evals"] == 96 and records[-1]["step"] == 2
 
 
+def test_newton_cg_stops_a_step_whose_cg_would_pass_the_budget(tiny_data):
+    """A Newton-CG step's cost is known only as its CG runs (here all 10 iterations: a batch
+    gradient and ten curvature products of 64 samples each). With 256 calls, the first step's
+    fourth product would pass the budget: the step stops there, undone, and no record passes
+    256. Predicting the cost from the last step, or from the batch size, would not stop it."""
+    config = RunConfig(optimizer="newton_cg", hparams={"lr": 1.0, "cg_tol": 1e-9}, batch_size=64,
+                       grad_budget=256, epochs=3, train_fraction=0.01)
+    records = train(config, tiny_data, progress=False).records
+    assert records[-1]["oracle_evals"] == 256 and records[-1]["step"] == 0
+
+
 def test_the_decay_ends_when_the_budget_is_spent(tiny_data):
     """Linear decay to 0 over a budget of 1.5 epochs: the rate of the last step is nearly 0, and
     at the half-budget record about half the base rate (progress = oracle calls / budget)."""

@@ -195,8 +195,9 @@ class ModuleStepper:
     Oracle budget: the optimizer may declare ``step_cost(batch_size, n)`` / ``epoch_cost(n)``;
     otherwise a step is predicted to cost what the last step of that batch size cost (the batch
     size for the first), an epoch start (``on_epoch_start``) a full pass. Every gradient call
-    is also guarded (:class:`BudgetSpent`): a step stopped that way is undone (the parameters
-    go back to their values before it; the calls it made stay counted), and ``limit_evaluations``
+    is also guarded (:class:`BudgetSpent`), and so is every curvature product of an optimizer
+    with an ``oracle_guard`` (Newton-CG): a step stopped that way is undone (the parameters go
+    back to their values before it; the calls it made stay counted); ``limit_evaluations``
     (L-BFGS) is told what is left.
     """
     k = 1
@@ -212,6 +213,13 @@ class ModuleStepper:
         self.budget = config.grad_budget
         self.counter = {"grad": 0}
         self.last_cost: dict[int, int] = {}
+        if hasattr(self.optimizer, "oracle_guard"):
+            self.optimizer.oracle_guard = self._guard
+
+    def _guard(self, calls: int) -> None:
+        """Raise BudgetSpent before ``calls`` oracle calls that would pass the budget."""
+        if self.budget is not None and calls > self.left():
+            raise BudgetSpent
 
     def counts(self) -> tuple[int, int]:
         extra = getattr(self.optimizer, "oracle_counts", {}) or {}

@@ -36,7 +36,9 @@ class NewtonCG(Optimizer):
     and a step that raises f on the batch is undone (the next CG then starts from 0). That costs one more closure call per step
     (counted by the engine as gradient evaluations).
     Curvature-vector products are counted in ``oracle_counts["hvp"]`` in samples (the batch
-    size per product). ``model`` (the module whose output the loss is computed from) is needed
+    size per product); ``oracle_guard`` (None, or a callable set by a budgeted training loop) is
+    called with a product's samples before it runs and may raise to stop the step: a step's CG
+    iterations vary, so its cost is only known as it goes. ``model`` (the module whose output the loss is computed from) is needed
     for Gauss-Newton products and for the sample counts. One parameter group only, like
     torch.optim.LBFGS.
     """
@@ -69,6 +71,7 @@ class NewtonCG(Optimizer):
         self._params = [p for p in self.param_groups[0]["params"] if p.requires_grad]
         self._probe = ModelProbe(model) if model is not None else None
         self.oracle_counts = {"hvp": 0}
+        self.oracle_guard = None
 
     def _flat(self, tensors) -> torch.Tensor:
         return torch.cat([t.reshape(-1) for t in tensors])
@@ -167,6 +170,8 @@ class NewtonCG(Optimizer):
                                           allow_unused=True)
 
         def apply(v):
+            if self.oracle_guard is not None:
+                self.oracle_guard(samples)
             self.oracle_counts["hvp"] += samples
             with torch.enable_grad():
                 if gauss_newton:
