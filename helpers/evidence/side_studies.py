@@ -253,15 +253,15 @@ def starter_plot(runs: pd.DataFrame):
     for i, (seed, line) in enumerate(runs.sort_values("epoch").groupby("seed")):
         axes[0].plot(line["epoch"], line["train_loss"], color=colours(i), marker=".", label=f"seed {seed}")
         axes[1].plot(line["epoch"], line["test_acc"], color=colours(i), marker=".")
-    axes[0].axhline(math.log(10), color="grey", linestyle=":", linewidth=0.8)
-    axes[0].annotate("ln 10: uniform over the 10 classes", (0, math.log(10)), xytext=(2, -9),
-                     textcoords="offset points", xycoords=("axes fraction", "data"), fontsize=6, color="grey")
+    axes[0].axhline(math.log(10), color="grey", linestyle=":", linewidth=0.8, label="ln 10 (uniform)")
     axes[0].set_ylabel("training loss")
     axes[1].set_ylabel("test accuracy (%)")
-    axes[1].axhline(A.TARGET, color="grey", linestyle="--", linewidth=0.8)
+    axes[1].axhline(A.TARGET, color="grey", linestyle="--", linewidth=0.8, label=f"{A.TARGET}%")
     for ax in axes:
         ax.set_xlabel("epoch")
-    axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=6, frameon=False, loc="upper left",
+    handles, labels = axes[0].get_legend_handles_labels()
+    extra = axes[1].get_legend_handles_labels()
+    axes[1].legend(handles + extra[0], labels + extra[1], fontsize=6, frameon=False, loc="upper left",
                    bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
