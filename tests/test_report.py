@@ -149,6 +149,9 @@ def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
                       comps=comps)
     assert values["BestStandardMethod"] == "adam" and values["BestStandardRuns"] == "3/0/0"
     assert "CountingRule" in values and values["AnswerStandard"] == tex(text)
+    pending = M.answer({"scenario": "l2", "holdout_best": "shampoo", "reference": None}, None)
+    assert pending == "l2: the hold-out indicates shampoo; its final runs are not done yet."
+    assert M.answer({"scenario": "l2", "holdout_best": None, "reference": None}, None).endswith("indicated as best.")
 
 
 def test_prose_checks_catch_typed_integers_and_unbacked_comparisons():

@@ -15,6 +15,9 @@ def answer(comparison: dict, best_row) -> str:
     """The scenario's answer in two sentences, every name and number from the records."""
     scenario = comparison["scenario"]
     if comparison.get("reference") is None or best_row is None:
+        if comparison.get("holdout_best") is not None:
+            return (f"{scenario}: the hold-out indicates {comparison['holdout_best']}; "
+                    "its final runs are not done yet.")
         return f"{scenario}: no hold-out ranking, so no method is indicated as best."
     method = comparison["reference"][0]
     group_acc = [g for g in comparison["group_accuracy"] if g != comparison["reference"]]
