@@ -154,6 +154,21 @@ def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
     assert M.answer({"scenario": "l2", "holdout_best": None, "reference": None}, None).endswith("indicated as best.")
 
 
+def test_family_sentence_says_which_order_is_noise_and_who_took_few_steps():
+    from helpers.evidence import report_macros as M
+    rows = pd.DataFrame({
+        "method": ["sgd", "gd", "sgd_basic", "heavy_ball"], "family": ["sgd", "sgd", "sgd", "momentum"],
+        "test_acc_mean": [90.0, 30.0, 89.8, 95.0], "test_acc_std": [0.2, 5.0, 0.1, 0.1],
+        "step": [9375, 10, 60000, 9375], "diverged": [0, 1, 0, 0], "failed": [0, 0, 0, 0]})
+    text = M.family_sentence(rows, "sgd")
+    assert "in order of mean test accuracy (Table~\\ref{tab:standard}): sgd, gd" not in text
+    assert "sgd, sgd\\_basic, gd." in text
+    # median std 0.2: sgd_basic (0.2 behind) is within 2 x 0.2 of sgd, gd is not
+    assert "The first 2 (sgd, sgd\\_basic) lie within 0.20 points of each other" in text
+    assert "than sgd's 9{,}375: gd 10." in text and "gd 1 diverged, 0 failed" in text
+    assert "heavy" not in text
+
+
 def test_prose_checks_catch_typed_integers_and_unbacked_comparisons():
     from helpers.evidence.prose import findings
     macros = {"BestStandardMethod", "GroupStandardAcc"}

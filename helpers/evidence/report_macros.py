@@ -154,15 +154,37 @@ def study_macros(D, p) -> dict[str, str]:
     return out
 
 
+NOISE_FACTOR = 2  # members within this many typical seed standard deviations of the family's first
+
+
 def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = None) -> str:
     """What a family's members did in the standard scenario, from the records: the members in order
-    of mean test accuracy (the numbers are in the scenario table), the runs that did not finish,
-    and which members the test set does not separate from the indicated method."""
+    of mean test accuracy (the numbers are in the scenario table); the leading members whose
+    means lie within :data:`NOISE_FACTOR` typical seed standard deviations (the median over the
+    family) of the first, so their order is not evidence; the members that took far fewer steps
+    within the budget than the first (a tenth or less), which is why a method with costly steps
+    trails at an equal budget; the runs that did not finish; and which members the test set does
+    not separate from the indicated method."""
     part = rows[rows["family"] == family].sort_values("test_acc_mean", ascending=False) if len(rows) else rows
     if part is None or part.empty:
         return "Standard scenario: \\NotRun{} for this family."
     text = ("Standard scenario, members in order of mean test accuracy (Table~\\ref{tab:standard}): "
             + ", ".join(tex(m) for m in part["method"]) + ".")
+    measured = part.dropna(subset=["test_acc_mean"])
+    noise = measured["test_acc_std"].median()
+    if len(measured) >= 2 and pd.notna(noise) and noise > 0:
+        top = measured["test_acc_mean"].iloc[0]
+        close = measured[measured["test_acc_mean"] >= top - NOISE_FACTOR * noise]
+        if len(close) >= 2:
+            text += (f" The first {len(close)} ({tex(', '.join(close['method']))}) lie within "
+                     f"{top - close['test_acc_mean'].min():.2f} points of each other, less than "
+                     f"{NOISE_FACTOR} typical seed standard deviations ({noise:.2f}): their order is not evidence.")
+    if "step" in measured and len(measured) >= 2 and pd.notna(measured["step"].iloc[0]):
+        first = measured.iloc[0]
+        few = measured[measured["step"] <= first["step"] / 10]
+        if len(few):
+            text += (" Far fewer steps within the budget than " + tex(first["method"]) + f"'s {num(first['step'])}: "
+                     + ", ".join(f"{tex(r['method'])} {num(r['step'])}" for _, r in few.iterrows()) + ".")
     lost = part[(part["diverged"].fillna(0) + part["failed"].fillna(0)) > 0]
     if len(lost):
         text += " Not finished: " + "; ".join(f"{tex(r['method'])} {int(r['diverged'])} diverged, {int(r['failed'])} failed"

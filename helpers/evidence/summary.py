@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 FINAL_METRICS = ("test_acc", "test_loss", "test_starter_loss")
-COSTS = ("grad_evals", "hvp_evals", "oracle_evals", "wall_s")
+COSTS = ("grad_evals", "hvp_evals", "oracle_evals", "wall_s", "step")
 STATUSES = ("finished", "diverged", "failed")
 COUNTING_RULE = ("Means and standard deviations are over finished runs only. A diverged run (stopped by a "
                  "non-finite loss) has no final metric and is counted in the diverged column; a failed run "
