@@ -163,8 +163,8 @@ def test_family_sentence_says_which_order_is_noise_and_who_took_few_steps():
     text = M.family_sentence(rows, "sgd")
     assert "in order of mean test accuracy (Table~\\ref{tab:standard}): sgd, gd" not in text
     assert "sgd, sgd\\_basic, gd." in text
-    # median std 0.2: sgd_basic (0.2 behind) is within 2 x 0.2 of sgd, gd is not
-    assert "The first 2 (sgd, sgd\\_basic) lie within 0.20 points of each other" in text
+    # pooled with sgd's 0.2: sgd_basic 0.2 behind, within 2 x 0.16; gd 60 behind, outside 2 x 3.5
+    assert "Within 2 pooled seed standard deviations of sgd, so their order is not evidence: sgd\\_basic." in text
     assert "than sgd's 9{,}375: gd 10." in text and "gd 1 diverged, 0 failed" in text
     assert "heavy" not in text
 

@@ -154,14 +154,14 @@ def study_macros(D, p) -> dict[str, str]:
     return out
 
 
-NOISE_FACTOR = 2  # members within this many typical seed standard deviations of the family's first
+NOISE_FACTOR = 2  # members within this many pooled seed standard deviations of the family's first
 
 
 def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = None) -> str:
     """What a family's members did in the standard scenario, from the records: the members in order
-    of mean test accuracy (the numbers are in the scenario table); the leading members whose
-    means lie within :data:`NOISE_FACTOR` typical seed standard deviations (the median over the
-    family) of the first, so their order is not evidence; the members that took far fewer steps
+    of mean test accuracy (the numbers are in the scenario table); the members whose mean lies
+    within :data:`NOISE_FACTOR` pooled seed standard deviations (sqrt((s_1^2 + s_m^2) / 2)) of the
+    first's, so their order is not evidence; the members that took far fewer steps
     within the budget than the first (a tenth or less), which is why a method with costly steps
     trails at an equal budget; the runs that did not finish; and which members the test set does
     not separate from the indicated method."""
@@ -171,14 +171,14 @@ def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = N
     text = ("Standard scenario, members in order of mean test accuracy (Table~\\ref{tab:standard}): "
             + ", ".join(tex(m) for m in part["method"]) + ".")
     measured = part.dropna(subset=["test_acc_mean"])
-    noise = measured["test_acc_std"].median()
-    if len(measured) >= 2 and pd.notna(noise) and noise > 0:
-        top = measured["test_acc_mean"].iloc[0]
-        close = measured[measured["test_acc_mean"] >= top - NOISE_FACTOR * noise]
-        if len(close) >= 2:
-            text += (f" The first {len(close)} ({tex(', '.join(close['method']))}) lie within "
-                     f"{top - close['test_acc_mean'].min():.2f} points of each other, less than "
-                     f"{NOISE_FACTOR} typical seed standard deviations ({noise:.2f}): their order is not evidence.")
+    if len(measured) >= 2:
+        first = measured.iloc[0]
+        pooled = ((measured["test_acc_std"] ** 2 + first["test_acc_std"] ** 2) / 2) ** 0.5
+        close = measured.iloc[1:][(first["test_acc_mean"] - measured["test_acc_mean"].iloc[1:])
+                                  <= NOISE_FACTOR * pooled.iloc[1:]]
+        if len(close):
+            text += (f" Within {NOISE_FACTOR} pooled seed standard deviations of {tex(first['method'])}, so "
+                     f"their order is not evidence: {tex(', '.join(close['method']))}.")
     if "step" in measured and len(measured) >= 2 and pd.notna(measured["step"].iloc[0]):
         first = measured.iloc[0]
         few = measured[measured["step"] <= first["step"] / 10]
