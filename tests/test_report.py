@@ -22,7 +22,7 @@ GENERATED = ("macros.tex", "definition.tex", "timing.tex", "time_to_target.tex",
              *(f"members_{f}.tex" for f in ("sgd", "momentum", "noise_reduction", "second_order")),
              *(f"fig_{n}.tex" for n in ("family_sgd", "family_momentum", "family_noise_reduction",
                                         "family_second_order", "differences", "batch_size", "accuracy_vs_density", "variance")),
-             "readme_results.md")
+             "readme_results.md", "readme_protocol.md")
 
 
 def test_generated_tables_match_the_committed_records(tmp_path):
@@ -205,12 +205,24 @@ def test_report_prose_has_no_typed_numbers_or_unbacked_comparisons():
     assert not found, "hand-written results in the report:\n" + "\n".join(found)
 
 
-def test_readme_results_block_is_its_generated_source():
+@pytest.mark.parametrize("block", ["results", "protocol"])
+def test_readme_blocks_are_their_generated_sources(block):
     from helpers.evidence.prose import readme_block
     from helpers.runtime import ROOT
-    source = REPORT_DIR / "tables" / "readme_results.md"
-    assert readme_block((ROOT / "README.md").read_text(), "results") == source.read_text(), \
-        "README results block differs from report/tables/readme_results.md: rerun `make report`"
+    source = REPORT_DIR / "tables" / f"readme_{block}.md"
+    assert readme_block((ROOT / "README.md").read_text(), block) == source.read_text(), \
+        f"README {block} block differs from report/tables/readme_{block}.md: rerun `make report`"
+
+
+def test_readme_protocol_states_the_cut_study():
+    """The README's protocol numbers are the definition's, cuts applied (the trial counts were
+    typed before the cuts, and said 4 and 8 where the study runs 2 and 6)."""
+    from helpers.evidence.readme_protocol import protocol_markdown
+    from helpers.study import definition
+    p = definition.get_profile("full")
+    text = " ".join(protocol_markdown().split())
+    assert f"then {p.qmc_trials} quasi-random trials" in text and f"`l2`: {p.l2_trials} quasi-random" in text
+    assert "{,}" not in text and "\\" not in text and "$" not in text
 
 
 def test_readme_benchmark_block_is_its_generated_source_from_a_clean_commit():

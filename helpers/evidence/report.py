@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     if not args.no_notebook:
         run_summary()
     from .report_artifacts import update_readme
-    update_readme(ROOT / "README.md", (REPORT_DIR / "tables" / "readme_results.md").read_text())
+    for block in ("results", "protocol"):
+        update_readme(ROOT / "README.md", (REPORT_DIR / "tables" / f"readme_{block}.md").read_text(), block)
     pdf = compile_pdf()
     pages = page_count(pdf)
     print(f"{pdf}: {pages} pages (limit {MAX_PAGES})")

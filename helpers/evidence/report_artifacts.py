@@ -12,6 +12,7 @@ from . import analysis as A
 from . import side_studies as SS
 from . import statistics as S
 from .latex import macros_tex, tabular
+from .readme_protocol import protocol_markdown
 from .report_figures import report_figures
 from .report_macros import (SCENARIO_KEYS, answer, default_macros, failures_sentence, family_sentence, macros,
                             protocol_macros, sentence_macros, side_study_sentences, _fastest_wall, _starter_macros)
@@ -200,6 +201,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
                   "fig_differences_standard.tex", "fig_differences_l2_sparse60.tex"):
         (tables / stale).unlink(missing_ok=True)
     answers = [answer(c, best.loc[s] if s in best.index else None) for s, c in comps.items()]
+    (tables / "readme_protocol.md").write_text(protocol_markdown(profile))
     (tables / "readme_results.md").write_text(readme_markdown(results, ttt, cost, best, answers,
                                                               status=values.get("StatusLine"),
                                                               scratch=_scratch(profile)))
