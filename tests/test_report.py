@@ -154,6 +154,19 @@ def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
     assert M.answer({"scenario": "l2", "holdout_best": None, "reference": None}, None).endswith("indicated as best.")
 
 
+def test_methods_the_test_set_prefers_to_the_hold_out_s_choice_are_named():
+    from helpers.evidence import report_macros as M
+    acc = pd.DataFrame({"method": ["a", "b", "c"], "difference": [0.5, -0.4, 0.1],
+                        "verdict": ["separable", "separable", "not separable"]})
+    loss = pd.DataFrame({"method": ["a", "b", "c"], "difference": [-0.02, 0.03, -0.045],
+                         "verdict": ["separable", "separable", "separable"]})
+    comp = {"reference": ("shampoo", "projection"), "accuracy": acc, "loss": loss}
+    assert M.better_on_test(comp) == ("Separable from shampoo on the test set in their favour: with higher "
+                                      "test accuracy, 1: a (+0.50 points); with lower test loss, 2: "
+                                      "c (-0.045), a (-0.020).")
+    assert M.better_on_test({"reference": None}) == ""
+
+
 def test_family_sentence_says_which_order_is_noise_and_who_took_few_steps():
     from helpers.evidence import report_macros as M
     rows = pd.DataFrame({

@@ -35,6 +35,29 @@ def answer(comparison: dict, best_row) -> str:
     return f"{first} {second}"
 
 
+def better_on_test(comparison: dict) -> str:
+    """Which methods the test set separates from the indicated one *in their favour* (higher
+    accuracy, lower loss), with the seed-matched differences: where the hold-out's choice is not
+    the test set's best, the report says so."""
+    if comparison.get("reference") is None:
+        return ""
+    parts = []
+    for name, column, sign, unit in (("accuracy", "higher test accuracy", 1, "points"), ("loss", "lower test loss", -1, "")):
+        table = comparison.get(name)
+        if table is None or table.empty:
+            continue
+        ahead = table[(table["verdict"] == "separable") & (sign * table["difference"] > 0)]
+        ahead = ahead.sort_values("difference", ascending=sign < 0)
+        digits = 2 if name == "accuracy" else 3
+        names = ", ".join(f"{r['method']} ({r['difference']:+.{digits}f}{' ' + unit if unit else ''})"
+                          for _, r in ahead.iterrows())
+        parts.append(f"with {column}, {len(ahead)}" + (f": {names}" if len(ahead) else ""))
+    if not parts:
+        return ""
+    return (f"Separable from {comparison['reference'][0]} on the test set in their favour: "
+            + "; ".join(parts) + ".")
+
+
 def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: dict | None = None,
            comps: dict[str, dict] | None = None) -> dict[str, str]:
     """Every number and every ranking word the report's prose uses, by name. ``Best<Scenario>*``
@@ -73,6 +96,7 @@ def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: 
             out[f"Group{key}AccCount"] = str(len(others(comp["group_accuracy"])))
             out[f"Group{key}LossCount"] = str(len(others(comp["group_loss"])))
             out[f"Answer{key}"] = tex(answer(comp, best.loc[scenario] if scenario in best.index else None))
+            out[f"Better{key}"] = tex(better_on_test(comp))
             out[f"Best{key}Hparams"] = tex(", ".join(f"{k}={v}" for k, v in A.hparams_of(row).items()
                                                       if v not in (0, 0.0)))
     if "standard" in best.index and "sparse60" in best.index:
@@ -221,6 +245,7 @@ def default_macros(state=None) -> dict[str, str]:
             out[f"Best{key}{part}"] = RS.NOT_RUN
         for part in ("Acc", "Loss", "AccCount", "LossCount"):
             out[f"Group{key}{part}"] = RS.NOT_RUN
+        out[f"Better{key}"] = ""
         rows = SCENARIO_ROWS[scenario]
         out[f"Answer{key}"] = (f"{tex(scenario)}: {RS.NOT_RUN}"
                                + (f" ({RS.pending(state, rows)})" if state is not None else "") + ".")
