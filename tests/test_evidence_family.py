@@ -42,11 +42,25 @@ def test_members_table_empty_without_records():
 def test_conclusion_names_best_reference_gap_and_lost_runs():
     results, _ = members_table(FRAME)
     lines = conclusion(results, "adam")
-    assert lines[0] == "best by final test accuracy: sgd (85.00%, 1 seed(s)); lowest test loss: sgd (0.4500)"
-    assert lines[1] == "sgd vs the reference adam: +4.00 points"
+    assert lines[0] == "highest mean test accuracy: sgd (85.00%, 1 seed(s)); lowest test loss: sgd (0.4500)"
+    assert lines[1] == "sgd vs the reference adam: +4.00 points (one seed: no noise estimate)"
     assert lines[2] == "sgd: 1 diverged, 0 failed run(s)"
     assert len(conclusion(results, "sgd")) == 2, "no gap line when the best is the reference"
     assert conclusion(pd.DataFrame(), "sgd") == ["no finished runs yet"]
+
+
+def test_conclusion_puts_the_hold_out_first_and_the_seed_noise_beside_every_gap():
+    frame = records([("adam", 0, "finished", 84.0, 0.6), ("adam", 1, "finished", 86.0, 0.5),
+                     ("sgd", 0, "finished", 85.6, 0.45), ("sgd", 1, "finished", 85.4, 0.5),
+                     ("nadam", 0, "finished", 80.0, 0.7), ("nadam", 1, "finished", 80.2, 0.7)])
+    results, _ = members_table(frame)
+    tuning = pd.DataFrame({"member": ["adam", "nadam", "nadam", "sgd"], "val_acc": [84.0, 86.0, 70.0, 85.0]})
+    lines = conclusion(results, "adam", tuning)
+    assert lines[0] == "first on the hold-out: nadam (86.00% on the hold-out); on the test set 80.10% over 2 seed(s)"
+    assert lines[1].startswith("highest mean test accuracy: sgd (85.50%")
+    # adam 85.00 +- 1.41 is within 2 x sqrt((1.41^2 + 0.14^2) / 2) = 2.01 of sgd; nadam 5.4 behind is not
+    assert lines[2] == "within the seed noise of sgd (2 pooled standard deviations): adam"
+    assert lines[3] == "sgd vs the reference adam: +0.50 points (within 2 pooled seed standard deviations, 2.01)"
 
 
 def test_print_conclusion_states_scenario_and_sizes(capsys, tmp_path):

@@ -15,6 +15,24 @@ MAIN_SCENARIOS = ("standard", "l2", "sparse60")
 GROUP = ["method", "scenario", "sparsity_strategy", "config_key"]
 
 
+NOISE_FACTOR = 2  # a difference within this many pooled seed standard deviations is not evidence
+
+
+def seed_noise(std_a, std_b) -> float:
+    """:data:`NOISE_FACTOR` pooled seed standard deviations of two means, sqrt((s_a^2 + s_b^2) / 2)
+    (NaN when either has fewer than 2 seeds): a descriptive yardstick for the notebooks' and the
+    report's prose; the report's verdicts come from :mod:`helpers.evidence.statistics`."""
+    return NOISE_FACTOR * float(np.sqrt((std_a ** 2 + std_b ** 2) / 2))
+
+
+def gap_words(gap: float, noise: float) -> str:
+    """``"+0.47 points (within the seed noise, 0.61)"``: a difference of means with its yardstick."""
+    if not np.isfinite(noise):
+        return f"{gap:+.2f} points (one seed: no noise estimate)"
+    side = "within" if abs(gap) <= noise else "beyond"
+    return f"{gap:+.2f} points ({side} {NOISE_FACTOR} pooled seed standard deviations, {noise:.2f})"
+
+
 def method_label(row) -> str:
     """The optimizer's name, plus its schedule, batch size or tag where they differ from the
     study's recipe (helpers.study.protocol); a batch size the protocol tunes for the method (one

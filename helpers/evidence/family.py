@@ -15,6 +15,7 @@ from typing import Mapping, NamedTuple
 
 import pandas as pd
 
+from . import analysis as A
 from .analysis import method_label
 from .plots import family_grid
 from .summary import final_table
@@ -124,26 +125,52 @@ def members_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return results, table
 
 
-def conclusion(results: pd.DataFrame, reference: str = "") -> list[str]:
-    """The best member by final test accuracy and the lowest test loss, the best against
-    ``reference`` (when both ran), and every member with diverged or failed runs."""
+def conclusion(results: pd.DataFrame, reference: str = "", tuning: pd.DataFrame | None = None) -> list[str]:
+    """The member first on the hold-out (``tuning``: the family's tuning trials, with ``member``
+    and ``val_acc``) and how it measures on the test set; the highest mean test accuracy and the
+    lowest test loss, with the members within the seed noise of the first
+    (:func:`helpers.evidence.analysis.seed_noise`); that best against ``reference`` (when both
+    ran); every member with diverged or failed runs."""
     if results.empty or results["test_acc_mean"].isna().all():
         return ["no finished runs yet"]
+    lines = []
+    if tuning is not None and len(tuning) and "val_acc" in tuning:
+        scores = tuning.dropna(subset=["val_acc"]).groupby("member")["val_acc"].max()
+        scores = scores[scores.index.isin(results.index)]
+        if len(scores):
+            first = scores.idxmax()
+            row = results.loc[first]
+            lines.append(f"first on the hold-out: {first} ({scores[first]:.2f}% on the hold-out); on the test set "
+                         f"{row['test_acc_mean']:.2f}% over {int(row['seeds'])} seed(s)")
     ranked = results.sort_values("test_acc_mean", ascending=False)
     best, by_loss = ranked.index[0], results["test_loss_mean"].idxmin()
-    lines = [f"best by final test accuracy: {best} ({ranked.loc[best, 'test_acc_mean']:.2f}%, "
-             f"{int(ranked.loc[best, 'seeds'])} seed(s)); lowest test loss: {by_loss} "
-             f"({results.loc[by_loss, 'test_loss_mean']:.4f})"]
+    lines.append(f"highest mean test accuracy: {best} ({ranked.loc[best, 'test_acc_mean']:.2f}%, "
+                 f"{int(ranked.loc[best, 'seeds'])} seed(s)); lowest test loss: {by_loss} "
+                 f"({results.loc[by_loss, 'test_loss_mean']:.4f})")
+    top = ranked.loc[best]
+    close = [m for m, r in ranked.iloc[1:].iterrows()
+             if top["test_acc_mean"] - r["test_acc_mean"] <= A.seed_noise(top["test_acc_std"], r["test_acc_std"])]
+    if close:
+        lines.append(f"within the seed noise of {best} ({A.NOISE_FACTOR} pooled standard deviations): "
+                     + ", ".join(close))
     if reference in results.index and best != reference:
-        gap = ranked.loc[best, "test_acc_mean"] - results.loc[reference, "test_acc_mean"]
-        lines.append(f"{best} vs the reference {reference}: {gap:+.2f} points")
+        lines.append(f"{best} vs the reference {reference}: " + compare(results, best, reference))
     lost = results[(results["diverged"] > 0) | (results["failed"] > 0)]
     lines += [f"{m}: {int(r['diverged'])} diverged, {int(r['failed'])} failed run(s)" for m, r in lost.iterrows()]
     return lines
 
 
-def print_conclusion(results: pd.DataFrame, fam: Family, scenario: str, reference: str = "") -> None:
-    """The scenario and sizes, then :func:`conclusion` as a list."""
+def compare(results: pd.DataFrame, a: str, b: str) -> str:
+    """Mean test accuracy of ``a`` minus ``b``'s, with the seed noise (:func:`helpers.evidence.analysis.gap_words`)."""
+    ra, rb = results.loc[a], results.loc[b]
+    return A.gap_words(ra["test_acc_mean"] - rb["test_acc_mean"], A.seed_noise(ra["test_acc_std"], rb["test_acc_std"]))
+
+
+def print_conclusion(results: pd.DataFrame, fam: Family, scenario: str, reference: str = "",
+                     tuning: pd.DataFrame | None = None) -> None:
+    """The scenario and sizes, then :func:`conclusion` as a list (``tuning``: the FamilyRun's)."""
     s = fam.sizes
     print(f"{scenario}, profile {fam.profile} ({s.epochs} epoch(s), {s.train_fraction:.0%} of the images):")
-    print("\n".join(f"- {line}" for line in conclusion(results, reference)))
+    if tuning is not None and "row" in tuning:
+        tuning = tuning[tuning["row"] == scenario]  # the scenario's own trials (l2, sparse: not the standard row's)
+    print("\n".join(f"- {line}" for line in conclusion(results, reference, tuning)))

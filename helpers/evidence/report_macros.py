@@ -178,14 +178,11 @@ def study_macros(D, p) -> dict[str, str]:
     return out
 
 
-NOISE_FACTOR = 2  # members within this many pooled seed standard deviations of the family's first
-
-
 def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = None) -> str:
     """What a family's members did in the standard scenario, from the records: the members in order
     of mean test accuracy (the numbers are in the scenario table); the members whose mean lies
-    within :data:`NOISE_FACTOR` pooled seed standard deviations (sqrt((s_1^2 + s_m^2) / 2)) of the
-    first's, so their order is not evidence; the members that took far fewer steps
+    within the seed noise of the first's (:func:`helpers.evidence.analysis.seed_noise`), so their
+    order is not evidence; the members that took far fewer steps
     within the budget than the first (a tenth or less), which is why a method with costly steps
     trails at an equal budget; the runs that did not finish; and which members the test set does
     not separate from the indicated method."""
@@ -197,11 +194,11 @@ def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = N
     measured = part.dropna(subset=["test_acc_mean"])
     if len(measured) >= 2:
         first = measured.iloc[0]
-        pooled = ((measured["test_acc_std"] ** 2 + first["test_acc_std"] ** 2) / 2) ** 0.5
-        close = measured.iloc[1:][(first["test_acc_mean"] - measured["test_acc_mean"].iloc[1:])
-                                  <= NOISE_FACTOR * pooled.iloc[1:]]
+        rest = measured.iloc[1:]
+        noise = [A.seed_noise(first["test_acc_std"], std) for std in rest["test_acc_std"]]
+        close = rest[(first["test_acc_mean"] - rest["test_acc_mean"]).to_numpy() <= noise]
         if len(close):
-            text += (f" Within {NOISE_FACTOR} pooled seed standard deviations of {tex(first['method'])}, so "
+            text += (f" Within {A.NOISE_FACTOR} pooled seed standard deviations of {tex(first['method'])}, so "
                      f"their order is not evidence: {tex(', '.join(close['method']))}.")
     if "step" in measured and len(measured) >= 2 and pd.notna(measured["step"].iloc[0]):
         first = measured.iloc[0]

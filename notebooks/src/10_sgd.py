@@ -146,7 +146,7 @@ table if len(table) else "no runs yet"
 # ## Conclusion (printed from the records)
 
 # %%
-print_conclusion(results, fam, scenario, "sgd")
+print_conclusion(results, fam, scenario, "sgd", runs["members"].tuning)
 if len(results) and "wall_s" in results:
     steps = frame.sort_values("epoch").groupby("method")["step"].last()
     for m in results.index:

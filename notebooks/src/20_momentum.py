@@ -40,7 +40,8 @@ runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outp
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
-from helpers.evidence.family import family_figures, family_finals, family_setup, members_table, print_conclusion, print_sizes
+from helpers.evidence.family import (compare, family_figures, family_finals, family_setup, members_table,
+                                     print_conclusion, print_sizes)
 from helpers.study.protocol import run_family
 
 fam = family_setup("momentum", scenario, profile, members, reference, device, runs_dir)
@@ -83,9 +84,9 @@ table if len(table) else "no runs yet"
 # ## Conclusion (printed from the records)
 
 # %%
-print_conclusion(results, fam, scenario, reference)
+print_conclusion(results, fam, scenario, reference, run.tuning)
 pairs = [("adamw_schedulefree", "adamw"), ("sgd_schedulefree", "heavy_ball"), ("lookahead_adam", "adam"),
          ("lookahead_sgd", "nesterov")]
 for a, b in pairs:
     if a in results.index and b in results.index:
-        print(f"- {a} vs {b}: {results.loc[a, 'test_acc_mean'] - results.loc[b, 'test_acc_mean']:+.2f} points")
+        print(f"- {a} vs {b}: {compare(results, a, b)}")

@@ -164,7 +164,7 @@ table if len(table) else "no runs yet"
 # ## Conclusion (printed from the records)
 
 # %%
-print_conclusion(results, fam, scenario, reference)
+print_conclusion(results, fam, scenario, reference, run.tuning)
 if "sgd" in median_error:
     ratios = ", ".join(f"{e} {median_error[e] / median_error['sgd']:.3g}x" for e in ("svrg", "sarah", "saga")
                        if e in median_error)

@@ -93,7 +93,7 @@ table if len(table) else "no runs yet"
 # ## Conclusion (printed from the records)
 
 # %%
-print_conclusion(results, fam, scenario, reference)
+print_conclusion(results, fam, scenario, reference, run.tuning)
 second = [m for m in results.sort_values("test_acc_mean", ascending=False).index
           if get_spec(m.split(" ")[0].split("+")[0]).family == fam.name and results.loc[m, "finished"] > 0]
 if second and reference in results.index:
