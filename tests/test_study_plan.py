@@ -301,12 +301,12 @@ def test_observed_overhead_counts_a_batched_group_once_from_its_start_to_its_las
     from helpers.study.readout import observed_overhead
     assert observed_overhead(tmp_path) is None
 
-    def meta(run_id, started, ended, wall, oracle=60_000, status="finished", batched=True):
+    def meta(run_id, started, ended, wall, oracle=60_000, status="finished", batched=True, optimizer="sgd"):
         folder = tmp_path / run_id
         folder.mkdir()
         body = {"run_id": run_id, "status": status, "started": f"2026-11-30T10:{started}",
                 "ended": f"2026-11-30T10:{ended}", "final": {"wall_s": wall, "oracle_evals": oracle},
-                "config": {"optimizer": "sgd", "batch_size": None, "train_fraction": 1.0}}
+                "config": {"optimizer": optimizer, "batch_size": None, "train_fraction": 1.0}}
         if batched:
             body["batched"] = {"models": 2}
         (folder / "meta.json").write_text(json.dumps(body))
@@ -320,3 +320,22 @@ def test_observed_overhead_counts_a_batched_group_once_from_its_start_to_its_las
     factor, units = observed_overhead(tmp_path, {"sgd": 20.0})  # 20 s per 60,000 oracle calls
     assert units == 2 and factor == pytest.approx(160 / (20 * 3 + 20))
     assert observed_overhead(tmp_path, {"sgd": 20.0}, recent=1) == (pytest.approx(50 / 20), 1)
+
+
+def test_observed_overhead_groups_models_stamped_apart_and_keeps_parallel_groups_apart(tmp_path):
+    """A batched group stamps its models' starts milliseconds apart; the other worker may start a
+    group of another method in the same second. Keyed on the exact start, each model counted the
+    whole group's time (a factor of 6.6 where 2 was true)."""
+    import json
+    from helpers.study.readout import observed_overhead
+    for run_id, optimizer, started in (("a", "adamw", "00:00.266"), ("b", "adamw", "00:00.269"),
+                                       ("c", "adamw", "00:00.271"), ("d", "adam", "00:00.268"),
+                                       ("e", "adam", "00:00.272")):
+        folder = tmp_path / run_id
+        folder.mkdir()
+        (folder / "meta.json").write_text(json.dumps({
+            "run_id": run_id, "status": "finished", "started": f"2026-11-30T10:{started}",
+            "ended": "2026-11-30T10:01:00.000", "final": {"wall_s": 20.0, "oracle_evals": 60_000},
+            "config": {"optimizer": optimizer, "batch_size": None, "train_fraction": 1.0}, "batched": {"models": 3}}))
+    factor, units = observed_overhead(tmp_path, {"adamw": 20.0, "adam": 20.0})
+    assert units == 2 and factor == pytest.approx((59.734 + 59.732) / 100)  # from each group's first start; 3 x 20 + 2 x 20

@@ -242,9 +242,13 @@ def measurement_oracle(method: str, epochs, n: int) -> float:
     return (max(epochs) + len(epochs) * per_checkpoint) * n
 
 
+SAME_GROUP_SECONDS = 2.0  # a batched group stamps its models' starts one after the other
+
+
 def observed_overhead(root=None, costs: dict | None = None, recent: int = 20) -> tuple[float, int] | None:
     """(elapsed / estimated seconds, units) over the ``recent`` latest units of finished and
-    diverged runs: each unit (a batched group, whose runs share their start, or one run) from its
+    diverged runs: each unit (a batched group: runs of one optimizer and group size started within
+    :data:`SAME_GROUP_SECONDS` of each other; or one run) from its
     start to its last end, against what the estimate charges for the oracle calls its runs spent
     (``costs``: :func:`cost_table`; without it, the training seconds the records count,
     ``wall_s``). The factor the estimate misses: evaluation, start-up, saving and the machine's
@@ -252,7 +256,7 @@ def observed_overhead(root=None, costs: dict | None = None, recent: int = 20) ->
     from datetime import datetime
     from .records import read_meta_file
     typical = float(pd.Series([v for k, v in costs.items() if isinstance(k, str)]).median()) if costs else math.nan
-    units: dict[tuple, list] = {}
+    runs = []
     for path in runs_dir(root).glob("*/meta.json"):
         meta = read_meta_file(path)
         final, config = meta.get("final") or {}, meta.get("config") or {}
@@ -264,12 +268,21 @@ def observed_overhead(root=None, costs: dict | None = None, recent: int = 20) ->
                 costs, config.get("optimizer"), None, typical, config.get("batch_size"), config.get("train_fraction", 1.0))
         else:
             charged = final["wall_s"]
-        key = (meta["started"], "batched") if "batched" in meta else (meta["run_id"],)
-        unit = units.setdefault(key, [meta["started"], meta["ended"], 0.0])
-        unit[1] = max(unit[1], meta["ended"])
+        runs.append((datetime.fromisoformat(meta["started"]), datetime.fromisoformat(meta["ended"]), charged,
+                     (config.get("optimizer"), meta["batched"].get("models")) if "batched" in meta else None))
+    units: list[list] = []
+    open_group: dict[tuple, list] = {}
+    for started, ended, charged, group in sorted(runs, key=lambda r: r[0]):
+        unit = open_group.get(group) if group is not None else None
+        if unit is None or (started - unit[0]).total_seconds() > SAME_GROUP_SECONDS:
+            unit = [started, ended, 0.0]
+            units.append(unit)
+            if group is not None:
+                open_group[group] = unit
+        unit[1] = max(unit[1], ended)
         unit[2] += charged
-    latest = sorted(units.values())[-recent:]
-    elapsed = sum((datetime.fromisoformat(e) - datetime.fromisoformat(s)).total_seconds() for s, e, _ in latest)
+    latest = sorted(units)[-recent:]
+    elapsed = sum((e - s).total_seconds() for s, e, _ in latest)
     charged = sum(t for _, _, t in latest)
     return (elapsed / charged, len(latest)) if charged > 0 else None
 
