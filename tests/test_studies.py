@@ -295,3 +295,36 @@ def test_the_scheduler_keeps_one_unit_per_worker():
         assert scheduler.executor_slots(pool) == 2
     finally:
         pool.shutdown()
+
+
+def test_measurements_wait_in_the_queue_at_their_priority(monkeypatch, tmp_path):
+    """A measurement is taken when its priority comes up among the runs (not only once every run
+    is done), and once per call even if the plan keeps naming it."""
+    from helpers.engine.config import RunConfig
+    from helpers.study import executors, records, scheduler
+    done, order = set(), []
+    first, last = RunConfig(optimizer="kfac"), RunConfig(optimizer="lbfgs")
+    measurement = PL.Measurement("variance", first, (0.5,), (64,), "variance", "kfac", "variance", (2, 0, 0, 0))
+
+    def next_plan():
+        runnable = [PL.Planned(c, "r", c.optimizer, "projection", "final", p)
+                    for c, p in ((first, (1, 0, 0, 0)), (last, (3, 0, 0, 0))) if c.run_id not in done]
+        return PL.Plan(profile=None, runnable=runnable, measurements=[measurement])  # never marked measured
+
+    def compute_run(config):
+        order.append(config.optimizer)
+        return config
+
+    def store_run(config, root):
+        done.add(config.run_id)
+        return {"status": "finished"}
+
+    def measure_and_record(m, root, progress):
+        order.append(f"measure {m.method}")
+        return m.measurement_id
+    monkeypatch.setattr(executors, "compute_run", compute_run)
+    monkeypatch.setattr(executors, "store_run", store_run)
+    monkeypatch.setattr(executors, "remove_temp_files", lambda root, ids: None)
+    monkeypatch.setattr(records, "measure_and_record", measure_and_record)
+    scheduler.train_by_priority(next_plan, scheduler.InlineExecutor(), str(tmp_path), progress=False, measure=True)
+    assert order == ["kfac", "measure kfac", "lbfgs"]

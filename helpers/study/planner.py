@@ -57,6 +57,7 @@ class Measurement:
     row: str = ""
     method: str = ""
     study: str = "main"
+    priority: tuple = ()  # like a run's: taken in the scheduler's queue beside the runs
 
     @property
     def measurement_id(self) -> str:
@@ -451,7 +452,8 @@ class _Planner:
         for seed in spec["seeds"]:
             config = self.final(row, method, strategy, choice, seed)
             epochs = tuple(e for e in spec["epochs"] if e < config.epochs) or (config.epochs / 2,)
-            m = Measurement(row.measure, config, epochs, tuple(spec["batch_sizes"]), row.name, method, row.study)
+            m = Measurement(row.measure, config, epochs, tuple(spec["batch_sizes"]), row.name, method, row.study,
+                            self.priority(row, "measure", method))
             (self.plan.measured if measurement_done(m.measurement_id, self.root, self.retry) else
              self.plan.measurements).append(m)
 
@@ -493,24 +495,18 @@ def blocked(records: pd.DataFrame | None = None, profile: str | Profile = "full"
 def execute(profile: str | Profile = "full", executor=None, root=None, progress: bool = True, rows=None,
             bases=None, seeds=None) -> Plan:
     """Train the plan until nothing is runnable, most valuable first: after every unit of work
-    (a batched group or one run) the plan is made again, so what a finished run unblocked goes
-    ahead of less valuable runs (:func:`helpers.study.scheduler.train_by_priority`). Measurements
-    are taken when no run is left to train."""
+    (a batched group, one run, or one measurement) the plan is made again, so what a finished run
+    unblocked goes ahead of less valuable work that was ready earlier
+    (:func:`helpers.study.scheduler.train_by_priority`). A measurement is ready once the run it
+    follows is done, and waits in the queue at its row's priority."""
     from .executors import shared_executor
     from .scheduler import train_by_priority
     executor = executor if executor is not None else shared_executor()
-    tried: set[str] = set()
 
     def next_plan() -> Plan:
         return study_plan(None, profile, root, rows=rows, bases=bases, seeds=seeds)
 
-    def measure(current: Plan) -> bool:
-        todo = [m for m in current.measurements if m.measurement_id not in tried]
-        tried.update(m.measurement_id for m in todo)
-        measure_all(todo, executor, root, progress)
-        return bool(todo)
-
-    return train_by_priority(next_plan, executor, str(runs_dir(root)), progress, after_idle=measure)
+    return train_by_priority(next_plan, executor, str(runs_dir(root)), progress, measure=True)
 
 
 def measure_all(measurements, executor=None, root=None, progress: bool = True) -> list[str]:

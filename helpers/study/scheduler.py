@@ -23,11 +23,13 @@ from dataclasses import dataclass
 
 @dataclass
 class Unit:
-    """Runs trained together (``batched``) or one run; ``priority`` is its most valuable run's."""
+    """Runs trained together (``batched``), one run, or one ``measurement`` (no configs);
+    ``priority`` is its most valuable run's, or the measurement's."""
     configs: list
     priority: tuple
     label: str
     batched: bool
+    measurement: object = None
 
 
 class InlineExecutor(Executor):
@@ -73,6 +75,11 @@ def units(planned, singles: set, max_k: int = 32) -> list[Unit]:
     return sorted(out, key=lambda u: u.priority)
 
 
+def measurement_units(measurements) -> list[Unit]:
+    """One unit per measurement (:class:`helpers.study.planner.Measurement`), at its priority."""
+    return [Unit([], m.priority, f"{m.row} measure {m.method}", False, m) for m in measurements]
+
+
 def _unit(members, batched: bool) -> Unit:
     head = min(members, key=lambda p: p.priority)
     label = f"{head.row} {head.stage} {head.method}" + (f" x{len(members)}" if len(members) > 1 else "")
@@ -80,18 +87,20 @@ def _unit(members, batched: bool) -> Unit:
 
 
 def train_by_priority(next_plan, executor: Executor | None, root, progress: bool = True, slots: int | None = None,
-                      retries: int = 2, max_k: int = 32, after_idle=None):
+                      retries: int = 2, max_k: int = 32, measure: bool = False):
     """Train what ``next_plan()`` (a :class:`helpers.study.planner.Plan`) names until it names
-    nothing, most valuable first; return the last plan. ``after_idle(plan)``: called when no run
-    is runnable or in flight (measurements); it returns True if it did work (then plan again)."""
+    nothing, most valuable first; return the last plan. ``measure``: also take the plan's
+    measurements (each at most once per call), queued beside the runs by priority; a measurement
+    writes its own records (:func:`helpers.study.records.measure_and_record`)."""
     from ..engine.batched import compute_batch
     from .executors import compute_run, remove_temp_files, store_run
-    from .records import write_run
+    from .records import measure_and_record, write_run
     executor = executor if executor is not None else InlineExecutor()
     inline = isinstance(executor, InlineExecutor)
     slots = slots or executor_slots(executor)
     in_flight: dict[Future, tuple[Unit, float]] = {}
     singles: set[str] = set()
+    measured: set[str] = set()
     attempts: dict[str, int] = {}
     while True:
         plan = next_plan()
@@ -99,15 +108,19 @@ def train_by_priority(next_plan, executor: Executor | None, root, progress: bool
         waiting = [p for p in plan.runnable if p.config.run_id not in busy]
         if waiting and not in_flight:
             remove_temp_files(root, {p.config.run_id for p in waiting})
-        queue = units(waiting, singles, max_k)
+        ready = [m for m in plan.measurements if m.measurement_id not in measured] if measure else []
+        queue = sorted(units(waiting, singles, max_k) + measurement_units(ready), key=lambda u: u.priority)
         while queue and len(in_flight) < slots:
             unit = queue.pop(0)
-            task = (executor.submit(compute_batch, unit.configs, None, progress and inline) if unit.batched else
-                    executor.submit(compute_run, unit.configs[0]))
+            if unit.measurement is not None:
+                measured.add(unit.measurement.measurement_id)
+                task = executor.submit(measure_and_record, unit.measurement, root, False)
+            elif unit.batched:
+                task = executor.submit(compute_batch, unit.configs, None, progress and inline)
+            else:
+                task = executor.submit(compute_run, unit.configs[0])
             in_flight[task] = (unit, time.monotonic())
         if not in_flight:
-            if after_idle is not None and after_idle(plan):
-                continue
             return plan
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for task in finished:
@@ -117,9 +130,12 @@ def train_by_priority(next_plan, executor: Executor | None, root, progress: bool
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as error:  # a group that fails is redone run by run; a dead worker retried
-                note = _retry(unit, error, singles, attempts, retries, root)
+                note = (f"measurement lost ({type(error).__name__}: {error}), asked for again next time"
+                        if unit.measurement is not None else _retry(unit, error, singles, attempts, retries, root))
             else:
-                if unit.batched:
+                if unit.measurement is not None:
+                    statuses = ["measured"]
+                elif unit.batched:
                     for config, records, meta, predictions in result:
                         write_run(config, records, meta, root, predictions=predictions)
                     statuses = [meta["status"] for _, _, meta, _ in result]
