@@ -37,7 +37,7 @@ TEMPLATE = """\
   comparison, {ProtocolStudiesBudgetHours} for the further studies; cuts made to fit, in the
   definition's order: {ProtocolCuts}.
 - **Further studies**, rows of the same table after the main study's in priority (but for the
-  variance measurements: minutes, needing only the standard finals, they go beside the l2 row),
+  variance measurements: minutes, needing only the standard finals, they follow those),
   tuned by the same code: *preprocessing* ({ProtocolPixelMethods} on [0, 1] pixels, rate re-tuned); *time to target*
   (the {ProtocolTopK} methods fastest to 89.38% on the standard hold-out; the schedule's horizon
   tuned over {ProtocolHorizons} epochs and chosen by the fewest oracle calls to 89.38% on the

@@ -227,8 +227,8 @@ STUDY_ROWS = (
     *(Row(f"wd-{kind}-{wd:g}", "l2", methods, tuning="base", priority=11,
           overrides={"hparams": {"weight_decay": wd}}, study="weight_decay")
       for kind, methods in WD_METHODS.items() for wd in weight_decays(kind)),
-    # the variance measurements take minutes and need only the standard finals: beside the l2 row
-    Row("variance", "standard", VARIANCE["methods"], tuning="base", seeds=1, top_seeds=1, priority=2,
+    # the variance measurements take minutes and need only the standard finals: right after them
+    Row("variance", "standard", VARIANCE["methods"], tuning="base", seeds=1, top_seeds=1, priority=1,
         measure="variance", study="variance"),
 )
 
