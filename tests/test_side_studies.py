@@ -128,13 +128,13 @@ def test_side_study_sentences_name_the_best_point_of_each_method():
 
 
 def test_variance_ratios_pair_each_estimator_with_the_mini_batch_gradient_at_the_same_point():
-    def m(run_id, method, estimator, checkpoint, relative, kind="exact", batch=64, run_batch=64):
+    def m(run_id, method, estimator, checkpoint, relative, kind="exact", batch=64, run_batch=64, age=None):
         return dict(run_id=run_id, method=method, estimator=estimator, checkpoint=checkpoint, relative=relative,
-                    kind=kind, batch_size=batch, run_batch=run_batch)
+                    kind=kind, batch_size=batch, run_batch=run_batch, age_steps=age)
     table = pd.DataFrame([
-        m("v", "svrg", "minibatch", 0.5, 1.0), m("v", "svrg", "svrg", 0.5, 2.0),
-        m("v", "svrg", "minibatch", 2, 1.0), m("v", "svrg", "svrg", 2, 0.5),
-        m("v", "svrg", "minibatch", 5, 2.0), m("v", "svrg", "svrg", 5, 1.0),
+        m("v", "svrg", "minibatch", 0.5, 1.0), m("v", "svrg", "svrg", 0.5, 2.0, age=1),
+        m("v", "svrg", "minibatch", 2, 1.0), m("v", "svrg", "svrg", 2, 0.5, age=470),
+        m("v", "svrg", "minibatch", 5, 2.0), m("v", "svrg", "svrg", 5, 1.0, age=1_385),
         m("v", "svrg", "svrg", 5, 9.0, batch=8), m("v", "svrg", "minibatch", 5, 90.0, batch=8),  # not the run's batch
         m("s", "sarah", "minibatch", 2, 1.0), m("s", "sarah", "sarah", 2, 3.0, kind="realized"),
         m("s", "sarah", "sarah", 2, 0.1, kind="estimate"),  # an estimate: left out
@@ -145,5 +145,5 @@ def test_variance_ratios_pair_each_estimator_with_the_mini_batch_gradient_at_the
     assert ratios.loc[("sarah", 2), "ratio"] == pytest.approx(3.0) and ratios.loc[("sarah", 2), "kind"] == "realized"
     text = SS.variance_sentence(SS.variance_ratios(table))
     assert "svrg estimator's error is 2, 0.5, 0.5 times the mini-batch gradient's at epochs 0.5, 2, 5 " \
-           "(below it from epoch 2)" in text
+           "of oracle calls (below it from epoch 2; steps since its snapshot: 1, 470, 1,385)" in text
     assert "sarah estimator's error is 3 times" in text and "(never below it)" in text

@@ -324,7 +324,8 @@ def variance_ratios(table: pd.DataFrame) -> pd.DataFrame:
     """Along each measured trajectory, at the run's own batch size: each method's own estimator's
     relative error over the plain mini-batch gradient's at the same point (``ratio`` < 1: the
     estimator has less variance). The exact measurement where there is one, else the realized
-    draw (SARAH, momentum); estimates are left out. Mean over seeds per (method, estimator, checkpoint)."""
+    draw (SARAH, momentum); estimates are left out. Mean over seeds per (method, estimator, checkpoint),
+    with the steps since the estimator's snapshot or table refresh (``age_steps``, NaN for momentum)."""
     if table is None or table.empty:
         return pd.DataFrame()
     at_run = table[table["batch_size"] == table["run_batch"]]
@@ -335,13 +336,17 @@ def variance_ratios(table: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         return pd.DataFrame()
     pairs = pairs.assign(ratio=pairs["relative"] / pairs["relative_minibatch"])
+    if "age_steps" not in pairs:
+        pairs = pairs.assign(age_steps=float("nan"))
     return (pairs.groupby(["method", "estimator", "checkpoint"])
-            .agg(ratio=("ratio", "mean"), kind=("kind", "first"), run_batch=("run_batch", "first")).reset_index())
+            .agg(ratio=("ratio", "mean"), kind=("kind", "first"), run_batch=("run_batch", "first"),
+                 age_steps=("age_steps", "mean")).reset_index())
 
 
 def variance_sentence(ratios: pd.DataFrame) -> str:
     """Per method: its estimator's error as a multiple of the mini-batch gradient's at each
-    checkpoint, and where (if anywhere) it is below (LaTeX)."""
+    checkpoint (epochs of oracle calls), where (if anywhere) it is below, and the steps since
+    the estimator's snapshot at each (LaTeX)."""
     parts = []
     for (method, estimator), rows in ratios.groupby(["method", "estimator"]):
         rows = rows.sort_values("checkpoint")
@@ -354,7 +359,10 @@ def variance_sentence(ratios: pd.DataFrame) -> str:
             where = f"below it from epoch {below.iloc[0]:g}"
         else:
             where = f"below it at epoch(s) {', '.join(f'{c:g}' for c in below)}"
+        ages = rows["age_steps"] if "age_steps" in rows else pd.Series(dtype=float)
+        age = (f"; steps since its snapshot: {', '.join(f'{a:,.0f}' for a in ages)}"
+               if len(ages) and ages.notna().all() else "")
         parts.append(f"on {_name(method)}'s path ({rows['kind'].iloc[0]}, batch {_size(int(rows['run_batch'].iloc[0]))}), "
                      f"the {_name(estimator)} estimator's error is {values} times the mini-batch gradient's at "
-                     f"epochs {epochs} ({where})")
+                     f"epochs {epochs} of oracle calls ({where}{age})")
     return ("Measured along the tuned trajectories, " + "; ".join(parts) + ".") if parts else ""
