@@ -21,7 +21,7 @@ from ..optimizers.registry import FAMILIES
 from . import definition as D
 from . import tuning as T
 from .definition import Profile, Row, get_profile
-from .records import DONE, measure_and_record, measurement_done, measurement_id, read_meta_file, runs_dir
+from .records import DONE, measurement_done, measurement_id, read_meta_file, runs_dir
 from .recipe import study_config
 
 # Stages in planning order; "tuning" and "members" label blocked runs only.
@@ -508,11 +508,3 @@ def execute(profile: str | Profile = "full", executor=None, root=None, progress:
 
     return train_by_priority(next_plan, executor, str(runs_dir(root)), progress, measure=True)
 
-
-def measure_all(measurements, executor=None, root=None, progress: bool = True) -> list[str]:
-    """Take every measurement not yet on disk (through ``executor`` when given); return their ids."""
-    todo = list(measurements)
-    if executor is None:
-        return [measure_and_record(m, root, progress) for m in todo]
-    futures = [executor.submit(measure_and_record, m, root, False) for m in todo]
-    return [f.result() for f in futures]

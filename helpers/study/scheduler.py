@@ -11,7 +11,7 @@ at any moment has the most valuable runs written.
 Failures: a batched group that raises is retried as single runs (which record their own
 errors); a single run whose worker died is resubmitted up to ``retries`` times, then recorded as
 failed (:func:`helpers.study.executors.record_lost`). Workers never write into the runs folder;
-this process does, atomically.
+this process does, atomically (a measurement writes its own folder under outputs/measurements, atomically).
 """
 from __future__ import annotations
 
