@@ -25,6 +25,14 @@ def seed_noise(std_a, std_b) -> float:
     return NOISE_FACTOR * float(np.sqrt((std_a ** 2 + std_b ** 2) / 2))
 
 
+def within_seed_noise(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The rows after the first of ``ranked`` (best mean test accuracy first) whose mean lies within
+    :func:`seed_noise` of the first's: their order against it is not evidence."""
+    first, rest = ranked.iloc[0], ranked.iloc[1:]
+    noise = np.array([seed_noise(first["test_acc_std"], std) for std in rest["test_acc_std"]])
+    return rest[(first["test_acc_mean"] - rest["test_acc_mean"]).to_numpy() <= noise]
+
+
 def gap_words(gap: float, noise: float) -> str:
     """``"+0.47 points (within the seed noise, 0.61)"``: a difference of means with its yardstick."""
     if not np.isfinite(noise):

@@ -147,9 +147,7 @@ def conclusion(results: pd.DataFrame, reference: str = "", tuning: pd.DataFrame 
     lines.append(f"highest mean test accuracy: {best} ({ranked.loc[best, 'test_acc_mean']:.2f}%, "
                  f"{int(ranked.loc[best, 'seeds'])} seed(s)); lowest test loss: {by_loss} "
                  f"({results.loc[by_loss, 'test_loss_mean']:.4f})")
-    top = ranked.loc[best]
-    close = [m for m, r in ranked.iloc[1:].iterrows()
-             if top["test_acc_mean"] - r["test_acc_mean"] <= A.seed_noise(top["test_acc_std"], r["test_acc_std"])]
+    close = list(A.within_seed_noise(ranked).index)
     if close:
         lines.append(f"within the seed noise of {best} ({A.NOISE_FACTOR} pooled standard deviations): "
                      + ", ".join(close))

@@ -194,9 +194,7 @@ def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = N
     measured = part.dropna(subset=["test_acc_mean"])
     if len(measured) >= 2:
         first = measured.iloc[0]
-        rest = measured.iloc[1:]
-        noise = [A.seed_noise(first["test_acc_std"], std) for std in rest["test_acc_std"]]
-        close = rest[(first["test_acc_mean"] - rest["test_acc_mean"]).to_numpy() <= noise]
+        close = A.within_seed_noise(measured)
         if len(close):
             text += (f" Within {A.NOISE_FACTOR} pooled seed standard deviations of {tex(first['method'])}, so "
                      f"their order is not evidence: {tex(', '.join(close['method']))}.")
