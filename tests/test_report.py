@@ -107,6 +107,23 @@ def test_main_tables_keep_the_main_recipe_only():
     assert sorted(main_study(records)["run_id"]) == ["basic", "kfac256", "main", "tune"]
 
 
+def test_main_tables_leave_out_the_weight_decay_study_by_its_rows():
+    """The weight decay study's runs are l2 runs at the main recipe: only the planner knows they
+    belong to another study, and with its state they stay out (else final_results would pick the
+    l2 configuration of adam by its test accuracy among several)."""
+    from types import SimpleNamespace
+    from helpers.evidence.report_artifacts import main_study
+    base = dict(epoch=10.0, status="finished", scenario="l2", tag="", schedule="cosine", batch_size="64",
+                scaling="standardize", planned_epochs=10, eval_split="test", train_fraction=1.0, optimizer="adam")
+    records = pd.DataFrame([dict(base, run_id="l2"), dict(base, run_id="wd"), dict(base, run_id="unplanned")])
+
+    def planned(rid, study):
+        return SimpleNamespace(config=SimpleNamespace(run_id=rid), study=study)
+    state = SimpleNamespace(done=[planned("l2", "main"), planned("wd", "weight_decay")], failed=[])
+    assert sorted(main_study(records)["run_id"]) == ["l2", "unplanned", "wd"]  # the recipe alone cannot tell
+    assert list(main_study(records, state=state)["run_id"]) == ["l2"]
+
+
 def _study(finals, tuning):
     """Final records (method, seed, acc, loss[, status]) and hold-out records (method, val_acc), standard."""
     from helpers.optimizers import get_spec
@@ -273,3 +290,31 @@ def test_sparse_table_keeps_each_methods_holdout_strategy():
     results = A.final_results(A.final_frame(frame=records))
     table = final_table_tex(results, "sparse60", strategies=A.holdout_strategies(tuning))
     assert "second\\_order & 88.10" in table and "gradual" not in table and "adam & momentum" in table
+
+
+def test_time_to_target_reads_the_horizon_studys_runs_where_it_ran():
+    """A method the horizon study ran is timed on those runs (the horizon chosen on the hold-out),
+    the others on their main runs: one configuration per method, never the cheaper on the test set."""
+    from types import SimpleNamespace
+    from helpers.evidence import analysis as A
+    from helpers.evidence.report_artifacts import time_to_target_frame
+    base = dict(status="finished", scenario="standard", tag="", schedule="cosine", batch_size="64", seed=0,
+                sparsity_strategy="projection",
+                scaling="standardize", eval_split="test", train_fraction=1.0, grad_evals=0, wall_s=1.0)
+    rows = []
+    for rid, optimizer, epochs, hit_epoch in (("n10", "nesterov", 10, 2.0), ("n4", "nesterov", 4, 3.0),
+                                              ("a10", "adam", 10, 5.0)):
+        for epoch in (1.0, 2.0, 3.0, 5.0):
+            rows.append(dict(base, run_id=rid, optimizer=optimizer, planned_epochs=epochs, epoch=epoch,
+                             hparams="{}", oracle_evals=60_000 * epoch, test_acc=90.0 if epoch >= hit_epoch else 80.0))
+    frame = A.study_frame(frame=pd.DataFrame(rows))
+
+    def planned(rid, row):
+        return SimpleNamespace(config=SimpleNamespace(run_id=rid), row=row, study="main" if row != "horizon" else "t")
+    state = SimpleNamespace(done=[planned("n10", "standard"), planned("a10", "standard"), planned("n4", "horizon")],
+                            failed=[])
+    chosen = time_to_target_frame(frame, state=state)
+    assert sorted(chosen["run_id"].unique()) == ["a10", "n4"]
+    ttt = A.time_to_target(chosen).set_index("method")
+    assert ttt.loc["nesterov", "epoch"] == 3.0  # the main run reached it sooner, on the test set: not chosen
+    assert ttt.loc["adam", "epoch"] == 5.0

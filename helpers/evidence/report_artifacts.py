@@ -17,7 +17,7 @@ from .report_figures import report_figures
 from .report_macros import (SCENARIO_KEYS, answer, default_macros, failures_sentence, family_sentence, macros,
                             protocol_macros, sentence_macros, side_study_sentences, _fastest_wall, _starter_macros)
 from .report_tables import (FAMILY_ORDER, density_tex, indicated_best, main_rows, run_counts, scenario_tex,
-                            time_to_target_tex)
+                            schedule_horizon, time_to_target_tex)
 from .summary import COUNTING_RULE
 
 def comparisons(final: pd.DataFrame, records: pd.DataFrame, scenarios=A.MAIN_SCENARIOS, root=None,
@@ -51,10 +51,10 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None 
     lines += ["", f"How to read it: {COUNTING_RULE} Separability: {S.RULES['group']}."]
     if len(ttt):
         lines += ["", f"Cheapest to first reach {A.TARGET}% test accuracy (standard scenario):", "",
-                  "| method | seeds reaching | epochs | sample gradients | oracle calls |",
-                  "|---|---|---|---|---|"]
+                  "| method | horizon (epochs) | seeds reaching | epochs | sample gradients | oracle calls |",
+                  "|---|---|---|---|---|---|"]
         for _, r in ttt.head(5).iterrows():
-            lines.append(f"| {r['method']} | {int(r['reached'])}/{int(r['seeds'])} | {r['epoch']:.2f} | "
+            lines.append(f"| {r['method']} | {schedule_horizon(r)} | {int(r['reached'])}/{int(r['seeds'])} | {r['epoch']:.2f} | "
                          f"{r['grad_evals']:,.0f} | {r['oracle_evals']:,.0f} |")
     if cost:
         lines += ["", f"The study behind these numbers: {cost['runs']:,} runs ({cost['tuning_runs']:,} "
@@ -146,11 +146,11 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     state = plan_state(root, profile) if state is None else state
     final_all = A.final_frame(frame=records) if has_records else frame
     results_all = A.final_results(final_all) if len(final_all) else pd.DataFrame()
-    main_records = main_study(records, profile) if has_records else records
-    final = main_study(final_all, profile) if len(final_all) else final_all
-    frame_main = main_study(frame, profile) if len(frame) else frame
+    main_records = main_study(records, profile, state) if has_records else records
+    final = main_study(final_all, profile, state) if len(final_all) else final_all
+    frame_main = main_study(frame, profile, state) if len(frame) else frame
     results = A.final_results(final) if len(final) else pd.DataFrame()
-    ttt = A.time_to_target(frame) if len(frame) else pd.DataFrame()
+    ttt = A.time_to_target(time_to_target_frame(frame, profile, state)) if len(frame) else pd.DataFrame()
     cost = A.study_cost(records) if has_records else None
     comps = comparisons(final, main_records, root=root, predictions=predictions) if cost and len(final) else {}
     best = indicated_best(results, comps) if len(results) else indicated_best(pd.DataFrame(), {})
@@ -168,8 +168,8 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     values.update(sentence_macros(values, state))
     files = {"macros.tex": macros_tex(values), "timing.tex": timing,
              "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else tabular(
-                 "lrrrr", ["method", "seeds reaching", "epochs", "oracle calls", "s (timing)"], [],
-                 raw=[r"\multicolumn{5}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
+                 "lrrrrr", ["method", "horizon", "seeds reaching", "epochs", "oracle calls", "s (timing)"], [],
+                 raw=[r"\multicolumn{6}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
              "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
     pixels = SS.preprocessing_results(final_all)
     measurements = _measurements(root)
@@ -215,12 +215,30 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
             "state": state}
 
 
-def main_study(records: pd.DataFrame, profile: str = "full") -> pd.DataFrame:
+def time_to_target_frame(frame: pd.DataFrame, profile: str = "full", state=None) -> pd.DataFrame:
+    """The final runs the time-to-target table reads: the main study's, and for the methods the
+    horizon study ran, its runs instead (the horizon chosen on the hold-out): one configuration
+    per method, so the table never picks between configurations by their test-set cost."""
+    main = main_study(frame, profile, state)
+    if state is None or frame is None or frame.empty:
+        return main
+    horizon = {p.config.run_id for p in state.done if p.row == "horizon"}
+    tuned = frame[frame["run_id"].isin(horizon)]
+    return pd.concat([main[~main["optimizer"].isin(set(tuned["optimizer"]))], tuned])
+
+
+def main_study(records: pd.DataFrame, profile: str = "full", state=None) -> pd.DataFrame:
     """The records of the main comparison: runs at the study's own recipe for their method (its
     schedule, batch size and epochs, standardised pixels, tuning or final tags only), so the other
-    studies' runs (batch sizes, unit pixels, horizons) neither enter its tables nor its hold-out."""
+    studies' runs (batch sizes, unit pixels, horizons) neither enter its tables nor its hold-out.
+    With the planner's ``state``, also only runs a main row of the definition plans: the weight
+    decay study's runs share the l2 scenario and the main recipe, and would otherwise count as
+    further l2 configurations of their methods."""
     if records is None or records.empty:
         return records
+    if state is not None:
+        main = {p.config.run_id for p in [*state.done, *state.failed] if p.study == "main"}
+        records = records[records["run_id"].isin(main)]
     from ..study.definition import get_profile
     from ..study.recipe import epochs_of
     p = get_profile(profile)

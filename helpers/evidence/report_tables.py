@@ -44,9 +44,14 @@ def run_counts(row) -> str:
 def time_to_target_tex(ttt: pd.DataFrame, top: int = 12) -> str:
     """Cost to first reach the target in epochs and oracle calls, and its wall time by the timing
     pass (the study's own wall times share the machine and mix engines); -- where not timed."""
-    body = [[tex(r["method"]), f"{int(r['reached'])}/{int(r['seeds'])}", num(r["epoch"], 2),
+    body = [[tex(r["method"]), schedule_horizon(r), f"{int(r['reached'])}/{int(r['seeds'])}", num(r["epoch"], 2),
              num(r["oracle_evals"]), _timed(r)] for _, r in ttt.head(top).iterrows()]
-    return tabular("lrrrr", ["method", "seeds reaching", "epochs", "oracle calls", "s (timing)"], body)
+    return tabular("lrrrrr", ["method", "horizon", "seeds reaching", "epochs", "oracle calls", "s (timing)"], body)
+
+
+def schedule_horizon(row) -> str:
+    """The epochs the run's schedule spans (``config_key``: hparams|batch|planned epochs|scaling)."""
+    return str(row["config_key"]).split("|")[2]
 
 
 def _timed(row) -> str:

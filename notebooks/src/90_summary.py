@@ -28,7 +28,7 @@ import pandas as pd
 
 from helpers.evidence import analysis as A
 from helpers.evidence.plots import density_plot, metric_row, profile_plot
-from helpers.evidence.report_artifacts import main_study, study_inputs
+from helpers.evidence.report_artifacts import main_study, study_inputs, time_to_target_frame
 from helpers.study.definition import PROTOCOL_VERSION
 from helpers.study.readout import definition_table
 from helpers.study.sweep import study_runs_dir
@@ -36,7 +36,8 @@ from helpers.study.sweep import study_runs_dir
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 3)
 root = study_runs_dir(profile, runs_dir)
 stored, records, frame, state = study_inputs(root, profile)
-results = A.final_results(frame) if len(frame) else pd.DataFrame()
+main = main_study(frame, profile, state) if len(frame) else frame  # the other studies' runs apart
+results = A.final_results(main) if len(main) else pd.DataFrame()
 
 # %% [markdown]
 # ## The study, as defined (`helpers/study/definition.py`)
@@ -78,7 +79,7 @@ if results.empty:
 # the planner chooses; the test columns only measure the choice.
 
 # %%
-tuning = main_study(records, profile) if len(records) else records
+tuning = main_study(records, profile, state) if len(records) else records
 best = A.best_per_scenario(results, tuning) if len(results) else pd.DataFrame()
 best[["method", "holdout_acc", "test_acc_mean", "test_acc_std", "test_loss_mean", "seeds"]] if len(best) \
     else "no runs yet"
@@ -116,7 +117,7 @@ for scenario in A.MAIN_SCENARIOS:
 # ## Cost to first reach the target test accuracy (standard scenario)
 
 # %%
-ttt = A.time_to_target(frame, target) if len(frame) else pd.DataFrame()
+ttt = A.time_to_target(time_to_target_frame(frame, profile, state), target) if len(frame) else pd.DataFrame()
 ttt.drop(columns="config_key", errors="ignore").head(12) if len(ttt) else "no runs yet"
 
 # %% [markdown]
