@@ -170,7 +170,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
              "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else tabular(
                  "lrrrrr", ["method", "horizon", "seeds reaching", "epochs", "oracle calls", "s (timing)"], [],
                  raw=[r"\multicolumn{6}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
-             "density.tex": density_tex(A.accuracy_vs_density(frame)) if len(frame) else ""}
+             "density.tex": density_tex(A.accuracy_vs_density(frame_main)) if len(frame_main) else ""}
     pixels = SS.preprocessing_results(final_all)
     measurements = _measurements(root)
     values.update(side_study_sentences(frame, pixels, state, measurements))

@@ -94,8 +94,8 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
                    measurements: pd.DataFrame | None = None) -> dict[str, str]:
     """Every figure of the report as a LaTeX snippet (name -> text): the drawn figure where the
     records have its data, else a framed note saying which definition rows are not run yet.
-    ``frame``/``results``: the main study's (:func:`main_study`); ``all_frame``: every final run
-    (the batch-size study, accuracy against density). ``draw=False``: the same snippets, nothing drawn."""
+    ``frame``/``results``: the main study's (:func:`main_study`; accuracy against density too);
+    ``all_frame``: every final run (the side studies). ``draw=False``: the same snippets, nothing drawn."""
     from . import report_status as RS
     out.mkdir(parents=True, exist_ok=True)
 
@@ -160,7 +160,7 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
         wanted["starter"] = RS.figure_tex("figures/starter.pdf")
     else:
         wanted["starter"] = RS.pending_figure(f"no starter run yet ({pend(['starter'])})")
-    dens = A.accuracy_vs_density(all_frame) if len(all_frame) else pd.DataFrame()
+    dens = A.accuracy_vs_density(frame) if len(frame) else pd.DataFrame()
     if len(dens) and dens["density"].nunique() > 1:
         _save(lambda: _density_figure(dens), out / "accuracy_vs_density.pdf")
         wanted["accuracy_vs_density"] = RS.figure_tex("figures/accuracy_vs_density.pdf")

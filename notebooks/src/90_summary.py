@@ -125,7 +125,7 @@ ttt.drop(columns="config_key", errors="ignore").head(12) if len(ttt) else "no ru
 # (only the methods run on every problem take part)
 
 # %%
-performance = A.performance_profile(frame, target) if len(frame) else pd.DataFrame()
+performance = A.performance_profile(main, target) if len(main) else pd.DataFrame()
 if len(performance):
     profile_plot(performance)
     plt.show()
@@ -134,7 +134,7 @@ if len(performance):
 # ## Accuracy against density (fc1+fc2 weights kept)
 
 # %%
-density = A.accuracy_vs_density(frame) if len(frame) else pd.DataFrame()
+density = A.accuracy_vs_density(main) if len(main) else pd.DataFrame()
 (density.pivot_table(index=["method", "sparsity_strategy"], columns="density",
                      values=["test_acc_mean", "test_acc_std", "seeds"])
  .sort_index(axis=1, ascending=False) if len(density) else "no runs yet")
