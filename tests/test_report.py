@@ -18,7 +18,7 @@ def test_report_pdf_is_committed_and_within_the_page_limit():
 
 
 GENERATED = ("macros.tex", "definition.tex", "timing.tex", "time_to_target.tex", "density.tex",
-             "scenario_standard.tex", "scenario_l2.tex", "scenario_sparse60.tex",
+             "scenario_standard.tex", "scenario_l2.tex", "scenario_sparse60.tex", "variance.tex",
              *(f"members_{f}.tex" for f in ("sgd", "momentum", "noise_reduction", "second_order")),
              *(f"fig_{n}.tex" for n in ("family_sgd", "family_momentum", "family_noise_reduction",
                                         "family_second_order", "differences", "batch_size", "accuracy_vs_density", "variance")),

@@ -144,6 +144,9 @@ def test_variance_ratios_pair_each_estimator_with_the_mini_batch_gradient_at_the
     assert ratios.loc[("svrg", 5), "ratio"] == pytest.approx(0.5)
     assert ratios.loc[("sarah", 2), "ratio"] == pytest.approx(3.0) and ratios.loc[("sarah", 2), "kind"] == "realized"
     text = SS.variance_sentence(SS.variance_ratios(table))
-    assert "svrg estimator's error is 2, 0.5, 0.5 times the mini-batch gradient's at epochs 0.5, 2, 5 " \
-           "of oracle calls (below it from epoch 2; steps since its snapshot: 1, 470, 1,385)" in text
-    assert "sarah estimator's error is 3 times" in text and "(never below it)" in text
+    assert "svrg's is below it from epoch 2 on (0.50 at epoch 2, 470 steps after its snapshot, up to 2.00 at " \
+           "epoch 0.5, 1 step after its snapshot)" in text
+    assert "sarah's is above it at every checkpoint (3.00 at epoch 2);" in text
+    assert SS.variance_tex(SS.variance_ratios(table)).splitlines()[4:6] == [
+        "sarah & sarah (realized) & -- & 3.00 & -- \\\\",
+        "svrg & svrg (exact) & 2.00 (1) & 0.50 (470) & 0.50 (1{,}385) \\\\"]

@@ -176,6 +176,9 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     values.update(side_study_sentences(frame, pixels, state, measurements))
     files["preprocessing.tex"] = SS.preprocessing_tex(pixels) if len(pixels) else tabular(
         "l", ["preprocessing ablation"], [], raw=[rf"\NotRun{{}}: {RS.pending(state, ['unit-pixels']) if state is not None else 'no records'} \\"])
+    ratios = SS.variance_ratios(measurements)
+    files["variance.tex"] = SS.variance_tex(ratios) if len(ratios) else tabular(
+        "l", ["gradient variance"], [], raw=[rf"\NotRun{{}}: {RS.pending(state, ['variance']) if state is not None else 'no measurements'} \\"])
     files["definition.tex"] = RS.rows_tex(state, profile) if state is not None else tabular(
         "l", ["study definition"], [], raw=[r"\NotRun{}: the planner could not read the study \\"])
     for family in FAMILY_ORDER:

@@ -343,26 +343,65 @@ def variance_ratios(table: pd.DataFrame) -> pd.DataFrame:
                  age_steps=("age_steps", "mean")).reset_index())
 
 
+def _ratio(value: float) -> str:
+    """A ratio with two significant digits, trailing zeros kept (LaTeX)."""
+    if value >= 0.1:
+        return f"{value:.2f}"
+    if value >= 1e-3:
+        return f"{value:.3f}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"${mantissa}\\times 10^{{{int(exponent)}}}$"
+
+
+def _age(row) -> str:
+    """", N steps after its snapshot" for SVRG's and SARAH's estimators (SAGA's table entries
+    have many ages: the table gives their mean)."""
+    if pd.isna(row["age_steps"]) or row["estimator"] == "saga":
+        return ""
+    steps = int(round(row["age_steps"]))
+    return f", {steps:,} step{'s' if steps != 1 else ''} after its snapshot".replace(",", "{,}").replace("{,} ", ", ", 1)
+
+
+def variance_tex(ratios: pd.DataFrame) -> str:
+    """:func:`variance_ratios` as a table: one row per path and estimator, one column per
+    checkpoint; each cell the ratio to the mini-batch gradient's error, with the steps since the
+    estimator's snapshot (SAGA: its table entries' mean age) in parentheses where it has one (LaTeX)."""
+    from .latex import tabular
+    checkpoints = sorted(ratios["checkpoint"].unique())
+    body = []
+    for (method, estimator), rows in ratios.groupby(["method", "estimator"]):
+        at = rows.set_index("checkpoint")
+        cells = []
+        for c in checkpoints:
+            if c not in at.index:
+                cells.append("--")
+                continue
+            age = at.loc[c, "age_steps"]
+            cells.append(_ratio(at.loc[c, "ratio"]) + (f" ({age:,.0f})".replace(",", "{,}") if pd.notna(age) else ""))
+        body.append([_name(method), f"{_name(estimator)} ({rows['kind'].iloc[0]})", *cells])
+    return tabular("ll" + "r" * len(checkpoints), ["path", "estimator", *(f"epoch {c:g}" for c in checkpoints)], body)
+
+
 def variance_sentence(ratios: pd.DataFrame) -> str:
-    """Per method: its estimator's error as a multiple of the mini-batch gradient's at each
-    checkpoint (epochs of oracle calls), where (if anywhere) it is below, and the steps since
-    the estimator's snapshot at each (LaTeX)."""
+    """Per estimator: at which checkpoints its error is below the mini-batch gradient's on its
+    own path, and its smallest and largest ratio, with the steps since its snapshot (LaTeX)."""
     parts = []
     for (method, estimator), rows in ratios.groupby(["method", "estimator"]):
         rows = rows.sort_values("checkpoint")
-        values = ", ".join(f"{r:.2g}" for r in rows["ratio"])
-        epochs = ", ".join(f"{c:g}" for c in rows["checkpoint"])
         below = rows.loc[rows["ratio"] < 1, "checkpoint"]
         if below.empty:
-            where = "never below it"
+            where = "above it at every checkpoint"
+        elif len(below) == len(rows):
+            where = "below it at every checkpoint"
         elif (rows.loc[rows["checkpoint"] >= below.iloc[0], "ratio"] < 1).all():
-            where = f"below it from epoch {below.iloc[0]:g}"
+            where = f"below it from epoch {below.iloc[0]:g} on"
         else:
-            where = f"below it at epoch(s) {', '.join(f'{c:g}' for c in below)}"
-        ages = rows["age_steps"] if "age_steps" in rows else pd.Series(dtype=float)
-        age = (f"; steps since its snapshot: {', '.join(f'{a:,.0f}' for a in ages)}"
-               if len(ages) and ages.notna().all() else "")
-        parts.append(f"on {_name(method)}'s path ({rows['kind'].iloc[0]}, batch {_size(int(rows['run_batch'].iloc[0]))}), "
-                     f"the {_name(estimator)} estimator's error is {values} times the mini-batch gradient's at "
-                     f"epochs {epochs} of oracle calls ({where}{age})")
-    return ("Measured along the tuned trajectories, " + "; ".join(parts) + ".") if parts else ""
+            where = f"below it at epochs {', '.join(f'{c:g}' for c in below)} only"
+        low, high = rows.loc[rows["ratio"].idxmin()], rows.loc[rows["ratio"].idxmax()]
+        own = f"{_name(estimator)}'s" + ("" if estimator == method else f" (on {_name(method)}'s path)")
+        span = f"{_ratio(low['ratio'])} at epoch {low['checkpoint']:g}{_age(low)}"
+        if len(rows) > 1:
+            span += f", up to {_ratio(high['ratio'])} at epoch {high['checkpoint']:g}{_age(high)}"
+        parts.append(f"{own} is {where} ({span})")
+    return ("Relative to the mini-batch gradient's error at the same point (Table~\\ref{tab:variance}), "
+            + "; ".join(parts) + ".") if parts else ""
