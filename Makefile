@@ -12,7 +12,7 @@ TEX_OK := $(VENV)/.latex-found
 PROFILE ?= full
 JOBS ?=
 
-.PHONY: setup study test test-fast lab report benchmarks clean-venv
+.PHONY: setup study test test-fast lab report preview benchmarks clean-venv
 
 setup: $(INSTALLED) $(KERNEL_SPEC) $(DATA_OK) $(TEX_OK)
 
@@ -47,6 +47,11 @@ lab: setup
 
 report: setup
 	$(PY) -m helpers report
+
+# The report of the complete study, for layout: the runs not done yet filled with made-up records
+# in outputs/scratch/preview (never in outputs/runs or report/); prints the page count.
+preview: setup
+	$(PY) tools/preview_report.py
 
 benchmarks: setup
 	$(PY) -m benchmarks.run

@@ -17,7 +17,7 @@ def test_report_pdf_is_committed_and_within_the_page_limit():
     assert 1 <= page_count(pdf) <= MAX_PAGES
 
 
-GENERATED = ("macros.tex", "definition.tex", "timing.tex", "time_to_target.tex", "density.tex",
+GENERATED = ("macros.tex", "definition.tex", "time_to_target.tex", "density.tex",
              "scenario_standard.tex", "scenario_l2.tex", "scenario_sparse60.tex", "variance.tex",
              *(f"members_{f}.tex" for f in ("sgd", "momentum", "noise_reduction", "second_order")),
              *(f"fig_{n}.tex" for n in ("family_sgd", "family_momentum", "family_noise_reduction",

@@ -236,11 +236,13 @@ def performance_profile(frame: pd.DataFrame, target: float = TARGET, cost: str =
 
 def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
     """Final test accuracy (mean, std over seeds) per method, strategy and density budget, for
-    the methods run under some sparse or thin scenario (their standard run counts as density 1;
-    thin scenarios are labelled by their strategy column; side experiments are left out)."""
+    the methods run under a thinner budget than sparse60 (the study runs the best of each family
+    there), else under any sparse or thin scenario; their standard run counts as density 1; thin
+    scenarios are labelled by their strategy column; side experiments are left out."""
     from ..constraints.scenarios import get_scenario
+    from ..study.definition import THINNER
     thinner = frame["scenario"].str.startswith(("sparse", "thin"))
-    methods = set(frame.loc[thinner, "optimizer"])
+    methods = set(frame.loc[frame["scenario"].isin(THINNER), "optimizer"]) or set(frame.loc[thinner, "optimizer"])
     keep = frame["optimizer"].isin(methods) & (thinner | (frame["scenario"] == "standard")) & \
         ~is_side_experiment(frame["method"])
     results = final_results(frame[keep])

@@ -356,25 +356,30 @@ def _top_lines(frame: pd.DataFrame, y: str, hue: str, limit: int) -> pd.DataFram
 
 
 def density_plot(density: pd.DataFrame, ax=None):
-    """Test accuracy (mean +- std over seeds) against the fc1+fc2 density, one line per method and
-    strategy (``density`` as from :func:`helpers.evidence.analysis.accuracy_vs_density`): colour and
-    marker by method, line style by strategy, legend outside. The y axis covers the points within
+    """Test accuracy (mean +- std over seeds) against the fc1+fc2 density (``density`` as from
+    :func:`helpers.evidence.analysis.accuracy_vs_density`): one line per method for the projection
+    (its colour), the other strategies as unconnected markers of the same colour, one marker shape
+    per strategy; two legends outside (methods, strategies). The y axis covers the points within
     :data:`COLLAPSE_POINTS` of the best at their density; an inset shows the full range when some
     points fall below."""
+    from matplotlib.lines import Line2D
     ax = ax or plt.subplots(figsize=(6, 3))[1]
-    strategies = sorted(density["sparsity_strategy"].unique())
-    lines = list(density.groupby(["method", "sparsity_strategy"]))
+    others = sorted(set(density["sparsity_strategy"]) - {"projection"})
+    shapes = {"projection": "o", **{st: m for st, m in zip(others, ("^", "s", "X", "D", "v"))}}
     look = styles(density["method"].unique())
 
     def draw(target, small=False):
-        for (method, strategy), line in lines:
-            style = {**look[str(method)], "linestyle": LINESTYLES[strategies.index(strategy) % len(LINESTYLES)]}
+        for (method, strategy), line in density.groupby(["method", "sparsity_strategy"]):
             line = line.sort_values("density")
+            if strategy != "projection":  # its dense point is the projection line's
+                line = line[line["density"] < 1.0]
+            style = {"color": look[str(method)]["color"], "marker": shapes[strategy],
+                     "linestyle": "-" if strategy == "projection" else "none"}
             if small:
-                target.plot(line["density"], line["test_acc_mean"], linewidth=0.8, **{**style, "markersize": 2})
+                target.plot(line["density"], line["test_acc_mean"], linewidth=0.8, markersize=2, **style)
             else:
                 target.errorbar(line["density"], line["test_acc_mean"], yerr=line["test_acc_std"].fillna(0),
-                                capsize=2, label=f"{method} / {strategy}", linewidth=1.2, **style)
+                                capsize=2, linewidth=1.2, markersize=4, **style)
         target.set_xscale("log")
         target.minorticks_off()
 
@@ -395,9 +400,16 @@ def density_plot(density: pd.DataFrame, ax=None):
         sub.set_xticks(ticks, [f"{100 * t:g}" for t in ticks])
         sub.set_title("full range", fontsize=6)
         sub.tick_params(labelsize=6)
+    methods = [Line2D([], [], color=look[str(m)]["color"], label=str(m)) for m in sorted(density["method"].unique())]
+    kinds = [Line2D([], [], color="grey", marker=shapes[st], linestyle="-" if st == "projection" else "none",
+                    label=st) for st in ["projection", *others] if st in set(density["sparsity_strategy"])]
+    first = ax.legend(handles=methods, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
+                      title="method", title_fontsize=7)
+    ax.add_artist(first)
+    ax.legend(handles=kinds, loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=7, frameon=False,
+              title="strategy", title_fontsize=7)
     ax.set_xlabel("fc1+fc2 density (share of weights nonzero)")
     ax.set_ylabel("test accuracy (%)")
-    _legend(ax, "outside")
     return ax
 
 

@@ -160,13 +160,13 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     values.update(_starter_macros(results_all, final_all))
     values.update(_fastest_wall(ttt))
     values.update(protocol_macros(profile))
-    timing, timing_macros = RS.timing_tex()
+    _, timing_macros = RS.timing_tex()  # the seconds themselves are the scenario tables' s column
     values.update(timing_macros)
     values.update(RS.notebook_macros(profile))
     if state is not None:
         values.update(RS.status_macros(state))
     values.update(sentence_macros(values, state))
-    files = {"macros.tex": macros_tex(values), "timing.tex": timing,
+    files = {"macros.tex": macros_tex(values),
              "time_to_target.tex": time_to_target_tex(ttt) if len(ttt) else tabular(
                  "lrrrrr", ["method", "horizon", "seeds reaching", "epochs", "oracle calls", "s (timing)"], [],
                  raw=[r"\multicolumn{6}{p{7cm}}{\NotRun{}: no final run in the standard scenario yet} \\"]),
@@ -200,9 +200,11 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
         (tables / name).write_text(text)
     for stale in ("final_standard.tex", "final_l2.tex", "final_sparse60.tex", "final_families.tex",
                   "families_by_scenario.tex", "comparison_standard.tex", "comparison_l2.tex", "comparison_sparse60.tex",
-                  "methods.tex", "targets.tex", "bench_macros.tex", "fig_differences_l2.tex", "fig_differences_sparse60.tex",
-                  "fig_differences_standard.tex", "fig_differences_l2_sparse60.tex"):
+                  "methods.tex", "targets.tex", "bench_macros.tex", "timing.tex", "fig_differences_l2.tex", "fig_differences_sparse60.tex",
+                  "fig_differences_standard.tex", "fig_differences_l2_sparse60.tex", "fig_starter.tex"):
         (tables / stale).unlink(missing_ok=True)
+    for stale in ("starter.pdf", "starter.png"):  # the starter's seeds: in its notebook
+        (report_dir / "figures" / stale).unlink(missing_ok=True)
     answers = [answer(c, best.loc[s] if s in best.index else None) for s, c in comps.items()]
     (tables / "readme_protocol.md").write_text(protocol_markdown(profile))
     (tables / "readme_results.md").write_text(readme_markdown(results, ttt, cost, best, answers,

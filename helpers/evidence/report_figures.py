@@ -56,7 +56,7 @@ def variance_plot(table: pd.DataFrame):
     estimator; dotted: a plain mini-batch gradient at the same point); right, against the batch
     size at the last checkpoint (exact or estimated, as measured)."""
     from .plots import styles, thousands
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.3))
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.8))
     look = styles(table["method"].unique())
     own = table[table["batch_size"] == table["run_batch"]]
     for (method, estimator), line in own.groupby(["method", "estimator"]):
@@ -154,12 +154,6 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
         rows = study_rows["weight_decay"]
         wanted["weight_decay"] = RS.pending_figure(f"no two weight decays finished yet ({pend(rows[:1])} and "
                                                    f"{len(rows) - 1} more rows)")
-    starter = SS.starter_runs(all_frame)
-    if len(starter):
-        _save(lambda: SS.starter_plot(starter), out / "starter.pdf")
-        wanted["starter"] = RS.figure_tex("figures/starter.pdf")
-    else:
-        wanted["starter"] = RS.pending_figure(f"no starter run yet ({pend(['starter'])})")
     dens = A.accuracy_vs_density(frame) if len(frame) else pd.DataFrame()
     if len(dens) and dens["density"].nunique() > 1:
         _save(lambda: _density_figure(dens), out / "accuracy_vs_density.pdf")

@@ -9,7 +9,8 @@ import pandas as pd
 
 NOT_RUN = r"\NotRun{}"
 NOTEBOOKS = {"sgd": "10_sgd", "momentum": "20_momentum", "noise_reduction": "30_noise_reduction",
-             "second_order": "40_second_order", "sparsity": "50_sparsity", "summary": "90_summary"}
+             "second_order": "40_second_order", "sparsity": "50_sparsity", "summary": "90_summary",
+             "starter": "00_starter_baseline"}
 FAMILIES = ("sgd", "momentum", "noise_reduction", "second_order")
 
 
@@ -40,6 +41,7 @@ def notebook_macros(profile: str = "full") -> dict[str, str]:
             out[f"Notebook{name}{key}"] = notebook(family, scenario, profile)
     out["NotebookSparsity"] = notebook("sparsity", "sparse60", profile)
     out["NotebookSummary"] = notebook("summary", None, profile)
+    out["NotebookStarter"] = notebook("starter", None, profile)
     return out
 
 

@@ -196,7 +196,8 @@ def scenario_tex(results: pd.DataFrame, comparison: dict, scenario: str, state=N
     """One scenario's compact table: per method (grouped by family) runs finished/diverged/failed,
     test accuracy and test loss (mean $\\pm$ std over finished seeds) each beside its seed-matched
     difference to the indicated best [95% CI] and whether it is separable, and the mean oracle
-    calls; a last line names the methods and definition rows not run yet."""
+    calls and their seconds by the timing pass (:func:`wall_time`); a last line names the methods
+    and definition rows not run yet."""
     from ..optimizers import registry
     from . import report_status as RS
     rows = main_rows(results, scenario, strategies)
@@ -206,7 +207,7 @@ def scenario_tex(results: pd.DataFrame, comparison: dict, scenario: str, state=N
         part = rows[rows["family"] == family].sort_values("test_acc_mean", ascending=False)
         if part.empty:
             continue
-        body.append(f"\\multicolumn{{9}}{{l}}{{\\textit{{{tex(family.replace('_', ' '))}}}}} \\\\")
+        body.append(f"\\multicolumn{{10}}{{l}}{{\\textit{{{tex(family.replace('_', ' '))}}}}} \\\\")
         for _, r in part.iterrows():
             key = (r["method"], r["sparsity_strategy"])
             cells = []
@@ -218,7 +219,8 @@ def scenario_tex(results: pd.DataFrame, comparison: dict, scenario: str, state=N
             name = tex(r["method"]) + ("" if r["sparsity_strategy"] == "projection" else
                                         f" ({tex(r['sparsity_strategy'])})")
             body.append([name, run_counts(r), pm(r["test_acc_mean"], r["test_acc_std"]), *cells[0],
-                         pm(r["test_loss_mean"], r.get("test_loss_std"), 3), *cells[1], kilo(r["oracle_evals"])])
+                         pm(r["test_loss_mean"], r.get("test_loss_std"), 3), *cells[1], kilo(r["oracle_evals"]),
+                         _timed(r)])
     missing = sorted(set(registry()) - set(rows["method"] if len(rows) else ()))
     raw = []
     if missing:
@@ -226,9 +228,9 @@ def scenario_tex(results: pd.DataFrame, comparison: dict, scenario: str, state=N
         note = f"\\NotRun{{}} ({what})"
         if state is not None:
             note += ": " + RS.pending(state, SCENARIO_ROWS.get(scenario, (scenario,)))
-        raw.append(f"\\multicolumn{{9}}{{l}}{{{note}}} \\\\")
-    return tabular("lcrrcrrcr", ["method", "fin./div./fail.", r"test acc.\ (\%)", r"$\Delta$ acc.\ [95\% CI]", "sep.",
-                                  "test loss", r"$\Delta$ loss [95\% CI]", "sep.", "oracle calls"], body, raw)
+        raw.append(f"\\multicolumn{{10}}{{l}}{{{note}}} \\\\")
+    return tabular("lcrrcrrcrr", ["method", "fin./div./fail.", r"test acc.\ (\%)", r"$\Delta$ acc.\ [95\% CI]", "sep.",
+                                   "test loss", r"$\Delta$ loss [95\% CI]", "sep.", "oracle calls", "s"], body, raw)
 
 
 def indicated_best(results: pd.DataFrame, comps: dict[str, dict]) -> pd.DataFrame:

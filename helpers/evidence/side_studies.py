@@ -130,7 +130,7 @@ def batch_size_curves_plot(curves: pd.DataFrame):
     sizes = sorted(curves["batch"].unique())
     colours = dict(zip(sizes, plt.get_cmap("viridis_r")([0.15 + 0.8 * i / max(1, len(sizes) - 1)
                                                          for i in range(len(sizes))])))
-    fig, axes = plt.subplots(len(methods), 2, figsize=(PAGE_WIDTH, 1.9 * len(methods) + 0.3), squeeze=False,
+    fig, axes = plt.subplots(len(methods), 2, figsize=(PAGE_WIDTH, 1.5 * len(methods) + 0.3), squeeze=False,
                              sharey="row")
     for row, method in zip(axes, methods):
         for batch, line in curves[curves["optimizer"] == method].groupby("batch"):
