@@ -51,7 +51,7 @@ report: setup
 # The report of the complete study, for layout: the runs not done yet filled with made-up records
 # in outputs/scratch/preview (never in outputs/runs or report/); prints the page count.
 preview: setup
-	$(PY) tools/preview_report.py
+	$(PY) -m helpers.evidence.preview
 
 benchmarks: setup
 	$(PY) -m benchmarks.run

@@ -1,6 +1,7 @@
 """The committed report: at most 10 pages, and its tables are exactly what the records give."""
 
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -318,3 +319,16 @@ def test_time_to_target_reads_the_horizon_studys_runs_where_it_ran():
     ttt = A.time_to_target(chosen).set_index("method")
     assert ttt.loc["nesterov", "epoch"] == 3.0  # the main run reached it sooner, on the test set: not chosen
     assert ttt.loc["adam", "epoch"] == 5.0
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="no latexmk (make setup installs it)")
+def test_the_report_of_the_complete_study_fits_its_pages(tmp_path):
+    """The committed records with every run still planned filled by made-up records: the report
+    the finished study will produce already fits the page limit (helpers.evidence.preview)."""
+    from helpers.evidence.preview import build
+    from helpers.evidence.report import MAX_PAGES
+    from helpers.study.planner import study_plan
+    pdf, pages = build(tmp_path / "preview", RUNS_DIR, images=False)
+    state = study_plan(None, "full", tmp_path / "preview" / "runs")
+    assert not state.runnable and not state.blocked  # the study is complete there
+    assert pages <= MAX_PAGES, f"the complete study's report has {pages} pages: shorten report.tex or its tables"

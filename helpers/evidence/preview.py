@@ -6,7 +6,7 @@ whose levels come from a hash of the run id), replans until nothing is left, the
 report there and prints its page count. The made-up numbers never leave the scratch folder, and
 nothing under report/ or outputs/runs changes.
 
-    .venv/bin/python tools/preview_report.py          # then look at outputs/scratch/preview/report/page-*.png
+    python -m helpers.evidence.preview        # (make preview) then look at outputs/scratch/preview/report/page-*.png
 """
 from __future__ import annotations
 
@@ -17,15 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from helpers.constraints.scenarios import get_scenario  # noqa: E402
-from helpers.engine.train import RECORD_COLUMNS  # noqa: E402
-from helpers.evidence.report import compile_pdf, page_count  # noqa: E402
-from helpers.evidence.report_artifacts import study_inputs, write_all  # noqa: E402
-from helpers.study.planner import study_plan  # noqa: E402
-from helpers.study.records import start_meta, write_run  # noqa: E402
+from ..constraints.scenarios import get_scenario
+from ..engine.train import RECORD_COLUMNS
+from ..runtime import ROOT
+from ..study.planner import study_plan
+from ..study.records import start_meta, write_run
+from .report import MAX_PAGES, compile_pdf, page_count
+from .report_artifacts import study_inputs, write_all
 
 SCRATCH = ROOT / "outputs" / "scratch" / "preview"
 N_TRAIN = 60_000
@@ -78,23 +76,31 @@ def fill(root: Path) -> int:
             written += 1
 
 
-def main() -> int:
-    if SCRATCH.exists():
-        shutil.rmtree(SCRATCH)
-    runs = SCRATCH / "runs"
-    shutil.copytree(ROOT / "outputs" / "runs", runs)
-    shutil.copytree(ROOT / "outputs" / "measurements", SCRATCH / "measurements")
-    print(f"{fill(runs)} made-up runs written under {runs}")
-    report = SCRATCH / "report"
+def build(scratch: Path = SCRATCH, runs: Path = ROOT / "outputs" / "runs", images: bool = True) -> tuple[Path, int]:
+    """Copy ``runs`` (and its measurements) under ``scratch``, fill the rest of the study with
+    made-up runs, build the report there; return the PDF and its page count."""
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    root = scratch / "runs"
+    shutil.copytree(runs, root)
+    if (runs.parent / "measurements").is_dir():
+        shutil.copytree(runs.parent / "measurements", scratch / "measurements")
+    print(f"{fill(root)} made-up runs written under {root}")
+    report = scratch / "report"
     shutil.copytree(ROOT / "report", report, ignore=shutil.ignore_patterns("*.pdf", "*.aux", "*.log", "*.fls",
                                                                         "*.fdb_latexmk", "*.out"))
-    inputs = study_inputs(runs)
-    write_all(inputs.frame, report, inputs.records, root=runs, state=inputs.state)
+    inputs = study_inputs(root)
+    write_all(inputs.frame, report, inputs.records, root=root, state=inputs.state)
     pdf = compile_pdf(report)
-    pages = page_count(pdf)
-    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(report / "page")], check=True)
-    print(f"{pdf}: {pages} pages (limit 10); page images: {report}/page-*.png")
-    return 0 if pages <= 10 else 1
+    if images:
+        subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(report / "page")], check=True)
+    return pdf, page_count(pdf)
+
+
+def main() -> int:
+    pdf, pages = build()
+    print(f"{pdf}: {pages} pages (limit {MAX_PAGES}); page images: {pdf.parent}/page-*.png")
+    return 0 if pages <= MAX_PAGES else 1
 
 
 if __name__ == "__main__":
