@@ -185,19 +185,20 @@ def test_methods_the_test_set_prefers_to_the_hold_out_s_choice_are_named():
     assert M.better_on_test({"reference": None}) == ""
 
 
-def test_family_sentence_says_which_order_is_noise_and_who_took_few_steps():
+def test_family_sentence_sets_each_member_against_its_base_and_names_who_took_few_steps():
     from helpers.evidence import report_macros as M
     rows = pd.DataFrame({
         "method": ["sgd", "gd", "sgd_basic", "heavy_ball"], "family": ["sgd", "sgd", "sgd", "momentum"],
         "test_acc_mean": [90.0, 30.0, 89.8, 95.0], "test_acc_std": [0.2, 5.0, 0.1, 0.1],
         "step": [9375, 10, 60000, 9375], "diverged": [0, 1, 0, 0], "failed": [0, 0, 0, 0]})
     text = M.family_sentence(rows, "sgd")
-    assert "in order of mean test accuracy (Table~\\ref{tab:standard}): sgd, gd" not in text
-    assert "sgd, sgd\\_basic, gd." in text
-    # pooled with sgd's 0.2: sgd_basic 0.2 behind, within 2 x 0.16; gd 60 behind, outside 2 x 3.5
-    assert "Within 2 pooled seed standard deviations of sgd, so their order is not evidence: sgd\\_basic." in text
-    assert "than sgd's 9{,}375: gd 10." in text and "gd 1 diverged, 0 failed" in text
-    assert "heavy" not in text
+    # pooled with sgd's 0.2: sgd_basic 0.2 behind, within 2 x 0.16; gd 60 behind, beyond 2 x 3.5
+    assert text.startswith("Mean test accuracy against sgd: sgd\\_basic $-$0.20, gd $-$60.00 points "
+                           "(beyond the noise: gd; the others within) (noise: 2 pooled seed standard deviations).")
+    assert "At most half the steps of sgd's 9{,}375 within the budget: gd 10." in text
+    assert "gd 1 diverged, 0 failed" in text and "heavy" not in text
+    assert M.contrast_clause(rows, "sgd", ("sgd_basic",)).endswith("within the noise")
+    assert M.contrast_clause(rows, "adam", ("sgd",)) is None  # no runs of the reference
 
 
 def test_prose_checks_catch_typed_integers_and_unbacked_comparisons():
