@@ -179,7 +179,7 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
 def _accuracy_differences_figure(comps: dict):
     """Seed-matched test-accuracy differences, one panel per scenario (each with its own methods)."""
     rows = max(len(c["accuracy"]) for c in comps.values())
-    fig, axes = plt.subplots(1, len(comps), figsize=(PAGE_WIDTH, 0.1 * rows + 0.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(comps), figsize=(PAGE_WIDTH, 0.085 * rows + 0.8), squeeze=False)
     for ax, (scenario, comp) in zip(axes[0], comps.items()):
         difference_plot({f"{scenario}: test acc. difference (points)": comp["accuracy"]}, axes=[ax])
         ax.tick_params(axis="y", labelsize=5.5)

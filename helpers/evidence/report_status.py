@@ -151,11 +151,11 @@ def members_tex(family: str, profile: str = "full") -> str:
     table = table[table["family"] == family].sort_values("method")
     specs = registry()
     body = [[_tex(r.method), _tex(specs[r.method].description), _grid(r.grid),
-             _tex(r.key_hparams.replace(",", ", ")), _tex(r.batch), _tex(r.schedule)]
+             _tex(r.key_hparams.replace(",", ", ")), f"{_tex(r.batch)}, {_tex(r.schedule)}"]
             for r in table.itertuples()]
-    return _tabular(r"l>{\raggedright\arraybackslash}p{6.5cm}l"
-                    r">{\raggedright\arraybackslash}p{2.2cm}rl",
-                    ["method", "what it does", "rate grid", "also tuned", "batch", "schedule"], body)
+    return _tabular(r"l>{\raggedright\arraybackslash}p{8.4cm}l"
+                    r">{\raggedright\arraybackslash}p{2.3cm}l",
+                    ["method", "what it does", "rate grid", "also tuned", "batch, schedule"], body)
 
 
 def _grid(text: str) -> str:

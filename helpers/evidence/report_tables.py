@@ -41,7 +41,7 @@ def run_counts(row) -> str:
                     for k in ("finished", "diverged", "failed"))
 
 
-def time_to_target_tex(ttt: pd.DataFrame, top: int = 12) -> str:
+def time_to_target_tex(ttt: pd.DataFrame, top: int = 10) -> str:
     """Cost to first reach the target in epochs and oracle calls, and its wall time by the timing
     pass (the study's own wall times share the machine and mix engines); -- where not timed."""
     body = [[tex(r["method"]), schedule_horizon(r), f"{int(r['reached'])}/{int(r['seeds'])}", num(r["epoch"], 2),
