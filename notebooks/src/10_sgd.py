@@ -41,13 +41,11 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import FuncFormatter
 
 from helpers.engine.schedules import check_schedule
 from helpers.evidence.family import family_figures, family_finals, family_setup, members_table, print_conclusion, print_sizes
-from helpers.evidence.plots import metric_row, style_for, thousands
-from helpers.evidence.summary import final_table
-from helpers.problem.data import N_TRAIN
+from helpers.evidence import side_studies as SS
+from helpers.evidence.plots import metric_row
 from helpers.study.experiment import records_of
 from helpers.study.protocol import execute, run_family
 
@@ -104,34 +102,23 @@ for name, part in [("batch size", frame[frame["part"].str.startswith("batch")] i
 # main row's run). Mean ± std over finished seeds.
 
 # %%
+batch = pd.DataFrame()
 if batch_state is not None:
     rows_of = {r.name: r for r in batch_rows}
-    runs = [r for r in batch_state.done if r.row in rows_of and r.stage in ("final", "seeds")]
-    runs += [r for r in study.done if r.row == "standard" and r.method in {b.method for b in runs}
-             and r.stage in ("final", "seeds")]
-    batch = records_of([r.config for r in runs], root)
-if batch_state is not None and len(batch):
-    batch["batch"] = [round(N_TRAIN * f) if str(b) in ("None", "full", "nan") else int(b)
-                      for f, b in zip(batch["train_fraction"], batch["batch_size"])]  # full batch: every image
-    batch["budget"] = [f"{int(e)} epoch(s)" for e in batch["planned_epochs"]]
-    t = final_table(batch, by=["optimizer", "budget", "batch"]).reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
-    for (optimizer, budget), line in t.groupby(["optimizer", "budget"]):
-        look = style_for(optimizer if budget == t["budget"].max() else f"{optimizer} [{budget}]")
-        for ax, y in zip(axes, ("test_acc", "test_loss")):
-            ax.errorbar(line["batch"], line[f"{y}_mean"], yerr=line[f"{y}_std"].fillna(0), label=f"{optimizer}, {budget}",
-                        capsize=2, **look)
-    for ax, y in zip(axes, ("test accuracy (%)", "test loss")):
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(FuncFormatter(thousands))
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(y)
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False, fontsize=8)
-    fig.tight_layout()
-    print(t[["optimizer", "budget", "batch", "finished", "diverged", "failed", "test_acc_mean", "test_acc_std",
-             "test_loss_mean", "wall_s"]].to_string(index=False))
-else:
-    print("no batch-size rows in this profile's study for this scenario" if batch_state is None else "no runs yet")
+    batch_runs = [r for r in batch_state.done if r.row in rows_of and r.stage in ("final", "seeds")]
+    batch_runs += [r for r in study.done if r.row == "standard" and r.method in {b.method for b in batch_runs}
+                   and r.stage in ("final", "seeds")]
+    batch = records_of([r.config for r in batch_runs], root)
+table = SS.batch_size_results(batch)  # the report's figures, from this notebook's runs
+if len(table) and table["batch"].nunique() > 1:
+    SS.batch_size_plot(table)
+    plt.show()
+curves = SS.batch_size_curves(batch)
+if len(curves) and curves["batch"].nunique() > 1:
+    SS.batch_size_curves_plot(curves)
+    plt.show()
+print(table.to_string(index=False) if len(table) else
+      "no batch-size rows in this profile's study for this scenario" if batch_state is None else "no runs yet")
 
 # %% [markdown]
 # ## The members: runs, accuracy and loss, cost
