@@ -76,6 +76,20 @@ def batch_size_results(frame: pd.DataFrame) -> pd.DataFrame:
     return last.groupby(["optimizer", "planned_epochs", "batch"]).agg(**STATS).reset_index()
 
 
+def batch_size_figures(frame: pd.DataFrame) -> pd.DataFrame:
+    """Show the report's two batch-size figures for ``frame``'s runs (each once at least two batch
+    sizes finished) and return :func:`batch_size_results` (for the notebooks)."""
+    table = batch_size_results(frame)
+    if len(table) and table["batch"].nunique() > 1:
+        batch_size_plot(table)
+        plt.show()
+    curves = batch_size_curves(frame)
+    if len(curves) and curves["batch"].nunique() > 1:
+        batch_size_curves_plot(curves)
+        plt.show()
+    return table
+
+
 def batch_size_plot(table: pd.DataFrame):
     """Test accuracy and test loss against the batch size, one line per method and budget."""
     fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.4))

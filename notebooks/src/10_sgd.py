@@ -109,14 +109,7 @@ if batch_state is not None:
     batch_runs += [r for r in study.done if r.row == "standard" and r.method in {b.method for b in batch_runs}
                    and r.stage in ("final", "seeds")]
     batch = records_of([r.config for r in batch_runs], root)
-table = SS.batch_size_results(batch)  # the report's figures, from this notebook's runs
-if len(table) and table["batch"].nunique() > 1:
-    SS.batch_size_plot(table)
-    plt.show()
-curves = SS.batch_size_curves(batch)
-if len(curves) and curves["batch"].nunique() > 1:
-    SS.batch_size_curves_plot(curves)
-    plt.show()
+table = SS.batch_size_figures(batch)  # the report's figures, from this notebook's runs
 print(table.to_string(index=False) if len(table) else
       "no batch-size rows in this profile's study for this scenario" if batch_state is None else "no runs yet")
 

@@ -152,14 +152,7 @@ if len(density) and density["density"].nunique() > 1:
 # %%
 from helpers.evidence import side_studies as SS
 
-batch = SS.batch_size_results(frame)
-if len(batch) and batch["batch"].nunique() > 1:
-    SS.batch_size_plot(batch)
-    plt.show()
-curves = SS.batch_size_curves(frame)
-if len(curves) and curves["batch"].nunique() > 1:
-    SS.batch_size_curves_plot(curves)
-    plt.show()
+batch = SS.batch_size_figures(frame)
 batch if len(batch) else "no batch-size study runs yet"
 
 # %% [markdown]
