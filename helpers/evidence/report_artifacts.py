@@ -160,8 +160,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     values.update(_starter_macros(results_all, final_all))
     values.update(_fastest_wall(ttt))
     values.update(protocol_macros(profile))
-    _, timing_macros = RS.timing_tex()  # the seconds themselves are the scenario tables' s column
-    values.update(timing_macros)
+    values.update(RS.timing_macros())
     values.update(RS.notebook_macros(profile))
     if state is not None:
         values.update(RS.status_macros(state))

@@ -167,26 +167,18 @@ def _grid(text: str) -> str:
     return f"{short(low)}--{short(high)}"
 
 
-def timing_tex(state=None, path=None) -> tuple[str, dict[str, str]]:
-    """The timing pass's table (seconds per 60,000 oracle calls and per final run, per method) and
-    its macros; a "not yet run" row when the pass has measured nothing."""
+def timing_macros(path=None) -> dict[str, str]:
+    """What the report says of the timing pass (its machine, threads, whether it was idle); empty
+    when the pass has measured nothing. Its seconds are the scenario tables' s column
+    (:func:`helpers.evidence.report_tables.wall_time`)."""
     from ..study import timing as T
-    from .latex import tabular as _tabular
-    table = T.seconds_per_run(**({"path": path} if path else {}))
+    if T.seconds_per_run(**({"path": path} if path else {})).empty:
+        return {}
     header = T.read_header(**({"path": path} if path else {}))
-    columns = ["method", "s per 60k calls", "models at once", "s per final run"]
-    if table.empty:
-        note = (r"\multicolumn{4}{p{6.5cm}}{\NotRun{}: the timing pass (\texttt{python -m helpers.study.timing}) "
-                r"has measured no method} \\")
-        return _tabular("lrrr", columns, [], raw=[note]), {}
-    table = table.sort_values("seconds_per_run")
-    body = [[_tex(r.method), f"{r.seconds_per_epoch:.1f}", str(r.engine_k), _num(r.seconds_per_run)]
-            for r in table.itertuples()]
     machine = (header.get("environment") or {}).get("device", "")
-    macros = {"TimingMachine": _tex(machine) if machine else NOT_RUN,
-              "TimingThreads": str(header.get("torch_threads", "")) or NOT_RUN,
-              "TimingIdle": "yes" if header.get("idle") else "no"}
-    return _tabular("lrrr", columns, body), macros
+    return {"TimingMachine": _tex(machine) if machine else NOT_RUN,
+            "TimingThreads": str(header.get("torch_threads", "")) or NOT_RUN,
+            "TimingIdle": "yes" if header.get("idle") else "no"}
 
 
 def pending_figure(text: str) -> str:

@@ -358,7 +358,7 @@ def variance_ratios(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ratio(value: float) -> str:
-    """A ratio with two significant digits, trailing zeros kept (LaTeX)."""
+    """A ratio for the report: two decimals from 0.1 up, three from 0.001, else m x 10^e (LaTeX)."""
     if value >= 0.1:
         return f"{value:.2f}"
     if value >= 1e-3:
@@ -373,7 +373,8 @@ def _age(row) -> str:
     if pd.isna(row["age_steps"]) or row["estimator"] == "saga":
         return ""
     steps = int(round(row["age_steps"]))
-    return f", {steps:,} step{'s' if steps != 1 else ''} after its snapshot".replace(",", "{,}").replace("{,} ", ", ", 1)
+    count = f"{steps:,}".replace(",", "{,}")
+    return f", {count} step{'s' if steps != 1 else ''} after its snapshot"
 
 
 def variance_tex(ratios: pd.DataFrame) -> str:
