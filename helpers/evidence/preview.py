@@ -34,9 +34,13 @@ def _unit(key: str) -> float:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 16 ** 8
 
 
+DIVERGED_SHARE = 0.08  # made-up runs that diverge halfway (the report must count them, not crash)
+
+
 def synthetic_records(config) -> list[dict]:
     """Smooth made-up curves for ``config``: accuracy rising to a level set by the method (and
-    a little by the run), loss falling with it."""
+    a little by the run), loss falling with it; a :data:`DIVERGED_SHARE` of runs (by the run id's
+    hash) diverge halfway: their last record has no metrics and ``diverged`` set."""
     epochs = config.epochs
     per_epoch = config.evals_per_epoch
     level = 86.0 + 4.5 * _unit(config.optimizer + config.scenario) + 0.4 * _unit(config.run_id)
@@ -56,6 +60,10 @@ def synthetic_records(config) -> list[dict]:
         if split == "test":
             row["test_starter_loss"] = loss / 64
         rows.append(row)
+    if _unit("diverge:" + config.run_id) < DIVERGED_SHARE:
+        rows = rows[:max(1, len(rows) // 2)]
+        rows[-1].update({k: math.nan for k in ("train_loss", "test_loss", "test_starter_loss", "test_acc",
+                                               "val_loss", "val_acc")}, diverged=True)
     return rows
 
 
@@ -70,8 +78,9 @@ def fill(root: Path) -> int:
             records = synthetic_records(planned.config)
             meta = start_meta(planned.config)
             final = {k: v for k, v in records[-1].items() if k != "diverged"}
-            meta.update(status="finished", ended=meta["started"], final={**final, "weight_norm": 30.0},
-                        synthetic=True)
+            diverged = bool(records[-1]["diverged"])
+            meta.update(status="diverged" if diverged else "finished", ended=meta["started"],
+                        final={**final, "weight_norm": math.nan if diverged else 30.0}, synthetic=True)
             write_run(planned.config, records, meta, root)
             written += 1
 
