@@ -5,7 +5,8 @@ members), :func:`print_sizes` (the study's sizes and methods: the notebook's che
 ``run_family`` (tune and train), :func:`family_finals` (the final runs with the study's extra
 seeds, their records and the chosen hyperparameters), :func:`family_figures` (the curve grids),
 :func:`members_table` (runs, accuracy and loss, cost per member) and :func:`print_conclusion`
-(sentences printed from the records); then its own family-specific part.
+(sentences printed from the records); then its own family-specific part, where a side study of
+the definition belongs to the family (:func:`study_rows`).
 """
 from __future__ import annotations
 
@@ -94,6 +95,21 @@ def family_finals(runs, fam: Family, scenario: str) -> Finals:
     if len(chosen) and not several:
         chosen = chosen.drop_duplicates("method").set_index("method")
     return Finals(frame, chosen, study)
+
+
+def study_rows(study: str, scenario: str, fam: Family) -> pd.DataFrame:
+    """The final runs of the definition's rows of ``study`` (helpers.study.definition.STUDY_ROWS)
+    in ``scenario`` for this profile, trained first where missing (nothing, with complete records)
+    and measured where the rows measure; empty when the profile has no such rows."""
+    from ..study.experiment import records_of
+    from ..study.protocol import execute
+    rows = [r for r in fam.sizes.rows_in() if r.study == study and r.scenario == scenario]
+    if not rows:
+        return pd.DataFrame()
+    names = {r.name for r in rows}
+    state = execute(fam.profile, None, fam.root, progress=True, rows=rows)
+    finals = [p.config for p in state.done if p.row in names and p.stage in ("final", "seeds")]
+    return records_of(finals, fam.root) if finals else pd.DataFrame()
 
 
 def family_figures(frame: pd.DataFrame, *xs: str) -> list:

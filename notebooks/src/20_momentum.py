@@ -40,8 +40,11 @@ runs_dir = None  # None: $FMNIST_RUNS_DIR, else the profile's folder (full: outp
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
+import matplotlib.pyplot as plt
+
+from helpers.evidence import side_studies as SS
 from helpers.evidence.family import (compare, family_figures, family_finals, family_setup, members_table,
-                                     print_conclusion, print_sizes)
+                                     print_conclusion, print_sizes, study_rows)
 from helpers.study.protocol import run_family
 
 fam = family_setup("momentum", scenario, profile, members, reference, device, runs_dir)
@@ -90,3 +93,17 @@ pairs = [("adamw_schedulefree", "adamw"), ("sgd_schedulefree", "heavy_ball"), ("
 for a, b in pairs:
     if a in results.index and b in results.index:
         print(f"- {a} vs {b}: {compare(results, a, b)}")
+
+# %% [markdown]
+# ## The weight-decay study (l2): coupled L2 against decoupled decay
+#
+# At the standard row's tuned rates, Adam and heavy ball with coupled L2 (added to the gradient) and
+# AdamW with decoupled decay, each over the range where its kind acts: the report's figure, from the
+# study's rows (`helpers/study/definition.py`, study "weight_decay"; only in the l2 scenario).
+
+# %%
+decay = SS.weight_decay_results(study_rows("weight_decay", scenario, fam))
+if len(decay) and decay["weight_decay"].nunique() > 1:
+    SS.weight_decay_plot(decay)
+    plt.show()
+decay if len(decay) else "no weight-decay rows in this profile's study for this scenario"

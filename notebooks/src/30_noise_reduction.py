@@ -133,17 +133,20 @@ median_error = measured.groupby("estimator")["relative"].median()
 # The study's `variance` row (`helpers/study/definition.py` VARIANCE) measures, along each listed
 # method's tuned final run, the exact error of its own direction and of plain mini-batch gradients at
 # several batch sizes (`helpers/evidence/variance.py` `trajectory_variance`, stored beside the runs in
-# `outputs/measurements`). Shown: the median relative error E||v - grad f||^2 / ||grad f||^2 at each
-# checkpoint (oracle calls / N), at each run's own batch size.
+# `outputs/measurements`). Shown: the report's figure (relative error E||v - grad f||^2 / ||grad f||^2
+# against the checkpoint, oracle calls / N, and against the batch size), then each estimator's error
+# over the mini-batch gradient's at the same point, with the steps since its snapshot.
 
 # %%
+from helpers.evidence import side_studies as SS
+from helpers.evidence.report_figures import variance_plot
 from helpers.study.records import load_measurements
 
 trajectories = load_measurements(root, kind="variance")
 if len(trajectories):
-    own = trajectories[trajectories["batch_size"] == trajectories["run_batch"]]
-    print(own.pivot_table(index=["method", "estimator", "kind"], columns="checkpoint", values="relative",
-                          aggfunc="median").to_string(float_format=lambda v: f"{v:.3g}"))
+    variance_plot(trajectories[trajectories["relative"].notna()])
+    plt.show()
+    print(SS.variance_ratios(trajectories).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 else:
     print("no measurements of the study's variance row yet")
 
