@@ -287,3 +287,24 @@ def test_difference_plot_marks_verdicts_and_keeps_outliers_at_the_edge():
     assert any(t.get_text() == "-80" for t in ax.texts)
     assert ax.get_xlim() == (-3.0, 3.0)
     matplotlib.pyplot.close("all")
+
+
+def test_density_plot_draws_one_line_per_method_and_the_other_strategies_as_markers():
+    import matplotlib
+    matplotlib.use("Agg")
+    from helpers.evidence import plots as P
+    rows = [("adam", "projection", d, 90 - 10 * (1 - d)) for d in (1.0, 0.6, 0.3)] + \
+        [("sgd", "projection", d, 89 - 10 * (1 - d)) for d in (1.0, 0.6)] + \
+        [("adam", "gradual", 1.0, 90.0), ("adam", "gradual", 0.6, 87.0), ("sgd", "thin (neurons)", 0.3, 80.0)]
+    table = pd.DataFrame(rows, columns=["method", "sparsity_strategy", "density", "test_acc_mean"]).assign(
+        test_acc_std=0.1)
+    ax = P.density_plot(table)
+    drawn = [line for line in ax.get_lines() if len(line.get_xdata())]
+    connected = [line for line in drawn if line.get_linestyle() not in ("None", "none", "")]
+    assert len(connected) == 2  # the projection of each method
+    gradual = [line for line in drawn if line.get_marker() == "^"]
+    assert [list(line.get_xdata()) for line in gradual] == [[0.6]]  # its dense point is the projection's
+    legends = [c for c in ax.get_children() if isinstance(c, matplotlib.legend.Legend)]
+    labels = [[t.get_text() for t in legend.get_texts()] for legend in legends]
+    assert ["adam", "sgd"] in labels and ["projection", "gradual", "thin (neurons)"] in labels
+    matplotlib.pyplot.close("all")
