@@ -193,7 +193,7 @@ def test_family_sentence_sets_each_member_against_its_base_and_names_who_took_fe
         "step": [9375, 10, 60000, 9375], "diverged": [0, 1, 0, 0], "failed": [0, 0, 0, 0]})
     text = M.family_sentence(rows, "sgd")
     # pooled with sgd's 0.2: sgd_basic 0.2 behind, within 2 x 0.16; gd 60 behind, beyond 2 x 3.5
-    assert text.startswith("Mean test accuracy against sgd: sgd\\_basic $-$0.20, gd $-$60.00 points "
+    assert text.startswith("Standard scenario, mean test accuracy against sgd: sgd\\_basic $-$0.20, gd $-$60.00 points "
                            "(beyond the noise: gd; the others within) (noise: 2 pooled seed standard deviations).")
     assert "At most half the steps of sgd's 9{,}375 within the budget: gd 10." in text
     assert "gd 1 diverged, 0 failed" in text and "heavy" not in text

@@ -199,7 +199,8 @@ def contrast_clause(rows: pd.DataFrame, reference: str, members) -> str | None:
     if reference not in by.index:
         return None
     ref = by.loc[reference]
-    items = [(m, by.loc[m, "test_acc_mean"] - ref["test_acc_mean"], A.seed_noise(ref["test_acc_std"], by.loc[m, "test_acc_std"]))
+    items = [(m, by.loc[m, "test_acc_mean"] - ref["test_acc_mean"],
+              A.seed_noise(ref["test_acc_std"], by.loc[m, "test_acc_std"]))
              for m in members if m in by.index and pd.notna(by.loc[m, "test_acc_mean"])]
     if not items:
         return None
@@ -217,8 +218,8 @@ def contrast_sentence(rows: pd.DataFrame, family: str) -> str:
     """The family's :data:`CONTRASTS` as one sentence (LaTeX); empty without the runs."""
     clauses = [c for reference, members in CONTRASTS.get(family, ())
                if (c := contrast_clause(rows, reference, members)) is not None]
-    return ("Mean test accuracy " + "; ".join(clauses) + f" (noise: {A.NOISE_FACTOR} pooled seed standard deviations).") \
-        if clauses else ""
+    return ("Standard scenario, mean test accuracy " + "; ".join(clauses)
+            + f" (noise: {A.NOISE_FACTOR} pooled seed standard deviations).") if clauses else ""
 
 
 def signed(value: float, digits: int = 2) -> str:
@@ -236,7 +237,7 @@ def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = N
     part = rows[rows["family"] == family].sort_values("test_acc_mean", ascending=False) if len(rows) else rows
     if part is None or part.empty:
         return "Standard scenario: \\NotRun{} for this family."
-    text = contrast_sentence(rows, family)
+    text = contrast_sentence(rows, family) or "Standard scenario."
     measured = part.dropna(subset=["test_acc_mean"])
     if "step" in measured and len(measured) >= 2 and pd.notna(measured["step"].iloc[0]):
         first = measured.iloc[0]
