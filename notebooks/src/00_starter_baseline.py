@@ -29,8 +29,10 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 import os
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
+from helpers.evidence import side_studies as SS
 from helpers.evidence.plots import metric_row
 from helpers.evidence.summary import final_table
 from helpers.problem.model import LeNet5, constrained_weights, count_parameters
@@ -80,6 +82,16 @@ print(f"best on the hold-out: {best}" if tuned else "no tuned runs yet: the stud
 # %%
 if len(frame):
     fig = metric_row(frame, hue="recipe", target=target_acc)
+
+# %% [markdown]
+# Every seed of the starter's recipe (its spread is the point: the report quotes each seed's accuracy
+# and points here for the curves).
+
+# %%
+seeds = SS.starter_runs(frame) if len(frame) else frame
+if len(seeds):
+    SS.starter_plot(seeds)
+    plt.show()
 
 # %% [markdown]
 # Final test figures per recipe (mean ± std over seeds). `test_loss` is the mean cross-entropy per
