@@ -333,3 +333,15 @@ def test_the_report_of_the_complete_study_fits_its_pages(tmp_path):
     state = study_plan(None, "full", tmp_path / "preview" / "runs")
     assert not state.runnable and not state.blocked  # the study is complete there
     assert pages <= MAX_PAGES, f"the complete study's report has {pages} pages: shorten report.tex or its tables"
+
+
+def test_shift_sentence_names_the_methods_a_scenario_moves_beyond_the_noise():
+    from helpers.evidence import report_macros as M
+    base = pd.DataFrame({"method": ["adam", "sgd", "gd"], "test_acc_mean": [90.0, 89.0, 30.0],
+                         "test_acc_std": [0.1, 0.1, 5.0]})
+    l2 = pd.DataFrame({"method": ["adam", "sgd", "gd"], "test_acc_mean": [90.9, 88.0, 31.0],
+                       "test_acc_std": [0.1, 0.1, 5.0], "sparsity_strategy": "projection"})
+    text = M.shift_sentence(l2, base, "l2")
+    assert text == ("Against each method's standard result, l2 moves the mean test accuracy beyond the noise for "
+                    "2 of 3 methods (up: adam +0.90; down: sgd $-$1.00 points); within it for the other 1.")
+    assert M.shift_sentence(l2.iloc[:0], base, "l2") == ""

@@ -15,7 +15,8 @@ from .latex import macros_tex, tabular
 from .readme_protocol import protocol_markdown
 from .report_figures import report_figures
 from .report_macros import (SCENARIO_KEYS, answer, default_macros, failures_sentence, family_sentence, macros,
-                            protocol_macros, sentence_macros, side_study_sentences, _fastest_wall, _starter_macros)
+                            protocol_macros, sentence_macros, shift_sentence, side_study_sentences, _fastest_wall,
+                            _starter_macros)
 from .report_tables import (FAMILY_ORDER, density_tex, indicated_best, main_rows, run_counts, scenario_tex,
                             schedule_horizon, time_to_target_tex)
 from .summary import COUNTING_RULE
@@ -186,6 +187,10 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
         chosen = A.holdout_strategies(main_records, scenario) if cost and scenario.startswith("sparse") else None
         files[f"scenario_{scenario}.tex"] = scenario_tex(results, comps.get(scenario, {}), scenario, state, chosen)
         values[f"Failures{SCENARIO_KEYS[scenario]}"] = failures_sentence(main_rows(results, scenario, chosen), scenario)
+        if scenario != "standard":
+            values[f"Shift{SCENARIO_KEYS[scenario]}"] = shift_sentence(
+                main_rows(results, scenario, chosen), main_rows(results, "standard"), scenario) or \
+                f"The {scenario} scenario has no final runs beside the standard ones yet."
     standard_rows = main_rows(results, "standard")
     for family in FAMILY_ORDER:
         key = "".join(part.capitalize() for part in family.split("_"))

@@ -227,6 +227,35 @@ def signed(value: float, digits: int = 2) -> str:
     return f"{value:+.{digits}f}".replace("-", "$-$")
 
 
+def shift_sentence(rows: pd.DataFrame, base: pd.DataFrame, scenario: str) -> str:
+    """What ``scenario`` does to each method's mean test accuracy against its standard result
+    (``rows``, ``base``: :func:`helpers.evidence.report_tables.main_rows` of the two): the methods
+    moved beyond the seed noise (:func:`helpers.evidence.analysis.seed_noise`), up and down, with
+    their change; the count within it (LaTeX). Empty without common methods."""
+    if rows.empty or base.empty:
+        return ""
+    both = rows.merge(base, on="method", suffixes=("", "_base")).dropna(subset=["test_acc_mean", "test_acc_mean_base"])
+    if both.empty:
+        return ""
+    gap = both["test_acc_mean"] - both["test_acc_mean_base"]
+    noise = [A.seed_noise(a, b) for a, b in zip(both["test_acc_std"], both["test_acc_std_base"])]
+    both = both.assign(gap=gap, beyond=[abs(g) > n for g, n in zip(gap, noise)])
+
+    def named(part):
+        return ", ".join(f"{tex(r['method'])}" + ("" if r.get("sparsity_strategy", "projection") == "projection"
+                                                  else f" ({tex(r['sparsity_strategy'])})") + f" {signed(r['gap'])}"
+                         for _, r in part.iterrows())
+    up = both[both["beyond"] & (both["gap"] > 0)].sort_values("gap", ascending=False)
+    down = both[both["beyond"] & (both["gap"] < 0)].sort_values("gap")
+    inside = len(both) - len(up) - len(down)
+    text = f"Against each method's standard result, {scenario} moves the mean test accuracy beyond the noise for "
+    text += f"{len(up) + len(down)} of {len(both)} methods"
+    parts = [f"up: {named(up)}" if len(up) else "", f"down: {named(down)}" if len(down) else ""]
+    parts = [p for p in parts if p]
+    text += (" (" + "; ".join(parts) + " points)") if parts else ""
+    return text + (f"; within it for the other {inside}." if inside and parts else ".")
+
+
 def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = None) -> str:
     """What a family's members did in the standard scenario, from the records: each member's mean
     test accuracy against the method it builds on (:func:`contrast_sentence`; the numbers
