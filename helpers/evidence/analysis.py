@@ -186,6 +186,7 @@ def first_reach(frame: pd.DataFrame, target: float = TARGET) -> pd.DataFrame:
         first = hit.iloc[0] if len(hit) else None
         rows.append({"run_id": run_id, "config_key": key,
                      **{k: run[k].iloc[0] for k in ("method", "scenario", "seed", "sparsity_strategy")},
+                     "horizon": run["planned_epochs"].iloc[0] if "planned_epochs" in run else np.nan,
                      "reached": first is not None,
                      **{k: (first[k] if first is not None else np.nan)
                         for k in ("epoch", "grad_evals", "oracle_evals", "wall_s")}})
@@ -199,7 +200,7 @@ def time_to_target(frame: pd.DataFrame, target: float = TARGET, scenario: str = 
     if reach.empty:
         return reach
     agg = reach.groupby(["method", "config_key"]).agg(
-        seeds=("seed", "nunique"), reached=("reached", "sum"), epoch=("epoch", "mean"),
+        seeds=("seed", "nunique"), reached=("reached", "sum"), horizon=("horizon", "first"), epoch=("epoch", "mean"),
         grad_evals=("grad_evals", "mean"), oracle_evals=("oracle_evals", "mean"),
         wall_s=("wall_s", "mean")).reset_index()
     agg["share"] = agg["reached"] / agg["seeds"]

@@ -50,8 +50,8 @@ def time_to_target_tex(ttt: pd.DataFrame, top: int = 10) -> str:
 
 
 def schedule_horizon(row) -> str:
-    """The epochs the run's schedule spans (``config_key``: hparams|batch|planned epochs|scaling)."""
-    return str(row["config_key"]).split("|")[2]
+    """The epochs the run's schedule spans (:func:`helpers.evidence.analysis.time_to_target`'s horizon)."""
+    return f"{row['horizon']:g}"
 
 
 def _timed(row) -> str:
