@@ -48,6 +48,7 @@ def test_weight_decay_table_takes_the_definition_s_decays_of_its_methods_only():
     assert adam["kind"] == "coupled" and adam["seeds"] == 2
     assert adam["test_acc_mean"] == pytest.approx(90.5) and adam["test_acc_std"] == pytest.approx(math.sqrt(0.5))
     assert adam["weight_norm"] == pytest.approx(21.0)
+    assert adam["shrinkage"] == pytest.approx(1e-3 * low)
     assert table.loc[("adamw", high), "kind"] == "decoupled"
     assert SS.weight_decay_plot(SS.weight_decay_results(records)) is not None
 
@@ -112,12 +113,13 @@ def test_side_study_sentences_name_the_best_point_of_each_method():
     assert "at 600{,}000 oracle calls, the highest mean test accuracy of sgd at batch 1{,}024" in text
     decay = pd.DataFrame([
         dict(kind="coupled", optimizer="adam", weight_decay=1e-6, test_acc_mean=90.0, test_acc_std=0.3),
-        dict(kind="coupled", optimizer="adam", weight_decay=1e-4, test_acc_mean=90.4, test_acc_std=0.3),
+        dict(kind="coupled", optimizer="adam", weight_decay=1e-4, test_acc_mean=90.4, test_acc_std=0.3,
+             shrinkage=2e-7),
         dict(kind="coupled", optimizer="adam", weight_decay=1e-3, test_acc_mean=90.2, test_acc_std=0.2),
         dict(kind="coupled", optimizer="adam", weight_decay=1e-2, test_acc_mean=80.0, test_acc_std=0.2)])
-    assert SS.weight_decay_sentence(decay) == ("In the weight-decay study, adam (coupled) is most accurate at decay "
-                                               "0.0001 (90.40\\% $\\pm$ 0.30) and within one standard deviation "
-                                               "of that up to 0.001.")
+    assert SS.weight_decay_sentence(decay) == (
+        "In the weight-decay study, adam (coupled) is most accurate at decay 0.0001 (90.40\\% $\\pm$ 0.30; "
+        "shrinkage $2 \\times 10^{-7}$ per step) and within one standard deviation of that up to 0.001.")
     pixels = pd.DataFrame([dict(method="sgd", pixels=SS.UNIT, test_acc_mean=88.0, test_acc_std=0.2),
                            dict(method="sgd", pixels=SS.STANDARDISED, test_acc_mean=90.0, test_acc_std=0.1),
                            dict(method="starter", pixels=SS.STARTER_PIXELS, test_acc_mean=45.0, test_acc_std=19.0)])

@@ -44,6 +44,13 @@ def power(value: float) -> str:
     return f"{value:g}"
 
 
+def scientific(value: float, digits: int = 2) -> str:
+    """2e-07 -> "$2 \\times 10^{-7}$", 3.162e-05 -> "$3.2 \\times 10^{-5}$" (``digits`` significant)."""
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"${mantissa} \\times 10^{{{int(exponent)}}}$"
+
+
 def kilo(value) -> str:
     return "--" if pd.isna(value) else f"{value / 1000:,.0f}k".replace(",", "{,}")
 

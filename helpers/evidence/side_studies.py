@@ -5,8 +5,9 @@
   budget's finals against oracle calls and against the timing pass's wall time
   (:func:`batch_size_curves`, :func:`batch_size_curves_plot`);
 - weight decay: test accuracy, test loss and the final weights' norm against the weight decay,
-  coupled (L2 in the gradient) and decoupled (AdamW) apart (:func:`weight_decay_results`,
-  :func:`weight_decay_plot`);
+  coupled (L2 in the gradient) and decoupled (AdamW) apart, and against the nominal per-step
+  shrinkage (peak rate x decay), the one axis on which both kinds compare
+  (:func:`weight_decay_results`, :func:`weight_decay_plot`);
 - preprocessing: each method re-tuned on [0, 1] pixels beside its standardised-pixel finals, and
   the assignment's starter (:func:`preprocessing_results`, :func:`preprocessing_tex`);
 - the starter's seeds: training loss and test accuracy of every seed (:func:`starter_plot`).
@@ -25,6 +26,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import analysis as A
+from .latex import scientific
 from .plots import PAGE_WIDTH, styles, thousands
 
 N_TRAIN = 60_000
@@ -170,7 +172,9 @@ def batch_size_curves_plot(curves: pd.DataFrame):
 def weight_decay_results(frame: pd.DataFrame) -> pd.DataFrame:
     """The weight-decay study's finals (scenario l2, its methods, each decay of the definition's
     range for the method's kind): test accuracy, test loss and the final weights' norm per
-    method and decay (mean, std over finished seeds)."""
+    method and decay (mean, std over finished seeds), and ``shrinkage``: the peak learning rate
+    x the decay, the fraction a step at the peak rate takes off the weights (decoupled decay
+    exactly; coupled L2 before SGD's momentum or Adam's preconditioner rescale it)."""
     from ..study.definition import WD_METHODS, weight_decays
     runs = _finals(frame)
     if runs.empty:
@@ -179,6 +183,7 @@ def weight_decay_results(frame: pd.DataFrame) -> pd.DataFrame:
     if last.empty:
         return pd.DataFrame()
     last = last.assign(weight_decay=_hparam(last, "weight_decay").astype(float))
+    last = last.assign(shrinkage=_hparam(last, "lr").astype(float) * last["weight_decay"])
     keep = pd.Series(False, index=last.index)
     for kind, methods in WD_METHODS.items():
         keep |= last["optimizer"].isin(methods) & last["weight_decay"].isin(weight_decays(kind))
@@ -187,28 +192,32 @@ def weight_decay_results(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     return (last.assign(kind=last["optimizer"].map(lambda m: next(k for k, ms in WD_METHODS.items() if m in ms)))
             .groupby(["kind", "optimizer", "weight_decay"])
-            .agg(**STATS, weight_norm=("weight_norm", "mean")).reset_index())
+            .agg(**STATS, weight_norm=("weight_norm", "mean"), shrinkage=("shrinkage", "mean")).reset_index())
 
 
 def weight_decay_plot(table: pd.DataFrame):
-    """Test accuracy, test loss and weight norm against the weight decay, one line per method
-    (solid: coupled L2, dashed: decoupled)."""
-    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH, 2.2))
-    look = styles(table["optimizer"].unique())
+    """Test accuracy, test loss and weight norm (columns) against the weight decay (top row) and
+    against the per-step shrinkage, rate x decay (bottom row); one line per method (solid:
+    coupled L2, dashed: decoupled)."""
+    fig, axes = plt.subplots(2, 3, figsize=(PAGE_WIDTH, 3.4))
+    methods = sorted(table["optimizer"].unique())
+    look = styles(methods)
     for (kind, method), line in table.groupby(["kind", "optimizer"]):
-        style = {**look[str(method)], "linestyle": "-" if kind == "coupled" else "--"}
-        label = f"{method} ({kind})"
-        axes[0].errorbar(line["weight_decay"], line["test_acc_mean"], yerr=line["test_acc_std"].fillna(0),
-                         capsize=2, label=label, **style)
-        axes[1].errorbar(line["weight_decay"], line["test_loss_mean"], yerr=line["test_loss_std"].fillna(0),
-                         capsize=2, **style)
-        axes[2].plot(line["weight_decay"], line["weight_norm"], **style)
-    for ax, label in zip(axes, ("test accuracy (%)", "test loss", "final weight norm")):
-        ax.set_xscale("log")
-        ax.set_xlabel("weight decay")
-        ax.set_ylabel(label)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+        style = {**look[str(method)], "linestyle": "-" if kind == "coupled" else "--",
+                 "marker": "os^DvP"[methods.index(method) % 6]}  # members of one family: shades alike
+        for row, x in zip(axes, ("weight_decay", "shrinkage")):
+            row[0].errorbar(line[x], line["test_acc_mean"], yerr=line["test_acc_std"].fillna(0), capsize=2,
+                            label=f"{method} ({kind})", **style)
+            row[1].errorbar(line[x], line["test_loss_mean"], yerr=line["test_loss_std"].fillna(0), capsize=2,
+                            **style)
+            row[2].plot(line[x], line["weight_norm"], **style)
+    for row, xlabel in zip(axes, ("weight decay", r"rate $\times$ decay")):
+        for ax, label in zip(row, ("test accuracy (%)", "test loss", "final weight norm")):
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -306,16 +315,17 @@ def batch_size_sentence(table: pd.DataFrame) -> str:
 
 
 def weight_decay_sentence(table: pd.DataFrame) -> str:
-    """Per method: the decay with the best mean test accuracy, and the largest decay whose mean
-    stays within one standard deviation (over seeds) of that best (LaTeX)."""
+    """Per method: the decay with the best mean test accuracy, its per-step shrinkage, and the
+    largest decay whose mean stays within one standard deviation (over seeds) of that best (LaTeX)."""
     parts = []
     for method, rows in table.groupby("optimizer"):
         best = rows.loc[rows["test_acc_mean"].idxmax()]
         band = best["test_acc_std"] if pd.notna(best["test_acc_std"]) else 0.0
         kept = rows.loc[rows["test_acc_mean"] >= best["test_acc_mean"] - band, "weight_decay"].max()
+        shrink = f"; shrinkage {scientific(best['shrinkage'])} per step" if pd.notna(best.get("shrinkage")) else ""
         parts.append(f"{_name(method)} ({best['kind']}) is most accurate at decay {best['weight_decay']:g} "
-                     f"({_acc(best['test_acc_mean'], best['test_acc_std'])}) and within one standard deviation "
-                     f"of that up to {kept:g}")
+                     f"({_acc(best['test_acc_mean'], best['test_acc_std'])}{shrink}) and within one standard "
+                     f"deviation of that up to {kept:g}")
     return ("In the weight-decay study, " + "; ".join(parts) + ".") if parts else ""
 
 

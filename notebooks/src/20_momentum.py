@@ -99,7 +99,9 @@ for a, b in pairs:
 #
 # At the standard row's tuned rates, Adam and heavy ball with coupled L2 (added to the gradient) and
 # AdamW with decoupled decay, each over the range where its kind acts: the report's figure, from the
-# study's rows (`helpers/study/definition.py`, study "weight_decay"; only in the l2 scenario).
+# study's rows (`helpers/study/definition.py`, study "weight_decay"; only in the l2 scenario). The
+# bottom row puts both kinds on one axis: the peak rate x decay, the fraction one step takes off the
+# weights.
 
 # %%
 decay = SS.weight_decay_results(study_rows("weight_decay", scenario, fam))
