@@ -97,10 +97,13 @@ def family_finals(runs, fam: Family, scenario: str) -> Finals:
     return Finals(frame, chosen, study)
 
 
-def study_rows(study: str, scenario: str, fam: Family) -> pd.DataFrame:
+def study_rows(study: str, scenario: str, fam: Family, main=None) -> pd.DataFrame:
     """The final runs of the definition's rows of ``study`` (helpers.study.definition.STUDY_ROWS)
     in ``scenario`` for this profile, trained first where missing (nothing, with complete records)
-    and measured where the rows measure; empty when the profile has no such rows."""
+    and measured where the rows measure; empty when the profile has no such rows. ``main`` (the
+    main study's planner state, from :func:`family_finals`): also its finals of the same methods
+    in the scenario's main row (where a side study's point is the main recipe, e.g. batch 64 at
+    the full budget)."""
     from ..study.experiment import records_of
     from ..study.protocol import execute
     rows = [r for r in fam.sizes.rows_in() if r.study == study and r.scenario == scenario]
@@ -108,8 +111,11 @@ def study_rows(study: str, scenario: str, fam: Family) -> pd.DataFrame:
         return pd.DataFrame()
     names = {r.name for r in rows}
     state = execute(fam.profile, None, fam.root, progress=True, rows=rows)
-    finals = [p.config for p in state.done if p.row in names and p.stage in ("final", "seeds")]
-    return records_of(finals, fam.root) if finals else pd.DataFrame()
+    finals = [p for p in state.done if p.row in names and p.stage in ("final", "seeds")]
+    if main is not None:
+        methods = {p.method for p in finals}
+        finals += [p for p in main.done if p.row == scenario and p.method in methods and p.stage in ("final", "seeds")]
+    return records_of([p.config for p in finals], fam.root) if finals else pd.DataFrame()
 
 
 def family_figures(frame: pd.DataFrame, *xs: str) -> list:

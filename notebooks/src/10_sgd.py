@@ -43,11 +43,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from helpers.engine.schedules import check_schedule
-from helpers.evidence.family import family_figures, family_finals, family_setup, members_table, print_conclusion, print_sizes
+from helpers.evidence.family import (family_figures, family_finals, family_setup, members_table, print_conclusion,
+                                     print_sizes, study_rows)
 from helpers.evidence import side_studies as SS
 from helpers.evidence.plots import metric_row
-from helpers.study.experiment import records_of
-from helpers.study.protocol import execute, run_family
+from helpers.study.protocol import run_family
 
 fam = family_setup("sgd", scenario, profile, members, "", device, runs_dir,
                    parameters={"batch_sizes": batch_sizes, "schedules": schedules})
@@ -75,7 +75,6 @@ for b in batch_sizes:
     runs[f"batch {b}"] = run_family(["sgd"], scenario, profile, root=root, progress=True, batch_size=b)
 for s in schedules:
     runs[f"schedule {s}"] = run_family(["sgd"], scenario, profile, root=root, progress=True, schedule=s)
-batch_state = execute(profile, None, root, progress=True, rows=batch_rows) if batch_rows else None
 frame, chosen, study = family_finals(runs, fam, scenario)
 chosen if len(chosen) else "no final runs"
 
@@ -102,16 +101,10 @@ for name, part in [("batch size", frame[frame["part"].str.startswith("batch")] i
 # main row's run). Mean ± std over finished seeds.
 
 # %%
-batch = pd.DataFrame()
-if batch_state is not None:
-    rows_of = {r.name: r for r in batch_rows}
-    batch_runs = [r for r in batch_state.done if r.row in rows_of and r.stage in ("final", "seeds")]
-    batch_runs += [r for r in study.done if r.row == "standard" and r.method in {b.method for b in batch_runs}
-                   and r.stage in ("final", "seeds")]
-    batch = records_of([r.config for r in batch_runs], root)
+batch = study_rows("batch_size", scenario, fam, main=study)
 table = SS.batch_size_figures(batch)  # the report's figures, from this notebook's runs
 print(table.to_string(index=False) if len(table) else
-      "no batch-size rows in this profile's study for this scenario" if batch_state is None else "no runs yet")
+      "no batch-size rows in this profile's study for this scenario" if not batch_rows else "no runs yet")
 
 # %% [markdown]
 # ## The members: runs, accuracy and loss, cost
