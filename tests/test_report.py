@@ -163,6 +163,12 @@ def test_report_pieces_name_the_holdout_best_and_count_failures(tmp_path):
     assert "svrg & noise\\_reduction & 80.25 $\\pm$ 0.35" in final_tex and "& 2/1/0 &" in final_tex
     text = M.answer(comps["standard"], best.loc["standard"])
     assert text.startswith("In the standard scenario the hold-out indicates adam, at 90.10% test accuracy")
+    grouped = M.answer({**comps["standard"], "group_accuracy": [("adam", "projection"), ("sgd", "projection"),
+                                                                 ("svrg", "gradual")],
+                        "group_loss": [("adam", "projection"), ("svrg", "gradual"), ("nadam", "projection")]},
+                       best.loc["standard"])
+    assert grouped.endswith("Not separable from it on accuracy and on test loss: 1 method (svrg (gradual)); "
+                            "on accuracy only: 1 (sgd); on test loss only: 1 (nadam).")
     values = M.macros(results, A.time_to_target(A.study_frame(frame=records)), A.study_frame(frame=records),
                       comps=comps)
     assert values["BestStandardMethod"] == "adam" and values["BestStandardRuns"] == "3/0/0"

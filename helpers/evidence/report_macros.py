@@ -12,7 +12,9 @@ from .report_tables import SCENARIO_ROWS, coverage, indicated_best, method_names
 from .summary import COUNTING_RULE
 
 def answer(comparison: dict, best_row) -> str:
-    """The scenario's answer in two sentences, every name and number from the records."""
+    """The scenario's answer in two sentences, every name and number from the records: the
+    indicated method, then the methods not separable from it on both metrics, on accuracy only
+    and on test loss only (each name once)."""
     scenario = comparison["scenario"]
     if comparison.get("reference") is None or best_row is None:
         if comparison.get("holdout_best") is not None:
@@ -25,9 +27,13 @@ def answer(comparison: dict, best_row) -> str:
     first = (f"In the {scenario} scenario the hold-out indicates {method}, at "
              f"{best_row['test_acc_mean']:.2f}% test accuracy and test loss {best_row['test_loss_mean']:.4f} "
              f"over {int(best_row['seeds'])} finished seeds.")
-    second = (f"Not separable from it on accuracy: {len(group_acc)} methods"
-              + (f" ({method_names(group_acc)})" if group_acc else "")
-              + f"; on test loss: {len(group_loss)}" + (f" ({method_names(group_loss)})" if group_loss else "") + ".")
+    both = [g for g in group_acc if g in group_loss]
+    parts = [(label, [g for g in group if g not in both])
+             for label, group in (("on accuracy only", group_acc), ("on test loss only", group_loss))]
+    second = (f"Not separable from it on accuracy and on test loss: {len(both)} method{'s' * (len(both) != 1)}"
+              + (f" ({method_names(both)})" if both else "")
+              + "".join(f"; {label}: {len(group)}" + (f" ({method_names(group)})" if group else "")
+                        for label, group in parts) + ".")
     untested = comparison["accuracy"]["verdict"].eq("untested").sum()
     if untested:
         second += (f" {int(untested)} method{'s' if untested > 1 else ''} with fewer than 2 paired seeds "

@@ -175,7 +175,10 @@ def timing_macros(path=None) -> dict[str, str]:
     if T.seconds_per_run(**({"path": path} if path else {})).empty:
         return {}
     header = T.read_header(**({"path": path} if path else {}))
-    machine = (header.get("environment") or {}).get("device", "")
+    env = header.get("environment") or {}
+    machine = env.get("device", "")
+    if machine == "cpu" and env.get("cpu_count"):
+        machine = f"a {env['cpu_count']}-core CPU"
     return {"TimingMachine": _tex(machine) if machine else NOT_RUN,
             "TimingThreads": str(header.get("torch_threads", "")) or NOT_RUN,
             "TimingIdle": "yes" if header.get("idle") else "no"}

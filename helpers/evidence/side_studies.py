@@ -199,7 +199,7 @@ def weight_decay_plot(table: pd.DataFrame):
     """Test accuracy, test loss and weight norm (columns) against the weight decay (top row) and
     against the per-step shrinkage, rate x decay (bottom row); one line per method (solid:
     coupled L2, dashed: decoupled)."""
-    fig, axes = plt.subplots(2, 3, figsize=(PAGE_WIDTH, 3.4))
+    fig, axes = plt.subplots(2, 3, figsize=(PAGE_WIDTH, 2.9))
     methods = sorted(table["optimizer"].unique())
     look = styles(methods)
     for (kind, method), line in table.groupby(["kind", "optimizer"]):
