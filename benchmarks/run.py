@@ -26,8 +26,11 @@
     (:mod:`benchmarks.methods`).
 (f) On a CUDA device: model-epochs per second at K = 1, 8, 32, 128 over the full training set
     (:func:`benchmarks.methods.model_epochs`); on a CPU it is not measured.
+(g) The whole machine, each as it runs by default: the starter's loop at torch's default thread
+    count against the study's setup, one worker process per core with one thread and K = 4
+    models each (:mod:`benchmarks.machine`).
 
-Results: outputs/benchmarks/{throughput,time_to_target,epochs,methods,model_epochs}.csv,
+Results: outputs/benchmarks/{throughput,time_to_target,epochs,methods,model_epochs,machine}.csv,
 benchmarks.json, benchmarks.png and README_table.md. ``python -m benchmarks.run --quick`` is a
 short smoke run (about a minute).
 """
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -55,6 +59,7 @@ from helpers.runtime import ROOT, default_device, environment
 from helpers.engine.train import train
 
 from .flops import peak_flops, training_flops_per_sample
+from .machine import machine_lines, machine_throughput, summarize_machine
 from .methods import METHODS, method_throughput, model_epochs, summarize_methods
 
 OUT = OUTPUTS / "benchmarks"
@@ -64,6 +69,8 @@ VAL = 100  # a tiny hold-out: throughput runs evaluate once, cheaply (evaluation
 RECIPE = dict(optimizer="nesterov", hparams={"lr": 0.05, "momentum": 0.9}, schedule="onecycle",
               batch_size=BATCH, scaling="standardize", evals_per_epoch=4)
 GPU_KS = (1, 8, 32, 128)
+MACHINE_K = 4  # the best K of (a) on the 2-core CPU
+DEFAULT_THREADS = torch.get_num_threads()  # before main() sets --threads: what the starter's script gets
 PROFILES = {
     # (a) at 15% of the images (141 steps per engine and round) and 5 rounds: at 5% and 3 rounds
     # (47 steps) two runs of the same engine differed by 30% in model-samples/s
@@ -265,7 +272,8 @@ def epochs_table(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, meta: dict,
-             methods: pd.DataFrame | None = None, gpu: pd.DataFrame | None = None) -> str:
+             methods: pd.DataFrame | None = None, gpu: pd.DataFrame | None = None,
+             machine: pd.DataFrame | None = None) -> str:
     env = meta["environment"]
     lines = [f"Measured by `{meta['command']}` on {env['device']} ({env['cpu_count']} cores, "
              f"torch {env['torch']}, {meta['threads']} torch thread(s) for every engine), "
@@ -285,6 +293,11 @@ def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, met
         lines += _target_lines(ttt, epochs)
     if methods is not None and len(methods):
         lines += _method_lines(methods, meta)
+    if machine is not None and len(machine):
+        load = meta.get("load_average_before_g")
+        lines += [""] + machine_lines(machine)
+        if load:
+            lines += [f"1-minute load average before (g): {load[0]:.2f}.", ""]
     if gpu is not None and len(gpu):
         lines += ["", f"**(f) Model-epochs per second on {env['device']}** (plain SGD, batch 64, full training "
                   "set, evaluation excluded):", "",
@@ -361,6 +374,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of (a)")
     parser.add_argument("--skip-target", action="store_true", help="skip (b) and (c)")
     parser.add_argument("--skip-methods", action="store_true", help="skip (e)")
+    parser.add_argument("--skip-machine", action="store_true", help="skip (g)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="the methods of (e)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile on the batched step")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -386,7 +400,16 @@ def main(argv=None) -> int:
     meta["peak"] = max(peaks, key=lambda p: p["flops_per_s"])
     summary = summarize_throughput(frame, meta["flops"]["training"], meta["peak"]["flops_per_s"])
     summary.to_csv(args.out / "throughput.csv", index=False)
-    methods = gpu = None
+    methods = gpu = machine = None
+    if not args.skip_machine and device.type == "cpu":
+        print("(g) the whole machine", file=sys.stderr)
+        meta["load_average_before_g"] = os.getloadavg()
+        with tempfile.TemporaryDirectory(prefix="fmnist-starter-") as tmp:
+            rounds = machine_throughput(starter_dataset(Path(tmp)), profile["fraction"], profile["rounds"],
+                                        k=MACHINE_K, starter_threads=DEFAULT_THREADS)
+        rounds.to_csv(args.out / "machine_rounds.csv", index=False)
+        machine = summarize_machine(rounds)
+        machine.to_csv(args.out / "machine.csv", index=False)
     if not args.skip_methods:
         print("(e) methods at K = 8 against K = 1", file=sys.stderr)
         data = load(device=device, train_fraction=profile["method_fraction"], val_size=VAL)
@@ -419,8 +442,9 @@ def main(argv=None) -> int:
     meta["time_to_target"] = ttt.to_dict(orient="records")
     meta["methods"] = methods.to_dict(orient="records") if methods is not None else None
     meta["model_epochs"] = gpu.to_dict(orient="records") if gpu is not None else None
+    meta["machine"] = machine.to_dict(orient="records") if machine is not None else None
     (args.out / "benchmarks.json").write_text(json.dumps(meta, indent=1, default=str))
-    table = markdown(summary, ttt, epochs, meta, methods, gpu)
+    table = markdown(summary, ttt, epochs, meta, methods, gpu, machine)
     (args.out / "README_table.md").write_text(table)
     if args.out.resolve() == OUT.resolve() and not args.quick:
         from helpers.evidence.report_artifacts import update_readme

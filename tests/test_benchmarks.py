@@ -46,3 +46,16 @@ def test_model_epochs_path_runs_on_a_cpu_at_a_tiny_size():
     assert (frame["model_epochs_per_s"] > 0).all()
     assert frame["model_samples_per_s"].iloc[1] == pytest.approx(
         frame["model_epochs_per_s"].iloc[1] * len(data.train))
+
+
+def test_machine_throughput_sums_the_workers_and_compares_with_the_starter(tmp_path):
+    from benchmarks.machine import machine_lines, machine_throughput, summarize_machine
+    from benchmarks.run import starter_dataset
+    frame = machine_throughput(starter_dataset(tmp_path), 0.005, rounds=1, k=2, processes=2, starter_threads=1)
+    assert list(frame["processes"]) == [1, 2] and list(frame["models"]) == [1, 4]
+    workers = frame.iloc[1]
+    assert workers["samples"] == 2 * 2 * 300  # two workers, two models each, 0.5% of 60,000 images
+    assert frame["ratio"].iloc[0] == 1.0
+    assert workers["ratio"] == pytest.approx(workers["samples_per_s"] / frame["samples_per_s"].iloc[0])
+    summary = summarize_machine(frame)
+    assert "| engine, 2 process(es) x K=2, 1 thread each | 4 |" in "\n".join(machine_lines(summary))
