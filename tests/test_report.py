@@ -351,3 +351,16 @@ def test_shift_sentence_names_the_methods_a_scenario_moves_beyond_the_noise():
     assert text == ("Against each method's standard result, l2 moves the mean test accuracy beyond the noise for "
                     "2 of 3 methods (up: adam +0.90; down: sgd $-$1.00 points); within it for the other 1.")
     assert M.shift_sentence(l2.iloc[:0], base, "l2") == ""
+
+
+def test_the_l2_decays_chosen_are_summarised_by_kind():
+    from types import SimpleNamespace
+    from helpers.evidence.report_macros import decay_choices_sentence
+    choice = lambda wd: SimpleNamespace(hparams={"lr": 0.1, "weight_decay": wd})  # noqa: E731
+    state = SimpleNamespace(choices={("l2", "sgd", "projection"): choice(1e-5), ("l2", "adam", "projection"): choice(1e-3),
+                                     ("l2", "nesterov", "projection"): choice(2e-4), ("l2", "adamw", "projection"): choice(0.05),
+                                     ("standard", "sgd", "projection"): choice(9.0), ("l2", "gd", "projection"): None})
+    assert decay_choices_sentence(state) == (
+        "The l2 trials chose coupled decays from $1 \\times 10^{-5}$ (sgd) to $1 \\times 10^{-3}$ (adam), median "
+        "$2 \\times 10^{-4}$ over 3 methods; decoupled $5 \\times 10^{-2}$ (adamw).")
+    assert decay_choices_sentence(None) == ""

@@ -14,7 +14,7 @@ from . import statistics as S
 from .latex import macros_tex, tabular
 from .readme_protocol import protocol_markdown
 from .report_figures import report_figures
-from .report_macros import (SCENARIO_KEYS, answer, default_macros, failures_sentence, family_sentence, macros,
+from .report_macros import (SCENARIO_KEYS, answer, decay_choices_sentence, default_macros, failures_sentence, family_sentence, macros,
                             protocol_macros, sentence_macros, shift_sentence, side_study_sentences, _fastest_wall,
                             _starter_macros)
 from .report_tables import (FAMILY_ORDER, density_tex, indicated_best, main_rows, run_counts, scenario_tex,
@@ -191,6 +191,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
             values[f"Shift{SCENARIO_KEYS[scenario]}"] = shift_sentence(
                 main_rows(results, scenario, chosen), main_rows(results, "standard"), scenario) or \
                 f"The {scenario} scenario has no final runs beside the standard ones yet."
+    values["ShiftLtwo"] = " ".join(t for t in (values.get("ShiftLtwo", ""), decay_choices_sentence(state)) if t)
     standard_rows = main_rows(results, "standard")
     for family in FAMILY_ORDER:
         key = "".join(part.capitalize() for part in family.split("_"))

@@ -7,7 +7,7 @@ from . import analysis as A
 from . import side_studies as SS
 from . import statistics as S
 from ..optimizers import registry
-from .latex import num, power, tex
+from .latex import num, power, scientific, tex
 from .report_tables import SCENARIO_ROWS, coverage, indicated_best, method_names, run_counts, wall_time
 from .summary import COUNTING_RULE
 
@@ -260,6 +260,31 @@ def shift_sentence(rows: pd.DataFrame, base: pd.DataFrame, scenario: str) -> str
     parts = [p for p in parts if p]
     text += (" (" + "; ".join(parts) + " points)") if parts else ""
     return text + (f"; within it for the other {inside}." if inside and parts else ".")
+
+
+def decay_choices_sentence(state, row: str = "l2") -> str:
+    """The weight decays the l2 trials chose (the planner's choices for ``row``), coupled and
+    decoupled apart: range with the methods at its ends, and the median (LaTeX). Empty before any."""
+    from ..study.definition import weight_decay_kind
+    if state is None:
+        return ""
+    chosen = {}
+    for (name, method, _strategy), choice in state.choices.items():
+        if name == row and choice is not None and choice.hparams.get("weight_decay") is not None:
+            chosen.setdefault(weight_decay_kind(method), {})[method] = float(choice.hparams["weight_decay"])
+    parts = []
+    for kind in ("coupled", "decoupled"):
+        decays = chosen.get(kind)
+        if not decays:
+            continue
+        low, high = min(decays, key=decays.get), max(decays, key=decays.get)
+        median = pd.Series(decays).median()
+        if len(decays) <= 2:
+            parts.append(f"{kind} " + " and ".join(f"{scientific(v)} ({tex(m)})" for m, v in sorted(decays.items())))
+        else:
+            parts.append(f"{kind} decays from {scientific(decays[low])} ({tex(low)}) to {scientific(decays[high])} "
+                         f"({tex(high)}), median {scientific(median)} over {len(decays)} methods")
+    return ("The l2 trials chose " + "; ".join(parts) + ".") if parts else ""
 
 
 def family_sentence(rows: pd.DataFrame, family: str, comparison: dict | None = None) -> str:
