@@ -160,11 +160,13 @@ def batch_size_curves_plot(curves: pd.DataFrame):
         row[1].set_xscale("log")
         for ax in row:
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         row[1].legend(*row[0].get_legend_handles_labels(), title="batch size", fontsize=6, title_fontsize=6,
                       frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))
-    axes[-1][0].set_xlabel("oracle calls (sample gradients)")
-    axes[-1][1].set_xlabel("seconds of training (timing pass, one process)")
+    axes[-1][0].set_xlabel("oracle calls")
+    axes[-1][1].set_xlabel("seconds (timing pass)")
     fig.tight_layout()
     return fig
 
