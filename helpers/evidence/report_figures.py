@@ -56,7 +56,7 @@ def variance_plot(table: pd.DataFrame):
     estimator; dotted: a plain mini-batch gradient at the same point); right, against the batch
     size at the last checkpoint (exact or estimated, as measured)."""
     from .plots import styles, thousands
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.8))
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.0))
     look = styles(table["method"].unique())
     own = table[table["batch_size"] == table["run_batch"]]
     for (method, estimator), line in own.groupby(["method", "estimator"]):
@@ -73,7 +73,8 @@ def variance_plot(table: pd.DataFrame):
         if kind == "realized" or (estimator == "minibatch" and method != "sgd"):
             continue
         line = line.groupby("batch_size")["relative"].mean()
-        axes[1].plot(line.index, line.values, label=f"{estimator} ({kind})", **look[str(method)])
+        name = "mini-batch" if estimator == "minibatch" else estimator
+        axes[1].plot(line.index, line.values, label=f"{name} ({kind})", **look[str(method)])
     axes[0].set_xlabel("epochs of oracle calls (checkpoint)")
     checkpoints = sorted(table["checkpoint"].unique())
     axes[0].set_xticks(checkpoints, [f"{c:g}" for c in checkpoints])
@@ -84,8 +85,11 @@ def variance_plot(table: pd.DataFrame):
     for ax in axes:
         ax.set_yscale("log")
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.legend(fontsize=6, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.27, 1, 1))  # the bottom for the legends, below each panel
+    for ax in axes:
+        box = ax.get_position()
+        ax.legend(fontsize=6, frameon=False, loc="lower center", ncol=2, bbox_transform=fig.transFigure,
+                  bbox_to_anchor=(box.x0 + box.width / 2, 0.0))
     return fig
 
 
@@ -193,7 +197,7 @@ def _accuracy_differences_figure(comps: dict):
 
 
 def _density_figure(dens: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 2.6))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 2.3))
     density_plot(dens, ax)
     fig.tight_layout()
     return fig

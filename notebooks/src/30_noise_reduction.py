@@ -89,46 +89,7 @@ chosen if len(chosen) else "no final runs"
 figures = family_figures(frame, "epoch", "oracle_evals")
 
 # %% [markdown]
-# ## Estimator error at the same iterates
-#
-# One SGD trajectory on a subset of `variance_samples` training images, split into fixed batches of
-# `variance_batch`; at every iterate all batch gradients are computed, so E||v - grad f||^2 over the
-# batch drawn is exact. Measured from a fresh LeNet-5 and after `variance_warmup_epochs` SGD epochs on
-# the profile's training images. `relative` = E||v - grad f||^2 / ||grad f||^2. Growing batches are
-# scored at the batch size of their last epoch; the averaging methods step along the heavy-ball
-# direction (`momentum`): what they average is the iterates.
-
-# %%
-data = data_for(base_config("sgd", scenario, epochs=1, train_fraction=sizes.train_fraction))
-grow = base_config("sgd_growing_batch", scenario, epochs=sizes.epochs, train_fraction=sizes.train_fraction)
-last_batch = grow.epoch_batch_sizes(len(data.train))[-1]
-starts = {"fresh": None}
-if variance_warmup_epochs:
-    warm = base_config("sgd", scenario, epochs=variance_warmup_epochs, train_fraction=sizes.train_fraction)
-    starts[f"after {variance_warmup_epochs} SGD epoch(s)"] = train(warm, data, progress=False).model
-variance = pd.concat([estimator_variance(data.train, "sgd", {"lr": get_spec("sgd").defaults["lr"]},
-                                         n_samples=variance_samples, batch_size=variance_batch,
-                                         epochs=variance_epochs, larger_batches=(last_batch,), model=model)
-                      .assign(start=start) for start, model in starts.items()], ignore_index=True)
-ESTIMATOR = {"sgd": "sgd", "svrg": "svrg", "sarah": "sarah", "saga": "saga",
-             "sgd_growing_batch": f"sgd_b{last_batch}", "sgd_polyak": "momentum", "sgd_ema": "momentum",
-             "sgd_swa": "momentum"}
-fig, axes = plt.subplots(1, len(starts), figsize=(5 * len(starts) + 1.5, 3.4), sharey=True, squeeze=False)
-for i, (ax, (start, part)) in enumerate(zip(axes[0], variance.groupby("start", sort=False))):
-    sns.lineplot(data=part.dropna(subset=["relative"]), x="epoch", y="relative", hue="estimator", marker="o",
-                 markersize=3, ax=ax, legend=i == len(starts) - 1)
-    ax.set_yscale("log")
-    ax.set_xlabel("epochs over the subset")
-    ax.set_ylabel("E||v - grad f||² / ||grad f||²")
-    ax.set_title(f"start: {start}", fontsize="medium")
-if ax.get_legend():
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
-fig.tight_layout()
-measured = variance[variance["start"] == list(starts)[-1]].dropna(subset=["relative"])
-median_error = measured.groupby("estimator")["relative"].median()
-
-# %% [markdown]
-# ## The study's measurements along the tuned trajectories
+# ## Estimator error along the tuned trajectories (the study's measurements)
 #
 # The study's `variance` row (`helpers/study/definition.py` VARIANCE) measures, along each listed
 # method's tuned final run, the exact error of its own direction and of plain mini-batch gradients at
@@ -143,23 +104,72 @@ from helpers.evidence.report_figures import variance_plot
 from helpers.study.records import load_measurements
 
 trajectories = load_measurements(root, kind="variance")
+ratios = SS.variance_ratios(trajectories)
 if len(trajectories):
+    print("measured along the tuned runs of:", ", ".join(sorted(trajectories["run_id"].unique())))
     variance_plot(trajectories[trajectories["relative"].notna()])
     plt.show()
-    print(SS.variance_ratios(trajectories).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(ratios.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 else:
-    print("no measurements of the study's variance row yet")
+    print("no measurements of the study's variance row here: the quick measurement below stands in")
+
+# %% [markdown]
+# ## A quick measurement at the same iterates (where the study has none)
+#
+# Without the study's measurements (small profiles), one SGD trajectory on a subset of
+# `variance_samples` training images, split into fixed batches of `variance_batch`; at every iterate
+# all batch gradients are computed, so E||v - grad f||^2 over the batch drawn is exact. Measured from a
+# fresh LeNet-5 and after `variance_warmup_epochs` SGD epochs on the profile's training images.
+# Growing batches are scored at the batch size of their last epoch; the averaging methods step along
+# the heavy-ball direction (`momentum`): what they average is the iterates.
+
+# %%
+ESTIMATOR = {"svrg": "svrg", "sarah": "sarah", "saga": "saga", "sgd_polyak": "momentum", "sgd_ema": "momentum",
+             "sgd_swa": "momentum"}
+if len(ratios):
+    error_ratio = ratios.groupby("estimator")["ratio"].median()
+    error_source = "the study's measurements, median over checkpoints"
+else:
+    data = data_for(base_config("sgd", scenario, epochs=1, train_fraction=sizes.train_fraction))
+    grow = base_config("sgd_growing_batch", scenario, epochs=sizes.epochs, train_fraction=sizes.train_fraction)
+    last_batch = grow.epoch_batch_sizes(len(data.train))[-1]
+    ESTIMATOR["sgd_growing_batch"] = f"sgd_b{last_batch}"
+    starts = {"fresh": None}
+    if variance_warmup_epochs:
+        warm = base_config("sgd", scenario, epochs=variance_warmup_epochs, train_fraction=sizes.train_fraction)
+        starts[f"after {variance_warmup_epochs} SGD epoch(s)"] = train(warm, data, progress=False).model
+    variance = pd.concat([estimator_variance(data.train, "sgd", {"lr": get_spec("sgd").defaults["lr"]},
+                                             n_samples=variance_samples, batch_size=variance_batch,
+                                             epochs=variance_epochs, larger_batches=(last_batch,), model=model)
+                          .assign(start=start) for start, model in starts.items()], ignore_index=True)
+    fig, axes = plt.subplots(1, len(starts), figsize=(5 * len(starts) + 1.5, 3.4), sharey=True, squeeze=False)
+    for i, (ax, (start, part)) in enumerate(zip(axes[0], variance.groupby("start", sort=False))):
+        sns.lineplot(data=part.dropna(subset=["relative"]), x="epoch", y="relative", hue="estimator", marker="o",
+                     markersize=3, ax=ax, legend=i == len(starts) - 1)
+        ax.set_yscale("log")
+        ax.set_xlabel("epochs over the subset")
+        ax.set_ylabel("E||v - grad f||² / ||grad f||²")
+        ax.set_title(f"start: {start}", fontsize="medium")
+    if ax.get_legend():
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
+    fig.tight_layout()
+    measured = variance[variance["start"] == list(starts)[-1]].dropna(subset=["relative"])
+    median_error = measured.groupby("estimator")["relative"].median()
+    error_ratio = (median_error / median_error["sgd"]).drop("sgd") if "sgd" in median_error else pd.Series(dtype=float)
+    error_source = f"the quick measurement on {variance_samples} images, median over its iterates"
+print(f"estimator error / the mini-batch gradient's ({error_source}):",
+      ", ".join(f"{e} {v:.3g}x" for e, v in error_ratio.items()) or "none")
 
 # %% [markdown]
 # ## The members: runs, accuracy and loss, cost
 #
-# `estimator error`: the median relative error of the member's estimator over the measured iterates
-# (after warm-up when measured). Means and standard deviations over finished runs; diverged and failed runs are counted, not averaged.
+# `estimator error`: the member's estimator's error over the mini-batch gradient's at the same iterates
+# (above). Means and standard deviations over finished runs; diverged and failed runs are counted, not averaged.
 
 # %%
 results, table = members_table(frame)
 if len(table):
-    table["estimator error"] = [median_error.get(ESTIMATOR.get(m.split(" ")[0].split("+")[0], ""), float("nan"))
+    table["estimator error"] = [error_ratio.get(ESTIMATOR.get(m.split(" ")[0].split("+")[0], ""), float("nan"))
                                 for m in table.index]
 table if len(table) else "no runs yet"
 
@@ -168,7 +178,6 @@ table if len(table) else "no runs yet"
 
 # %%
 print_conclusion(results, fam, scenario, reference, run.tuning)
-if "sgd" in median_error:
-    ratios = ", ".join(f"{e} {median_error[e] / median_error['sgd']:.3g}x" for e in ("svrg", "sarah", "saga")
-                       if e in median_error)
-    print(f"- estimator error at the same iterates against SGD's (median over the measured iterates): {ratios}")
+if len(error_ratio):
+    print(f"- estimator error at the same iterates against the mini-batch gradient's ({error_source}): "
+          + ", ".join(f"{e} {v:.3g}x" for e, v in error_ratio.items()))
