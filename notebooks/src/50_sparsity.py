@@ -152,15 +152,18 @@ if len(density) and density["density"].nunique() > 1:
 #
 # The lines are the most nonzeros each strategy allows after each step (`pruning_schedule`, which the
 # hook enforces): projection holds the budget from the first step, gradual pruning follows the cubic
-# schedule, prune-then-fine-tune stays dense until its single pruning event. The markers are the
-# densities recorded at the evaluations of the main sparse budget's runs.
+# schedule, prune-then-fine-tune stays dense until its single pruning event (drawn for the first run's
+# length; every run follows it over its own steps). The markers are the densities recorded at the
+# evaluations of the main sparse budget's runs, at their share of each run's own steps.
 
 # %%
 main = [r for r in finals if r.strategy and not get_scenario(r.config.scenario).structured
         and r.config.scenario != "standard"]
 if main:
     probe = main[0].config
-    steps = total_steps(probe, len(data_for(probe).train))
+    n_train = len(data_for(probe).train)
+    steps = total_steps(probe, n_train)
+    run_steps = {r.config.run_id: total_steps(r.config, n_train) for r in main}  # each run's own length
     budget = get_scenario(probe.scenario).density
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, strategy in enumerate(sorted({r.strategy for r in main})):
@@ -168,7 +171,7 @@ if main:
         ax.plot([c / steps for c in range(steps + 1)], [schedule.allowed(c) / N_CONSTRAINED_WEIGHTS for c in range(steps + 1)],
                 color=f"C{i}", label=strategy)
         runs = frame[(frame["scenario"] == probe.scenario) & (frame["sparsity_strategy"] == strategy)]
-        ax.plot(runs["step"] / steps, runs["density"], "o", color=f"C{i}", markersize=4)
+        ax.plot(runs["step"] / runs["run_id"].map(run_steps), runs["density"], "o", color=f"C{i}", markersize=4)
     ax.axhline(budget, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("share of the training steps")
     ax.set_ylabel("density of fc1+fc2 weights")
