@@ -47,13 +47,15 @@ def synthetic_records(config) -> list[dict]:
     split = "test" if config.eval_split == "test" else "val"
     batch = 64 if config.effective_batch_size in (None, "full") else int(config.effective_batch_size)
     density = get_scenario(config.scenario).density or 1.0
+    steps = math.ceil(N_TRAIN / (N_TRAIN if config.effective_batch_size == "full" else batch))
+    points = sorted({round(steps * k / per_epoch) for k in range(1, per_epoch + 1)})  # as the engine evaluates
     rows = []
-    for i in range(1, epochs * per_epoch + 1):
-        epoch = i / per_epoch
+    for i in range(epochs * len(points)):
+        epoch = i // len(points) + points[i % len(points)] / steps
         acc = level - (level - 10.0) * math.exp(-4.0 * epoch / epochs)
         loss = 0.25 + 2.05 * math.exp(-4.0 * epoch / epochs) + (90.5 - level) * 0.02
         row = dict.fromkeys(RECORD_COLUMNS, math.nan)
-        row.update(epoch=epoch, step=int(epoch * N_TRAIN / batch), train_loss=loss * 0.8,
+        row.update(epoch=epoch, step=round(epoch * steps), train_loss=loss * 0.8,
                    wall_s=epoch * 3.0, grad_evals=epoch * N_TRAIN, hvp_evals=0.0, oracle_evals=epoch * N_TRAIN,
                    lr=config.effective_hparams.get("lr", math.nan), density=density, diverged=False)
         row[f"{split}_acc"], row[f"{split}_loss"] = acc, loss
