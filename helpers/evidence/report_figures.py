@@ -186,6 +186,7 @@ def _accuracy_differences_figure(comps: dict):
     fig, axes = plt.subplots(1, len(comps), figsize=(PAGE_WIDTH, 0.085 * rows + 0.8), squeeze=False)
     for ax, (scenario, comp) in zip(axes[0], comps.items()):
         difference_plot({f"{scenario}: test acc. difference (points)": comp["accuracy"]}, axes=[ax])
+        ax.set_xlabel(f"{scenario}: test acc. diff. (points)", fontsize=7)
         ax.tick_params(axis="y", labelsize=5.5)
         ax.tick_params(axis="x", labelsize=6)
         ax.set_title(ax.get_title(loc="left") if ax is axes[0][0] else "", fontsize=6, loc="left")
