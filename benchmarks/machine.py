@@ -56,17 +56,18 @@ def machine_throughput(dataset, fraction: float, rounds: int, k: int = 4, proces
                 got = starter_loop(dataset, steps, torch.device("cpu"))
             finally:
                 torch.set_num_threads(kept)
-            rows.append({"round": round_, "setup": f"starter, {threads} thread(s)", "processes": 1, "models": 1,
+            rows.append({"round": round_, "setup": f"starter, {threads} thread(s)", "starter": True, "processes": 1,
+                         "models": 1,
                          "samples": got["samples"], "samples_per_s": got["samples"] / got["wall_s"]})
             results = list(pool.map(_train, [k] * processes))
             rows.append({"round": round_, "setup": f"engine, {processes} process(es) x K={k}, 1 thread each",
-                         "processes": processes, "models": k * processes,
+                         "starter": False, "processes": processes, "models": k * processes,
                          "samples": sum(r["samples"] for r in results),
                          "samples_per_s": sum(r["samples"] / r["wall_s"] for r in results)})
             print(f"  round {round_}: starter {rows[-2]['samples_per_s']:,.0f}, workers "
                   f"{rows[-1]['samples_per_s']:,.0f} model-samples/s", file=sys.stderr)
     frame = pd.DataFrame(rows)
-    starter = frame[frame["processes"] == 1].set_index("round")["samples_per_s"]
+    starter = frame[frame["starter"]].set_index("round")["samples_per_s"]  # one worker process is not the starter
     frame["ratio"] = frame["samples_per_s"] / frame["round"].map(starter)
     return frame
 
