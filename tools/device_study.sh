@@ -2,17 +2,19 @@
 # The study's training on a lent GPU machine, bounded in time; brings back the finished records.
 #
 # Here, once:   mkdir -p .device-data && cp /usr/share/datasets/fashion-mnist/*.gz .device-data/
-# Device tool:  run(command="bash tools/device_study.sh 420", carry=[".device-data"], timeout_s=590)
+# Device tool:  run(command="bash tools/device_study.sh 540", carry=[".device-data"], timeout_s=600)
 # Here, after:  tar -xzf <files_at>/runs.tar.gz   (from the repository root; outputs/runs/<id>/...)
 #
 # 1. smoke: every registered method trains a few steps on the GPU (a failure stops here, so no
 #    failed record of a CUDA problem enters the study);
 # 2. model-epochs per second of the batched engine at K = 1, 8, 32, 128 ($OUT/model_epochs.csv);
-# 3. the study's planner (most valuable first) for at most LIMIT seconds, 12 worker processes
+# 3. the study's planner (most valuable first) until LIMIT seconds after the script's start, less a
+#    margin for the archive, 12 worker processes
 #    sharing the GPU; interrupted units are lost, finished ones are written atomically;
 # 4. $OUT/runs.tar.gz: the finished and diverged runs written in step 3 (failed ones stay behind).
 set -u
-LIMIT=${1:-420}
+LIMIT=${1:-540}
+START=$SECONDS
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
 export FASHION_MNIST_DIR="$PWD/.device-data" PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
@@ -40,7 +42,9 @@ from helpers.problem.data import load
 model_epochs(load(device="cuda", val_size=10_000), (1, 8, 32, 128)).to_csv("$OUT/model_epochs.csv", index=False)
 EOF
 mark=$(mktemp)
-timeout --signal=INT --kill-after=30 "$LIMIT" python3 -m helpers.study plan --profile full --jobs 12
+LEFT=$((LIMIT - (SECONDS - START) - 45))
+echo "study for $LEFT s"
+timeout --signal=INT --kill-after=20 "$LEFT" python3 -m helpers.study plan --profile full --jobs 12 2>&1 | tee "$OUT/study.log"
 python3 - "$mark" <<EOF
 import json, os, sys, tarfile
 from pathlib import Path
