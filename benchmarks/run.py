@@ -25,7 +25,9 @@
     growing batch, schedule-free): per-model throughput at K = 8 against K = 1
     (:mod:`benchmarks.methods`).
 (f) On a CUDA device: model-epochs per second at K = 1, 8, 32, 128 over the full training set
-    (:func:`benchmarks.methods.model_epochs`); on a CPU it is not measured.
+    (:func:`benchmarks.methods.model_epochs`). On a CPU the table shows the last measurement
+    that ``tools/device_study.sh`` brought back from a lent GPU (``model_epochs_gpu.csv`` and
+    ``model_epochs_gpu.json``, its device, torch version, date and commit), said to be such.
 (g) The whole machine, each as it runs by default: the starter's loop at torch's default thread
     count against the study's setup, one worker process per core with one thread and K = 4
     models each (:mod:`benchmarks.machine`).
@@ -271,6 +273,22 @@ def epochs_table(curves: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
+def gpu_lines_from_device_run(folder: Path) -> list[str]:
+    """(f) as ``tools/device_study.sh`` last measured it on a lent GPU, or a line saying it was not."""
+    table, about = folder / "model_epochs_gpu.csv", folder / "model_epochs_gpu.json"
+    if not (table.exists() and about.exists()):
+        return [f"GPU (model-epochs per second at K = {', '.join(map(str, GPU_KS))}): not measured "
+                "(no GPU on this machine, and no device run brought one back)."]
+    gpu, env = pd.read_csv(table), json.loads(about.read_text())
+    return [f"**(f) Model-epochs per second on {env['device']}**, not this run: measured by "
+            f"`{env['command']}` on a lent GPU machine (torch {env['torch']}, {env['date']}, git "
+            f"{env['commit'][:10]}; plain SGD, batch 64, {int(gpu.steps[0])} steps per epoch, evaluation "
+            "excluded; one run, while nothing else ran on it):", "",
+            "| models (K) | model-epochs/s | model-samples/s | training s | x K = 1 |", "|---:|---:|---:|---:|---:|"
+            ] + [f"| {r.models} | {r.model_epochs_per_s:.2f} | {r.model_samples_per_s:,.0f} | {r.train_s:.1f} | "
+                 f"{r.model_epochs_per_s / gpu.model_epochs_per_s.iloc[0]:.1f} |" for r in gpu.itertuples()]
+
+
 def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, meta: dict,
              methods: pd.DataFrame | None = None, gpu: pd.DataFrame | None = None,
              machine: pd.DataFrame | None = None) -> str:
@@ -311,8 +329,7 @@ def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, met
                   f"{', '.join(f'{v:,.0f}' for v in c['compiled'])} model-samples/s "
                   f"(first compiled run {c['first_compiled_run_s']:.0f} s)."]
     if env["device"] == "cpu":
-        lines += ["", f"GPU (model-epochs per second at K = {', '.join(map(str, GPU_KS))}): not measured "
-                  "(no GPU on this machine)."]
+        lines += [""] + gpu_lines_from_device_run(OUT)
     lines += ["", "Absolute figures depend on the load other processes put on the machine; the ratios "
               "compare engines measured one after the other in the same rounds."]
     return "\n".join(lines) + "\n"

@@ -62,7 +62,20 @@ def test_study_cost_counts_tuning_and_final_runs():
     frame["status"] = ["finished", "diverged"]
     frame["eval_split"] = ["val", "test"]
     cost = A.study_cost(frame)
-    assert cost == {"runs": 2, "tuning_runs": 1, "final_runs": 1, "train_hours": pytest.approx(120 / 3600)}
+    assert cost == {"runs": 2, "tuning_runs": 1, "final_runs": 1, "train_hours": pytest.approx(120 / 3600),
+                    "devices": {}}
+    assert A.devices_sentence(cost) == ""
+
+
+def test_study_cost_says_where_runs_trained_when_on_several_devices():
+    frame = _runs([("adam", "standard", 0, 90.0), ("sgd", "standard", 0, 88.0), ("sgd", "standard", 1, 88.1)])
+    frame["status"], frame["eval_split"] = "finished", "test"
+    frame["device"] = ["cpu (torch 2.14.1)", "NVIDIA H200 (torch 2.11.0)", "cpu (torch 2.14.1)"]
+    cost = A.study_cost(frame)
+    assert cost["devices"] == {"cpu (torch 2.14.1)": 2, "NVIDIA H200 (torch 2.11.0)": 1}
+    assert "2 on cpu (torch 2.14.1), 1 on NVIDIA H200 (torch 2.11.0)" in A.devices_sentence(cost)
+    frame["device"] = "cpu (torch 2.14.1)"
+    assert A.devices_sentence(A.study_cost(frame)) == ""
 
 
 def test_stage_members_from_the_validation_ranking():

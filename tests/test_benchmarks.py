@@ -1,6 +1,7 @@
 """The benchmark's parts that a CPU-only test run can exercise: FLOP counting, the peak measurement,
 the per-method K-against-1 throughput and the GPU section's model-epochs path (run here on a CPU
 at a tiny size; on a GPU the same function runs K = 1, 8, 32, 128 over the full training set)."""
+import pandas as pd
 import pytest
 import torch
 
@@ -59,3 +60,17 @@ def test_machine_throughput_sums_the_workers_and_compares_with_the_starter(tmp_p
     assert workers["ratio"] == pytest.approx(workers["samples_per_s"] / frame["samples_per_s"].iloc[0])
     summary = summarize_machine(frame)
     assert "| engine, 2 process(es) x K=2, 1 thread each | 4 |" in "\n".join(machine_lines(summary))
+
+
+def test_a_cpu_run_shows_the_gpu_table_a_device_run_brought_back_and_says_so(tmp_path):
+    from benchmarks.run import gpu_lines_from_device_run
+    assert "not measured" in gpu_lines_from_device_run(tmp_path)[0]
+    pd.DataFrame({"models": [1, 8], "epochs": [1.0, 1.0], "steps": [782, 782], "train_s": [2.0, 4.0],
+                  "run_s": [2.1, 4.1], "model_epochs_per_s": [0.5, 2.0],
+                  "model_samples_per_s": [25_000, 100_000]}).to_csv(tmp_path / "model_epochs_gpu.csv")
+    (tmp_path / "model_epochs_gpu.json").write_text(
+        '{"device": "NVIDIA H200", "torch": "2.11.0", "date": "2026-11-30", "commit": "abcdef0123456", '
+        '"command": "bash tools/device_study.sh 545"}')
+    lines = gpu_lines_from_device_run(tmp_path)
+    assert "NVIDIA H200" in lines[0] and "not this run" in lines[0] and "abcdef0123" in lines[0]
+    assert lines[-1] == "| 8 | 2.00 | 100,000 | 4.0 | 4.0 |"

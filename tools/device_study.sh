@@ -4,10 +4,13 @@
 # Here, once:   mkdir -p .device-data && cp /usr/share/datasets/fashion-mnist/*.gz .device-data/
 # Device tool:  run(command="bash tools/device_study.sh 540", carry=[".device-data"], timeout_s=600)
 # Here, after:  tar -xzf <files_at>/runs.tar.gz   (from the repository root; outputs/runs/<id>/...)
+#               cp <files_at>/model_epochs_gpu.* outputs/benchmarks/ and set "commit" in the .json
+#               to the commit that ran (the device has no .git); make benchmarks shows it as (f)
 #
 # 1. smoke: every registered method trains a few steps on the GPU (a failure stops here, so no
 #    failed record of a CUDA problem enters the study);
-# 2. model-epochs per second of the batched engine at K = 1, 8, 32, 128 ($OUT/model_epochs.csv);
+# 2. model-epochs per second of the batched engine at K = 1, 8, 32, 128 ($OUT/model_epochs_gpu.csv,
+#    and what measured it in $OUT/model_epochs_gpu.json);
 # 3. the study's planner (most valuable first) until LIMIT seconds after the script's start, less a
 #    margin for the archive, 12 worker processes
 #    sharing the GPU; interrupted units are lost, finished ones are written atomically;
@@ -39,7 +42,11 @@ python3 - <<EOF
 import os
 from benchmarks.methods import model_epochs
 from helpers.problem.data import load
-model_epochs(load(device="cuda", val_size=10_000), (1, 8, 32, 128)).to_csv("$OUT/model_epochs.csv", index=False)
+import json, time, torch
+model_epochs(load(device="cuda", val_size=10_000), (1, 8, 32, 128)).to_csv("$OUT/model_epochs_gpu.csv", index=False)
+about = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "commit": "?",
+         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "bash tools/device_study.sh $LIMIT"}
+open("$OUT/model_epochs_gpu.json", "w").write(json.dumps(about))
 EOF
 mark=$(mktemp)
 LEFT=$((LIMIT - (SECONDS - START) - 45))

@@ -60,7 +60,8 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None 
     if cost:
         lines += ["", f"The study behind these numbers: {cost['runs']:,} runs ({cost['tuning_runs']:,} "
                   f"tuning runs on the hold-out, {cost['final_runs']:,} final runs), "
-                  f"{cost['train_hours']:.1f} hours of training wall time summed over runs."]
+                  f"{cost['train_hours']:.1f} hours of training wall time summed over runs."
+                  + (" " + A.devices_sentence(cost) if A.devices_sentence(cost) else "")]
     if scratch is not None:
         parts = ", ".join(f"{study.replace('_', ' ')} {hours:.1f} h" for study, hours in scratch.items())
         lines += ["", f"The whole study from no records (the planner over an empty runs folder): "

@@ -74,7 +74,7 @@ def macros(results: pd.DataFrame, ttt: pd.DataFrame, frame: pd.DataFrame, cost: 
            "NumMethods": str(frame["method"].nunique()), "NumRegistered": str(len(registry()))}
     if cost:
         out.update(StudyRuns=num(cost["runs"]), StudyTuningRuns=num(cost["tuning_runs"]),
-                   StudyHours=f"{cost['train_hours']:.1f}")
+                   StudyHours=f"{cost['train_hours']:.1f}", DevicesSentence=tex(A.devices_sentence(cost)))
     out["Coverage"] = tex(coverage(frame))
     out["CountingRule"] = tex(COUNTING_RULE)
     rules = "; ".join(S.RULES.values())
@@ -350,6 +350,7 @@ def default_macros(state=None) -> dict[str, str]:
                  "StarterSeedAccs", "SparseGap", "FastestMethod", "FastestEpochs", "FastestGradEvals", "FastestOracle", "FastestReached", "FastestWall",
                  "StudyRuns", "StudyTuningRuns", "StudyHours", "TimingMachine", "TimingThreads", "TimingIdle"):
         out[name] = RS.NOT_RUN
+    out["DevicesSentence"] = ""
     return out
 
 

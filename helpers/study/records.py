@@ -221,6 +221,7 @@ def load_records(root=None, status: tuple[str, ...] | None = None, protocol: int
                              versions=json.dumps(versions_of(meta), sort_keys=True),
                              protocol=versions_of(meta)["protocol"],
                              weight_norm=(meta.get("final") or {}).get("weight_norm", np.nan),
+                             device=_device_of(meta),
                              error=meta.get("error", ""))
         frames.append(frame)
     if not frames:
@@ -228,6 +229,13 @@ def load_records(root=None, status: tuple[str, ...] | None = None, protocol: int
     from ..constraints.scenarios import within_budget
     frame = pd.concat(frames, ignore_index=True)
     return frame.assign(within_budget=within_budget(frame))
+
+
+def _device_of(meta: dict) -> str:
+    """Where a run trained, with its torch: "cpu (torch 2.14.1+cu130)", "NVIDIA H200 (torch 2.11.0+cu130)"."""
+    env = meta.get("environment") or {}
+    name = env.get("device_name") or env.get("device") or "unknown"
+    return f"{name} (torch {env['torch']})" if env.get("torch") else name
 
 
 def versions_of(meta: dict) -> dict:
