@@ -70,11 +70,11 @@ def test_study_cost_counts_tuning_and_final_runs():
 def test_study_cost_says_where_runs_trained_when_on_several_devices():
     frame = _runs([("adam", "standard", 0, 90.0), ("sgd", "standard", 0, 88.0), ("sgd", "standard", 1, 88.1)])
     frame["status"], frame["eval_split"] = "finished", "test"
-    frame["device"] = ["cpu (torch 2.14.1)", "NVIDIA H200 (torch 2.11.0)", "cpu (torch 2.14.1)"]
+    frame["device"] = ["cpu, torch 2.14.1", "NVIDIA H200, torch 2.11.0", "cpu, torch 2.14.1"]
     cost = A.study_cost(frame)
-    assert cost["devices"] == {"cpu (torch 2.14.1)": 2, "NVIDIA H200 (torch 2.11.0)": 1}
-    assert "2 on cpu (torch 2.14.1), 1 on NVIDIA H200 (torch 2.11.0)" in A.devices_sentence(cost)
-    frame["device"] = "cpu (torch 2.14.1)"
+    assert cost["devices"] == {"cpu, torch 2.14.1": 2, "NVIDIA H200, torch 2.11.0": 1}
+    assert "2 machines (2 on cpu, torch 2.14.1; 1 on NVIDIA H200, torch 2.11.0)" in A.devices_sentence(cost)
+    frame["device"] = "cpu, torch 2.14.1"
     assert A.devices_sentence(A.study_cost(frame)) == ""
 
 

@@ -42,7 +42,7 @@ def test_run_is_written_reused_and_loaded(runs_root):
     frame = load_records()
     assert set(frame["run_id"]) == {config.run_id}
     assert {"optimizer", "scenario", "seed", "status", "test_acc", "grad_evals"} <= set(frame.columns)
-    assert set(frame["device"]) == {f"cpu (torch {torch.__version__})"}
+    assert set(frame["device"]) == {f"cpu, torch {torch.__version__}"}
 
 
 def test_a_worker_run_reaches_the_runs_folder_with_its_predictions(tmp_path):

@@ -271,9 +271,11 @@ def devices_sentence(cost: dict) -> str:
     if len(devices) < 2:
         return ""
     parts = [f"{n:,} on {device}" for device, n in devices.items()]
-    return (f"The runs trained on more than one machine ({', '.join(parts)}); a run's oracle calls and "
-            "accuracy do not depend on where it ran beyond floating-point rounding; the seconds in the "
-            "report come from the timing pass, not from the runs' clocks.")
+    return (f"The runs trained on {len(devices)} machines ({'; '.join(parts)}). A seed fixes the initial "
+            "weights and the batch order on either (both are drawn on the CPU), so a run's oracle calls are "
+            "the same and its results differ only through floating-point rounding, which compounds over a "
+            "run; the seconds in the report come "
+            "from the timing pass, not from the runs' clocks.")
 
 
 def hparams_of(results_row) -> dict:

@@ -232,10 +232,10 @@ def load_records(root=None, status: tuple[str, ...] | None = None, protocol: int
 
 
 def _device_of(meta: dict) -> str:
-    """Where a run trained, with its torch: "cpu (torch 2.14.1+cu130)", "NVIDIA H200 (torch 2.11.0+cu130)"."""
+    """Where a run trained, with its torch: "cpu, torch 2.14.1+cu130", "NVIDIA H200, torch 2.11.0+cu130"."""
     env = meta.get("environment") or {}
     name = env.get("device_name") or env.get("device") or "unknown"
-    return f"{name} (torch {env['torch']})" if env.get("torch") else name
+    return f"{name}, torch {env['torch']}" if env.get("torch") else name
 
 
 def versions_of(meta: dict) -> dict:
