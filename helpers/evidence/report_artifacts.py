@@ -9,6 +9,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from . import analysis as A
+from .density import density_findings
 from . import side_studies as SS
 from . import statistics as S
 from .latex import macros_tex, tabular
@@ -175,6 +176,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     pixels = SS.preprocessing_results(final_all)
     measurements = _measurements(root)
     values.update(side_study_sentences(frame, pixels, state, measurements))
+    values["DensitySentence"] = density_findings(final_all) if len(final_all) else ""
     files["preprocessing.tex"] = SS.preprocessing_tex(pixels) if len(pixels) else tabular(
         "l", ["preprocessing ablation"], [], raw=[rf"\NotRun{{}}: {RS.pending(state, ['unit-pixels']) if state is not None else 'no records'} \\"])
     ratios = SS.variance_ratios(measurements)
