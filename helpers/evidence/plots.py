@@ -359,9 +359,10 @@ def density_plot(density: pd.DataFrame, ax=None):
     """Test accuracy (mean +- std over seeds) against the fc1+fc2 density (``density`` as from
     :func:`helpers.evidence.analysis.accuracy_vs_density`): one line per method for the projection
     (its colour), the other strategies as unconnected markers of the same colour, one marker shape
-    per strategy; two legends outside (methods, strategies). The y axis covers the points within
-    :data:`COLLAPSE_POINTS` of the best at their density; an inset shows the full range when some
-    points fall below."""
+    per strategy; one legend outside, methods in its first column and strategies in its second. The y axis covers the points within
+    :data:`COLLAPSE_POINTS` of the best at their density, at the densities whose best is within
+    :data:`COLLAPSE_POINTS` of the best overall; an inset shows the full range when some points fall
+    outside."""
     from matplotlib.lines import Line2D
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     others = sorted(set(density["sparsity_strategy"]) - {"projection"})
@@ -387,7 +388,8 @@ def density_plot(density: pd.DataFrame, ax=None):
     ticks = sorted(density["density"].unique())
     ax.set_xticks(ticks, [f"{100 * t:g}%" for t in ticks])
     best = density.groupby("density")["test_acc_mean"].transform("max")
-    kept = density[density["test_acc_mean"] >= best - COLLAPSE_POINTS]
+    kept = density[(density["test_acc_mean"] >= best - COLLAPSE_POINTS) &
+                   (best >= density["test_acc_mean"].max() - COLLAPSE_POINTS)]
     if len(kept) < len(density):
         low = (kept["test_acc_mean"] - kept["test_acc_std"].fillna(0)).min()
         high = (kept["test_acc_mean"] + kept["test_acc_std"].fillna(0)).max()
@@ -397,17 +399,21 @@ def density_plot(density: pd.DataFrame, ax=None):
                                                line.sort_values("density")["test_acc_mean"].to_numpy())
                                               for _, line in kept.groupby(["method", "sparsity_strategy"])]))
         draw(sub, small=True)
-        sub.set_xticks(ticks, [f"{100 * t:g}" for t in ticks])
+        spaced = []
+        for t in sorted(ticks, reverse=True):  # 100 first; none closer than 0.3 decades on the small axis
+            if not spaced or math.log10(spaced[-1] / t) >= 0.3:
+                spaced.append(t)
+        sub.set_xticks(spaced, [f"{100 * t:g}" for t in spaced])
         sub.set_title("full range", fontsize=6)
         sub.tick_params(labelsize=6)
     methods = [Line2D([], [], color=look[str(m)]["color"], label=str(m)) for m in sorted(density["method"].unique())]
     kinds = [Line2D([], [], color="grey", marker=shapes[st], linestyle="-" if st == "projection" else "none",
                     label=st) for st in ["projection", *others] if st in set(density["sparsity_strategy"])]
-    first = ax.legend(handles=methods, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
-                      title="method", title_fontsize=7)
-    ax.add_artist(first)
-    ax.legend(handles=kinds, loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=7, frameon=False,
-              title="strategy", title_fontsize=7)
+    rows = max(len(methods), len(kinds))
+    blank = Line2D([], [], linestyle="none", label=" ")
+    ax.legend(handles=methods + [blank] * (rows - len(methods)) + kinds + [blank] * (rows - len(kinds)),
+              ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
+              title="method      strategy", title_fontsize=7, alignment="left", columnspacing=1.0)
     ax.set_xlabel("fc1+fc2 density (share of weights nonzero)")
     ax.set_ylabel("test accuracy (%)")
     return ax
