@@ -55,10 +55,8 @@ def test_the_main_tables_hold_one_final_configuration_per_method_and_rank_as_the
 
 
 @pytest.mark.skipif(not METAS, reason="no committed records")
-@pytest.mark.xfail(strict=True, reason="the v2 study is still running: remove this mark when it is complete")
 def test_the_committed_records_are_the_complete_study():
     """Issue 12's must-show: with the committed records the definition plans nothing more to train
-    (`python -m helpers sweep --profile full --dry-run` plans 0 runs). Strict xfail while the study
-    runs: the day it completes this passes, the mark fails the suite, and it is removed."""
+    (`python -m helpers sweep --profile full --dry-run` plans 0 runs)."""
     state = PL.study_plan(None, "full", RUNS)
     assert not state.runnable and not state.blocked and not state.measurements
