@@ -255,7 +255,7 @@ def accuracy_vs_density(frame: pd.DataFrame) -> pd.DataFrame:
 
 def study_cost(records: pd.DataFrame) -> dict:
     """What the study ran: finished/diverged runs (tuning and final), their training wall time, and
-    how many ran on each device (``devices``: runs per "device (torch version)", most first)."""
+    how many ran on each device (``devices``: runs per "device, torch version", most first)."""
     done = records[records["status"].isin(["finished", "diverged"])]  # failed runs trained nothing
     last = done.sort_values("epoch").groupby("run_id").tail(1)
     tuning = last["eval_split"] == "val"

@@ -79,9 +79,9 @@ def density_sentence(results: pd.DataFrame, chance: pd.DataFrame, support: pd.Da
     empty = starts[starts["density"].isin(failing["density"]) & (starts["fc1_kept"] == 0)]
     if not len(empty):
         return text
-    text += (" From the default initialisation, at each of the runs' seeds, the projection keeps only fc2 weights at " + " and ".join(_pct(d) for d in
-                                                                          sorted(empty["density"], reverse=True))
-             + " (fc2's are drawn from $\\pm 1/\\sqrt{120}$, fc1's from $\\pm 1/\\sqrt{256}$), so fc1's output "
+    only_fc2 = " and ".join(_pct(d) for d in sorted(empty["density"], reverse=True))
+    text += (" From the default initialisation, at each of the runs' seeds, the projection keeps only fc2 "
+             f"weights at {only_fc2} (fc2's are drawn from $\\pm 1/\\sqrt{{120}}$, fc1's from $\\pm 1/\\sqrt{{256}}$), so fc1's output "
              "is the same for every image")
     pruned = sorted(results.loc[results["sparsity_strategy"].isin(("gradual", "finetune")), "density"].unique())
     if pruned:
@@ -90,13 +90,18 @@ def density_sentence(results: pd.DataFrame, chance: pd.DataFrame, support: pd.Da
     return text + "."
 
 
+def _start_support(finals: pd.DataFrame, densities) -> pd.DataFrame:
+    """:func:`projection_support_at_init` at the seeds of the sparse runs in ``finals``."""
+    seeds = sorted(int(s) for s in finals.loc[finals["scenario"].str.startswith("sparse"), "seed"].unique())
+    return projection_support_at_init(densities, seeds)
+
+
 def density_findings(finals: pd.DataFrame) -> str:
     """:func:`density_sentence` from final-run records alone (the support at the runs' seeds)."""
     from . import analysis as A
     results = A.accuracy_vs_density(finals)
     chance = chance_runs(finals)
-    seeds = sorted(int(s) for s in finals.loc[finals["scenario"].str.startswith("sparse"), "seed"].unique())
-    support = projection_support_at_init(chance["density"], seeds) if len(chance) else \
+    support = _start_support(finals, chance["density"]) if len(chance) else \
         pd.DataFrame(columns=["density", "seed", "fc1_kept", "fc2_kept"])
     return density_sentence(results, chance, support) if len(results) else ""
 
@@ -107,7 +112,6 @@ def chance_table(finals: pd.DataFrame) -> pd.DataFrame:
     chance = chance_runs(finals)
     if not len(chance):
         return chance
-    seeds = sorted(int(s) for s in finals["seed"].unique())
-    start = projection_support_at_init(chance["density"], seeds).groupby("density").agg(
+    start = _start_support(finals, chance["density"]).groupby("density").agg(
         fc1_kept_at_start=("fc1_kept", "min"), fc2_kept_at_start=("fc2_kept", "max")).reset_index()
     return chance.merge(start, on="density").sort_values("density", ascending=False)
