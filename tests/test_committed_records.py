@@ -23,9 +23,6 @@ def test_no_committed_run_passes_its_oracle_budget():
 
 
 @pytest.mark.skipif(not METAS, reason="no committed records")
-@pytest.mark.xfail(strict=True, reason="batchfull-1ep (one full-batch step): sgd's and heavy_ball's best rate is "
-                   "3.162, the allowed extension's end (hold-out accuracy still rising: 10.99% at 1, 17.45% at "
-                   "3.162); the row's grid must reach the rate limit 10, and its tuning and finals rerun")
 def test_every_committed_grid_ends_interior_or_at_a_declared_limit():
     state = PL.study_plan(None, "full", RUNS)
     assert state.edges, "the committed records hold no complete grid"

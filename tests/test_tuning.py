@@ -32,6 +32,24 @@ def test_edge_extension_goes_one_point_at_a_time_up_to_the_allowance():
     assert T.next_extension(grid, -1, grid, 0) is None
 
 
+def test_an_unbounded_extension_walks_to_the_declared_limit():
+    top = T.exponent_limits()[1]
+    grid = list(range(top - 9, top - 2))
+    tried, best = list(grid), grid[-1]
+    while (nxt := T.next_extension(tried, best, grid, math.inf)) is not None:
+        tried.append(nxt)
+        best = nxt
+    assert tried[len(grid):] == [top - 2, top - 1, top]
+    assert T.edge_status(tried, top, grid, math.inf) == "limit"
+    assert T.edge_status(tried, top - 1, grid, math.inf) == "interior"
+
+
+def test_only_the_batch_size_rows_extend_to_the_limit():
+    extending = {r.name for r in D.ROWS if r.extend_to_limit}
+    assert extending == {r.name for r in D.ROWS if r.study == "batch_size"}
+    assert "batchfull-1ep" in extending and "standard" not in extending
+
+
 def test_edge_status_interior_limit_or_spent():
     grid = list(range(-7, 0))
     assert T.edge_status(grid, -3, grid, 2) == "interior"

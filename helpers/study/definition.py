@@ -12,7 +12,8 @@ Tuning kinds (the same counts for every method):
 
 - ``grid``: ``grid_points`` learning rates half a decade apart (10^(j/2)), centred on the
   method's range; a best rate on an edge is extended one point at a time, at most
-  ``grid_extension`` points, never past :data:`LR_LIMITS`; then ``qmc_trials`` quasi-random
+  ``grid_extension`` points (a row with ``extend_to_limit``: until interior), never past
+  :data:`LR_LIMITS`; then ``qmc_trials`` quasi-random
   trials (scrambled Halton, ``scipy.stats.qmc``) over the method's :data:`KEY_HPARAMS` at the
   best rate. The choice is the best of all these trials.
 - ``l2``: ``l2_trials`` joint quasi-random trials over the rate (a decade around the ``base``
@@ -145,7 +146,9 @@ def check_row(row: "Row") -> None:
 class Row:
     """One line of the study. ``methods``: "all", "family_best:<row>" (the best of each family
     in that row's hold-out ranking) or a tuple of names. ``base``: the row whose choice the
-    l2/rates tuning starts from. ``overrides``: RunConfig fields for every run of the row."""
+    l2/rates tuning starts from. ``overrides``: RunConfig fields for every run of the row.
+    ``extend_to_limit``: a best rate on a grid edge is extended until it is interior or at
+    :data:`LR_LIMITS` (the profile's ``grid_extension`` cap does not apply)."""
     name: str
     scenario: str
     methods: str | tuple = "all"
@@ -159,6 +162,7 @@ class Row:
     overrides: dict = field(default_factory=dict)
     study: str = "main"
     measure: str | None = None
+    extend_to_limit: bool = False
 
     def __post_init__(self):
         check_row(self)
@@ -170,7 +174,9 @@ class Row:
 # about 10x a batch-64 run here (sgd_basic's v1 wall times): it joins at the small common budget
 # of one epoch (60,000 / 50,000), where every batch size runs. The rate is tuned by the main
 # protocol (grid, extension, quasi-random trials) per batch size; batch 64 at 10 epochs is the
-# main study's standard row (no row of its own: the same runs).
+# main study's standard row (no row of its own: the same runs). The best rate moves by orders of
+# magnitude with the batch size, so these grids extend until the best rate is interior or at
+# LR_LIMITS (one full-batch step wanted a rate past the 2-point extension's end).
 MOMENTUM_METHOD = "heavy_ball"  # the studies' momentum method: SGD with momentum (torch.optim.SGD)
 BATCH_SIZES = (1, 8, 32, 64, 256, 1024, "full")
 BATCH_METHODS = ("sgd", MOMENTUM_METHOD)
@@ -219,10 +225,10 @@ STUDY_ROWS = (
         overrides={"evals_per_epoch": HORIZON_EVALS}, study="time_to_target"),
     *(Row(f"batch{_batch_label(b)}-{BATCH_SMALL_EPOCHS}ep", "standard", BATCH_METHODS, tuning="grid", priority=9,
           overrides={**_batch_settings(b), "epochs": BATCH_SMALL_EPOCHS, "evals_per_epoch": BATCH_SMALL_EVALS},
-          study="batch_size")
+          study="batch_size", extend_to_limit=True)
       for b in BATCH_SIZES),
     *(Row(f"batch{_batch_label(b)}", "standard", BATCH_METHODS, tuning="grid", priority=10,
-          overrides=_batch_settings(b), study="batch_size")
+          overrides=_batch_settings(b), study="batch_size", extend_to_limit=True)
       for b in BATCH_SIZES if b not in BATCH_FULL_BUDGET_SKIPS and b != 64),
     *(Row(f"wd-{kind}-{wd:g}", "l2", methods, tuning="base", priority=11,
           overrides={"hparams": {"weight_decay": wd}}, study="weight_decay")

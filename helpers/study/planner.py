@@ -277,21 +277,21 @@ class _Planner:
 
     def _grid(self, row, method, strategy) -> Choice | None:
         grid = T.grid_exponents(method, self.p.grid_points)
+        allowed = math.inf if row.extend_to_limit else self.p.grid_extension
         results = {j: self._trial(row, method, strategy, "grid", {"lr": T.lr_of(j)}) for j in grid}
         if any(o is None for _, o in results.values()):
             self._waiting[(row.name, method, strategy)] = f"the rate grid of {method} in {row.name}"
             return None
         while True:
             best = max(sorted(results), key=lambda j: T.score(results[j][1].val_acc, results[j][1].val_loss))
-            nxt = T.next_extension(sorted(results), best, grid, self.p.grid_extension)
+            nxt = T.next_extension(sorted(results), best, grid, allowed)
             if nxt is None:
                 break
             results[nxt] = self._trial(row, method, strategy, "extension", {"lr": T.lr_of(nxt)})
             if results[nxt][1] is None:
                 self._waiting[(row.name, method, strategy)] = f"the grid extension of {method} in {row.name}"
                 return None
-        self.plan.edges[(row.name, method, strategy)] = T.edge_status(sorted(results), best, grid,
-                                                                      self.p.grid_extension)
+        self.plan.edges[(row.name, method, strategy)] = T.edge_status(sorted(results), best, grid, allowed)
         trials = [(c, o, {}) for c, o in results.values()]
         fixed = {*row.overrides, *row.overrides.get("hparams", {})}
         space = {k: v for k, v in T.key_space(method).items() if k not in fixed}

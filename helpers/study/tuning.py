@@ -50,7 +50,7 @@ def exponent_limits() -> tuple[int, int]:
     return math.ceil(2 * math.log10(low) - 1e-9), math.floor(2 * math.log10(high) + 1e-9)
 
 
-def next_extension(tried: list[int], best: int, grid: list[int], allowed: int) -> int | None:
+def next_extension(tried: list[int], best: int, grid: list[int], allowed: float) -> int | None:
     """The next exponent past the edge the best rate sits on, or None when the best is interior,
     the extension is spent (``allowed`` points beyond the grid) or the next point is past
     :data:`~helpers.study.definition.LR_LIMITS`."""
@@ -67,7 +67,7 @@ def next_extension(tried: list[int], best: int, grid: list[int], allowed: int) -
     return candidate
 
 
-def edge_status(tried: list[int], best: int, grid: list[int], allowed: int) -> str:
+def edge_status(tried: list[int], best: int, grid: list[int], allowed: float) -> str:
     """"interior", "open" (an extension is still due), "limit" (on an edge that is a declared
     limit) or "spent" (on an edge after the allowed extension)."""
     if min(tried) < best < max(tried):
