@@ -21,8 +21,8 @@ TEMPLATE = """\
   and GD keep a constant base rate.
 - **Search spaces, the same counts for every method**: `standard`: {ProtocolGridPoints} learning
   rates half a decade apart over the method's range, a best rate on an edge extended by up to
-  {ProtocolGridExtension} points (never past the declared limits {LrLimits}; the extension's runs
-  are counted), then {ProtocolQmcTrials} quasi-random trials (scrambled Halton,
+  {ProtocolGridExtension} points (the batch-size study's grids: until interior; never past the
+  declared limits {LrLimits}; the extension's runs are counted), then {ProtocolQmcTrials} quasi-random trials (scrambled Halton,
   `scipy.stats.qmc`) over the method's other key hyperparameters at the best rate. `l2`:
   {ProtocolLtwoTrials} quasi-random trials over the rate (a decade around the standard choice) and
   the weight decay (coupled L2 {ProtocolWdCoupled}; decoupled, AdamW-like, {ProtocolWdDecoupled}).

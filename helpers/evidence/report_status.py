@@ -134,7 +134,10 @@ def rows_tex(state, profile: str = "full") -> str:
         seeds = str(first.seeds) + (f"/{first.top_seeds}" if first.top_seeds > first.seeds else "")
         done = sum(int(table.loc[r.name, "done"]) for r in rows if r.name in table.index)
         planned = sum(int(table.loc[r.name, "planned"]) for r in rows if r.name in table.index)
-        body.append([_tex(label), _tex(scenarios), _tex(members), tuning[first.tuning], seeds,
+        text = tuning[first.tuning]
+        if first.tuning == "grid" and first.extend_to_limit:
+            text = text.replace(f"$\\le${p.grid_extension} more at an edge", "an edge extended to the rate limit")
+        body.append([_tex(label), _tex(scenarios), _tex(members), text, seeds,
                      f"{_num(done)}/{_num(planned)}"])
     rag = r">{\raggedright\arraybackslash}"
     return _tabular(f"l{rag}p{{2.6cm}}{rag}p{{3.3cm}}{rag}p{{4.1cm}}cr", ["row", "scenario", "methods", "tuning",

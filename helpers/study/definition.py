@@ -198,6 +198,12 @@ VARIANCE = dict(methods=("sgd", "svrg", "sarah", "saga", MOMENTUM_METHOD), epoch
                 batch_sizes=(1, 8, 32, 64, 256, 1024), seeds=(0,))
 
 
+def allowed_extension(row: Row, profile: "Profile") -> float:
+    """Grid points a row may add past an edge: the profile's ``grid_extension``, or no bound but
+    :data:`LR_LIMITS` for a row with ``extend_to_limit``."""
+    return math.inf if row.extend_to_limit else profile.grid_extension
+
+
 def log_points(low: float, high: float, n: int) -> tuple[float, ...]:
     """``n`` values from ``low`` to ``high`` evenly spaced in log (4 significant digits)."""
     if n < 2:

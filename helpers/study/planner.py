@@ -277,7 +277,7 @@ class _Planner:
 
     def _grid(self, row, method, strategy) -> Choice | None:
         grid = T.grid_exponents(method, self.p.grid_points)
-        allowed = math.inf if row.extend_to_limit else self.p.grid_extension
+        allowed = D.allowed_extension(row, self.p)
         results = {j: self._trial(row, method, strategy, "grid", {"lr": T.lr_of(j)}) for j in grid}
         if any(o is None for _, o in results.values()):
             self._waiting[(row.name, method, strategy)] = f"the rate grid of {method} in {row.name}"

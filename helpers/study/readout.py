@@ -33,7 +33,8 @@ def definition_table(profile: str | Profile = "full") -> pd.DataFrame:
         methods = row.methods if isinstance(row.methods, str) else ",".join(row.methods)
         if methods == "all":
             methods = f"all ({len(p.methods or names())})"
-        tuning = {"grid": f"{p.grid_points} rates +<= {p.grid_extension} edge, {p.qmc_trials} qmc",
+        edge = "+ edge to the limit" if row.extend_to_limit else f"+<= {p.grid_extension} edge"
+        tuning = {"grid": f"{p.grid_points} rates {edge}, {p.qmc_trials} qmc",
                   "l2": f"{p.l2_trials} qmc (rate, wd)", "rates": f"{p.sparse_rates} rates",
                   "base": f"{row.base}'s choice",
                   "horizon": f"horizons {','.join(map(str, p.horizons))} ep (fewest calls to {D.TARGET_ACC}%)",
