@@ -69,3 +69,10 @@ def test_unknown_notebook_parameter_is_rejected_before_running(tmp_path):
     with pytest.raises(SweepSpecError, match="no parameter.*learning_rate"):
         plan("quick", notebooks=["00_starter_baseline"], overrides={"learning_rate": 0.1},
              output_dir=tmp_path, runs_dir=str(tmp_path / "runs"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_cell_has_an_id(notebook):
+    """nbformat 4.5 cell ids: without them nbformat warns on every read and will refuse the file."""
+    cells = json.loads(notebook.read_text())["cells"]
+    assert all("id" in cell for cell in cells), f"{notebook.name}: normalise it (nbformat.validator.normalize)"

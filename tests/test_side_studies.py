@@ -120,6 +120,10 @@ def test_side_study_sentences_name_the_best_point_of_each_method():
     assert SS.weight_decay_sentence(decay) == (
         "In the weight-decay study, adam (coupled) is most accurate at decay 0.0001 (90.40\\% $\\pm$ 0.30; "
         "shrinkage $2 \\times 10^{-7}$ per step) and within one standard deviation of that up to 0.001.")
+    steep = decay.assign(test_acc_mean=[90.0, 90.4, 89.0, 80.0])
+    assert SS.weight_decay_sentence(steep).endswith(
+        "per step) and every larger decay more than one standard deviation below it.")
+    assert SS.weight_decay_sentence(steep.iloc[:2]).endswith("per step), the largest decay run.")
     pixels = pd.DataFrame([dict(method="sgd", pixels=SS.UNIT, test_acc_mean=88.0, test_acc_std=0.2),
                            dict(method="sgd", pixels=SS.STANDARDISED, test_acc_mean=90.0, test_acc_std=0.1),
                            dict(method="starter", pixels=SS.STARTER_PIXELS, test_acc_mean=45.0, test_acc_std=19.0)])

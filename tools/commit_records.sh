@@ -12,5 +12,5 @@ trap 'rm -rf "$snap"' EXIT
 git archive HEAD outputs/runs outputs/measurements | tar -x -C "$snap"
 FMNIST_RUNS_DIR="$snap/outputs/runs" .venv/bin/python -m helpers report > /tmp/commit_records_report.log 2>&1 \
   || { tail /tmp/commit_records_report.log; exit 1; }
-git add report README.md outputs/notebooks/90_summary.ipynb
+git add report README.md outputs/notebooks/full/90_summary.ipynb
 git commit -qm "Report, README results block and summary rebuilt from the committed records" && echo committed

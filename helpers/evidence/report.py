@@ -22,9 +22,10 @@ TEX_PACKAGES = ["latexmk", "texlive-latex-recommended", "texlive-fonts-recommend
 
 
 def run_summary(report_dir: Path = REPORT_DIR) -> Path:
-    """Execute notebooks/90_summary.ipynb so it writes the report's tables and figures."""
+    """Execute notebooks/90_summary.ipynb so it writes the report's tables and figures; the executed
+    notebook goes where the full study's sweep puts it (outputs/notebooks/full/)."""
     import papermill
-    out = ROOT / "outputs" / "notebooks" / "90_summary.ipynb"
+    out = ROOT / "outputs" / "notebooks" / "full" / "90_summary.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.ipynb")
     papermill.execute_notebook(str(ROOT / "notebooks" / "90_summary.ipynb"), str(tmp),

@@ -325,9 +325,14 @@ def weight_decay_sentence(table: pd.DataFrame) -> str:
         band = best["test_acc_std"] if pd.notna(best["test_acc_std"]) else 0.0
         kept = rows.loc[rows["test_acc_mean"] >= best["test_acc_mean"] - band, "weight_decay"].max()
         shrink = f"; shrinkage {scientific(best['shrinkage'])} per step" if pd.notna(best.get("shrinkage")) else ""
+        if kept > best["weight_decay"]:
+            tail = f" and within one standard deviation of that up to {kept:g}"
+        elif kept < rows["weight_decay"].max():
+            tail = " and every larger decay more than one standard deviation below it"
+        else:
+            tail = ", the largest decay run"
         parts.append(f"{_name(method)} ({best['kind']}) is most accurate at decay {best['weight_decay']:g} "
-                     f"({_acc(best['test_acc_mean'], best['test_acc_std'])}{shrink}) and within one standard "
-                     f"deviation of that up to {kept:g}")
+                     f"({_acc(best['test_acc_mean'], best['test_acc_std'])}{shrink}){tail}")
     return ("In the weight-decay study, " + "; ".join(parts) + ".") if parts else ""
 
 
