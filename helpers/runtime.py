@@ -11,6 +11,20 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def repo_path(path: str | os.PathLike) -> Path:
+    """``path`` made absolute; a relative one is taken from the repository root, so a notebook
+    parameter such as ``outputs/runs`` means the same folder wherever the kernel runs."""
+    path = Path(path).expanduser()
+    return (path if path.is_absolute() else ROOT / path).resolve()
+
+
+def as_repo_parameter(path: str | os.PathLike) -> str:
+    """The inverse for parameters: relative to the repository root when ``path`` lies inside it
+    (executed notebooks then name no machine's folders), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path == ROOT or ROOT in path.parents else str(path)
+
+
 def default_device() -> torch.device:
     """CUDA when available (``FMNIST_DEVICE`` overrides), else CPU."""
     name = os.environ.get("FMNIST_DEVICE")

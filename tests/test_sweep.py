@@ -100,7 +100,13 @@ def test_the_study_runs_every_notebook_from_the_definition(tmp_path):
                      "50_sparsity", "90_summary"]
     sparsity = next(j for j in full if j.name == "50_sparsity").parameters
     assert sparsity["profile"] == "full"  # it runs the definition's sparse rows of that profile
-    assert next(j for j in full if j.name == "90_summary").parameters["report_dir"] == str(sweep.REPORT_DIR)
+    summary = next(j for j in full if j.name == "90_summary").parameters
+    assert summary["report_dir"] == "report"  # from the repository root, wherever the kernel runs
+    assert sweep.repo_path(summary["report_dir"]) == sweep.REPORT_DIR.resolve()
+    assert next(j for j in full if j.name == "50_sparsity").parameters["runs_dir"] == str(tmp_path / "runs")
+    inside = sweep.plan("full", notebooks=["10_sgd"], scenarios=["l2"], runs_dir=str(sweep.ROOT / "outputs" / "runs"))
+    assert inside[0].parameters["runs_dir"] == "outputs/runs"
+    assert sweep.study_runs_dir("full", "outputs/runs") == sweep.ROOT / "outputs" / "runs"
     assert {j.output.parent for j in full} == {tmp_path}
     ci = sweep.plan("ci", runs_dir=str(tmp_path / "runs"))
     assert {j.output.parent for j in ci} == {sweep.SCRATCH / "ci" / "notebooks"}
@@ -232,3 +238,33 @@ def test_pool_processes_exit_when_their_owner_is_killed():
         owner.wait(timeout=30)
     gone, alive = psutil.wait_procs(descendants, timeout=20)
     assert alive == [], [" ".join(p.cmdline())[:80] for p in alive]
+
+
+def test_a_stored_notebook_output_is_stale_once_a_record_changes(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    (runs / "a" / "meta.json").write_text('{"status": "finished"}')
+    job = sweep.Job("probe", DATA / f"{PROBE}.ipynb", tmp_path / "out.ipynb", {"x": 1}, runs_dir=str(runs))
+    first = job.key
+    assert job.key == first
+    (runs / "a" / "meta.json").write_text('{"status": "diverged"}')
+    changed = job.key
+    assert changed != first
+    (runs / "b").mkdir()
+    (runs / "b" / "records.csv").write_text("epoch\n1\n")
+    assert job.key not in (first, changed)
+
+
+def test_executed_notebooks_keep_no_timestamps_or_random_ids():
+    import nbformat
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    notebook.cells[0].metadata.update(tags=["injected-parameters"], execution={"iopub.status.busy": "2026"},
+                                      papermill={"duration": 0.1, "start_time": "t", "end_time": "t",
+                                                 "status": "completed"})
+    notebook.metadata["papermill"] = {"duration": 3.0, "start_time": "t", "end_time": "t",
+                                      "input_path": "/a/b.ipynb", "output_path": "/c/d.ipynb", "parameters": {}}
+    sweep.scrub_volatile(notebook)
+    cell = notebook.cells[0]
+    assert cell.id == "injected-parameters" and "execution" not in cell.metadata
+    assert cell.metadata["papermill"] == {"status": "completed"}
+    assert notebook.metadata["papermill"] == {"parameters": {}}

@@ -480,7 +480,8 @@ def difference_plot(tables: dict[str, pd.DataFrame], axes=None, limits: dict | N
             if shown != value:
                 ax.annotate(f"{value:+.3g}", (shown, y), xytext=(-7 if value > high else 7, 0),
                             textcoords="offset points", fontsize=6, va="center",
-                            ha="right" if value > high else "left")
+                            ha="right" if value > high else "left",
+                            bbox=dict(facecolor="white", edgecolor="none", pad=0.2))
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set_xlim(low, high)
         ax.set_xlabel(name)

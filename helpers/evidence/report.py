@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..runtime import ROOT
+from ..runtime import ROOT, as_repo_parameter
 
 REPORT_DIR = ROOT / "report"
 MAX_PAGES = 10
@@ -23,16 +23,14 @@ TEX_PACKAGES = ["latexmk", "texlive-latex-recommended", "texlive-fonts-recommend
 
 def run_summary(report_dir: Path = REPORT_DIR) -> Path:
     """Execute notebooks/90_summary.ipynb so it writes the report's tables and figures; the executed
-    notebook goes where the full study's sweep puts it (outputs/notebooks/full/)."""
-    import papermill
-    out = ROOT / "outputs" / "notebooks" / "full" / "90_summary.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.ipynb")
-    papermill.execute_notebook(str(ROOT / "notebooks" / "90_summary.ipynb"), str(tmp),
-                               parameters={"report_dir": str(report_dir)}, kernel_name=KERNEL,
-                               cwd=str(ROOT / "notebooks"), progress_bar=False)
-    os.replace(tmp, out)
-    return out
+    notebook goes where the full study's sweep puts it (outputs/notebooks/full/), the same way."""
+    from ..study.sweep import OUTPUT_DIR, SUMMARY, Job, execute, notebook_path, study_runs_dir
+    source = notebook_path(SUMMARY)
+    job = Job(SUMMARY, source, OUTPUT_DIR / "full" / source.name, {"report_dir": as_repo_parameter(report_dir)},
+              reusable=False, runs_dir=str(study_runs_dir("full")))
+    if execute(job, KERNEL, progress=False) != "done":
+        raise SystemExit(f"{SUMMARY} failed: see {job.failed_output}")
+    return job.output
 
 
 def ensure_latex() -> None:

@@ -15,6 +15,7 @@ from . import statistics as S
 from .latex import macros_tex, tabular
 from .readme_protocol import protocol_markdown
 from .report_figures import report_figures
+from ..runtime import repo_path
 from .report_macros import (SCENARIO_KEYS, answer, decay_choices_sentence, default_macros, failures_sentence, family_sentence, macros,
                             protocol_macros, sentence_macros, shift_sentence, side_study_sentences, _fastest_wall,
                             _starter_macros)
@@ -67,7 +68,10 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None 
         parts = ", ".join(f"{study.replace('_', ' ')} {hours:.1f} h" for study, hours in scratch.items())
         lines += ["", f"The whole study from no records (the planner over an empty runs folder): "
                       f"{scratch.sum():.1f} hours of training with 2 processes by the timing pass ({parts}); "
-                      f"evaluation and start-up add to it (the dry run prints the factor the study has run at)."]
+                      f"evaluation and start-up add to it (the dry run prints the factor the study has run at). "
+                      f"On one process that is {2 * scratch.sum():.1f} hours, so a Dask cluster of W one-thread "
+                      f"workers as fast as this machine's cores needs at least {2 * scratch.sum():.1f}/W hours, "
+                      f"more where a stage waits on the one before it (a row's finals on its tuning)."]
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +146,7 @@ def write_all(frame: pd.DataFrame, report_dir: Path, records: pd.DataFrame | Non
     snippets still say what they would show). Every table and macro without records says what is
     not run yet (the planner's counts against the study definition)."""
     from . import report_status as RS
-    report_dir = Path(report_dir)
+    report_dir = repo_path(report_dir)  # a notebook parameter: from the repository root
     tables = report_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     has_records = records is not None and len(records) > 0

@@ -181,19 +181,28 @@ def report_figures(frame: pd.DataFrame, results: pd.DataFrame, comps: dict, out:
 
 
 def _accuracy_differences_figure(comps: dict):
-    """Seed-matched test-accuracy differences, one panel per scenario (each with its own methods)."""
-    rows = max(len(c["accuracy"]) for c in comps.values())
-    fig, axes = plt.subplots(1, len(comps), figsize=(PAGE_WIDTH, 0.085 * rows + 0.8), squeeze=False)
+    """Seed-matched test-accuracy differences, one panel per scenario (each with its own methods),
+    the same row spacing in every panel: a panel with fewer rows is shorter, aligned at the top."""
+    counts = {scenario: len(comp["accuracy"]) for scenario, comp in comps.items()}
+    rows = max(counts.values())
+    fig, axes = plt.subplots(1, len(comps), figsize=(PAGE_WIDTH, 0.085 * rows + 0.9), squeeze=False)
     for ax, (scenario, comp) in zip(axes[0], comps.items()):
         difference_plot({f"{scenario}: test acc. difference (points)": comp["accuracy"]}, axes=[ax])
-        ax.set_xlabel(f"{scenario}: test acc. diff. (points)", fontsize=7)
+        legend = ax.get_title(loc="left")
+        ax.set_title("", loc="left")
+        ax.set_title(scenario, fontsize=7)
+        ax.set_xlabel("test acc. difference (points)", fontsize=6.5)
         ax.tick_params(axis="y", labelsize=5.5)
         ax.tick_params(axis="x", labelsize=6)
-        ax.set_title(ax.get_title(loc="left") if ax is axes[0][0] else "", fontsize=6, loc="left")
-        ax.set_ylim(rows - 0.5, -0.5)
+        ax.set_ylim(counts[scenario] - 0.5, -0.5)
         for line in ax.get_lines():
             line.set_markersize(4)
-    fig.tight_layout()
+    fig.text(0.01, 0.995, legend, fontsize=6, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    for ax, scenario in zip(axes[0], comps):
+        box = ax.get_position()
+        height = box.height * counts[scenario] / rows
+        ax.set_position([box.x0, box.y1 - height, box.width, height])
     return fig
 
 

@@ -391,8 +391,8 @@ def sentence_macros(values: dict[str, str], state=None) -> dict[str, str]:
         return all(r in table.index and table.loc[r, "done"] >= table.loc[r, "planned"] for r in rows)
     out = {}
     if ready("BestStandardMethod", "BestStandardDescription", "BestStandardStarterLoss") and complete(["standard"]):
-        out["IndicatedStandard"] = (f"The indicated method for the standard scenario is {values['BestStandardMethod']}: "
-                                    f"{values['BestStandardDescription']}. Its test loss in the starter's units is "
+        out["IndicatedStandard"] = (f"The indicated method for the standard scenario is {values['BestStandardMethod']} "
+                                    f"({values['BestStandardDescription']}). Its test loss in the starter's units is "
                                     f"{values['BestStandardStarterLoss']}.")
     else:
         out["IndicatedStandard"] = f"The standard scenario has no indicated method yet{why(['standard'])}."

@@ -35,6 +35,7 @@ default and the study's range for it (:data:`helpers.notebook.RULES`: epochs >= 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..notebook import check_parameters
-from ..runtime import ROOT
+from ..runtime import ROOT, as_repo_parameter, repo_path
 from ..constraints.scenarios import SCENARIOS, get_scenario
 from .executors import TLSFiles
 
@@ -145,13 +146,54 @@ class Job:
 
     @property
     def key(self) -> str:
+        """Source, parameters, runs folder and the content of everything the notebook reads
+        (:func:`inputs_fingerprint`): a new record or a code change makes a stored output stale."""
         digest = hashlib.sha1(self.source.read_bytes())
         digest.update(json.dumps([self.parameters, self.runs_dir], sort_keys=True, default=str).encode())
+        digest.update(inputs_fingerprint(*([self.runs_dir] if self.runs_dir else []), *NOTEBOOK_INPUTS).encode())
         return digest.hexdigest()
 
     @property
     def failed_output(self) -> Path:
         return self.output.with_name(self.output.stem + ".failed.ipynb")
+
+
+NOTEBOOK_INPUTS = (ROOT / "helpers", ROOT / "outputs" / "measurements", ROOT / "outputs" / "timing")
+
+
+def inputs_fingerprint(*folders) -> str:
+    """SHA-1 over the relative path and bytes of every file under ``folders`` (absent ones add
+    nothing); the bytes are read again only when a file's size or modification time changed."""
+    signature = []
+    for folder in map(Path, folders):
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    stat = path.stat()
+                    signature.append((str(folder), str(path.relative_to(folder)), stat.st_mtime_ns, stat.st_size))
+    return _content_digest(tuple(signature))
+
+
+@functools.lru_cache(maxsize=16)
+def _content_digest(signature: tuple) -> str:
+    digest = hashlib.sha1()
+    for folder, name, _, _ in signature:
+        digest.update(name.encode() + b"\0")
+        digest.update((Path(folder) / name).read_bytes())
+    return digest.hexdigest()
+
+
+def scrub_volatile(notebook) -> None:
+    """Drop what changes from one execution to the next though the outputs do not: execution
+    timestamps and durations, papermill's absolute paths, the injected-parameters cell's random id."""
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+        for key in ("duration", "start_time", "end_time"):
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+    for key in ("duration", "start_time", "end_time", "input_path", "output_path"):
+        notebook.metadata.get("papermill", {}).pop(key, None)
 
 
 def notebook_path(name: str, directory: Path = NOTEBOOKS_DIR) -> Path:
@@ -167,9 +209,9 @@ def declared_parameters(path: Path) -> dict:
 
 
 def study_runs_dir(profile: str, runs_dir: str | os.PathLike | None = None) -> Path:
-    """Absolute runs directory: ``runs_dir``, else ``$FMNIST_RUNS_DIR``, else the profile's."""
-    chosen = runs_dir or os.environ.get("FMNIST_RUNS_DIR") or PLACES[profile]["runs_dir"]
-    return Path(chosen).resolve()  # kernels run in the notebooks' folder
+    """Absolute runs directory: ``runs_dir``, else ``$FMNIST_RUNS_DIR``, else the profile's (a
+    relative path is taken from the repository root: kernels run in the notebooks' folder)."""
+    return repo_path(runs_dir or os.environ.get("FMNIST_RUNS_DIR") or PLACES[profile]["runs_dir"])
 
 
 def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
@@ -199,7 +241,7 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
         selected = [p for n in (*BASELINE, *FAMILIES, SPARSITY)
                     if (p := notebook_path(n, notebooks_dir)).is_file()]
     root = str(study_runs_dir(profile, runs_dir))
-    plumbing = {"runs_dir": root, "scheduler": scheduler}  # also in the kernels' environment
+    plumbing = {"runs_dir": as_repo_parameter(root), "scheduler": scheduler}
     jobs: list[Job] = []
     bad_values: dict[str, list[str]] = {}  # message -> notebooks
     for path in selected:
@@ -238,7 +280,8 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
             errors.append(f"notebook {SUMMARY} has no parameter(s) {unknown}; "
                           f"its parameters: {', '.join(declared) or 'none'}")
         parameters = {**{k: v for k, v in plumbing.items() if k in declared and v is not None},
-                      **({"profile": profile} if "profile" in declared else {}), **spec["summary"]}
+                      **({"profile": profile} if "profile" in declared else {}),
+                      **{k: as_repo_parameter(v) for k, v in spec["summary"].items()}}
         jobs.append(Job(SUMMARY, summary_path, output_dir / summary_path.name, parameters,
                         reusable=False, runs_dir=root))
     errors += [f"{message} (notebook{'s' * (len(names) > 1)} {', '.join(names)})"
@@ -280,8 +323,9 @@ def execute(job: Job, kernel: str = KERNEL, progress: bool = True) -> str:
             job.output.unlink(missing_ok=True)
             return "failed"
         notebook = nbformat.read(tmp, as_version=4)
+        scrub_volatile(notebook)
         notebook.metadata["fmnist_sweep"] = {"key": job.key, "parameters": job.parameters,
-                                             "source": str(job.source)}
+                                             "source": as_repo_parameter(job.source)}
         nbformat.write(notebook, tmp)
         os.replace(tmp, job.output)
         job.failed_output.unlink(missing_ok=True)
@@ -399,7 +443,8 @@ def run_study(profile: str = DEFAULT_PROFILE, notebooks=None, scenarios=None, ov
             stop.set()
             bar.close()
     after = run_counts(root)
-    print(f"notebooks: {dict(outcome)}; runs in {root}: {dict(after)}", file=sys.stderr)
+    trained = sum(after.values()) - sum(before.values())
+    print(f"notebooks: {dict(outcome)}; runs in {root}: {dict(after)}, {trained} new", file=sys.stderr)
     print("times: " + "; ".join(timings), file=sys.stderr)
     if report and summary and not notebooks and not any(f.startswith(f"notebook {SUMMARY}") for f in failed):
         spec = profile_spec(profile, report_dir)
@@ -469,9 +514,10 @@ def main(args) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    here = lambda path: str(Path(path).resolve()) if path else None  # noqa: E731  (command-line paths: from the cwd)
     return run_study(args.profile, args.notebooks, args.scenarios, overrides, args.scheduler,
-                     args.jobs, args.runs_dir, Path(args.notebooks_dir),
-                     Path(args.output_dir) if args.output_dir else None, args.kernel,
+                     args.jobs, here(args.runs_dir), Path(args.notebooks_dir).resolve(),
+                     Path(args.output_dir).resolve() if args.output_dir else None, args.kernel,
                      args.dry_run, args.force, not args.no_summary, not args.no_report,
                      tls=TLSFiles.from_options(args.tls_ca_file, args.tls_cert, args.tls_key),
-                     train=not args.no_train, report_dir=args.report_dir)
+                     train=not args.no_train, report_dir=here(args.report_dir))
