@@ -149,12 +149,14 @@ def test_sweep_killed_midway_and_restarted_equals_an_uninterrupted_one(tmp_path,
     assert {k: after[k] for k in before} == before  # finished runs were not recomputed
     assert set(after) == set(ids)
     assert leftovers(runs) == []
-    assert sorted(p.name for p in out.iterdir()) == [f"{PROBE}__standard.ipynb"]
+    assert sorted(p.name for p in out.iterdir()) == [sweep.KEYS_FILE, f"{PROBE}__standard.ipynb"]
     job, = sweep.plan(notebooks=[PROBE], notebooks_dir=DATA, output_dir=out, scenarios=["standard"],
                       overrides={"seeds": seeds, "epochs": epochs, "train_fraction": fraction,
                                  "batch": False},
                       runs_dir=str(runs))
     assert sweep.is_current(job)  # the same command again reuses the notebook output
+    (out / sweep.KEYS_FILE).unlink()
+    assert not sweep.is_current(job)  # a fresh clone (no keys file: they are not committed) executes it
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..runtime import ROOT, as_repo_parameter
+from ..runtime import ROOT
 
 REPORT_DIR = ROOT / "report"
 MAX_PAGES = 10
@@ -22,12 +22,10 @@ TEX_PACKAGES = ["latexmk", "texlive-latex-recommended", "texlive-fonts-recommend
 
 
 def run_summary(report_dir: Path = REPORT_DIR) -> Path:
-    """Execute notebooks/90_summary.ipynb so it writes the report's tables and figures; the executed
-    notebook goes where the full study's sweep puts it (outputs/notebooks/full/), the same way."""
-    from ..study.sweep import OUTPUT_DIR, SUMMARY, Job, execute, notebook_path, study_runs_dir
-    source = notebook_path(SUMMARY)
-    job = Job(SUMMARY, source, OUTPUT_DIR / "full" / source.name, {"report_dir": as_repo_parameter(report_dir)},
-              reusable=False, runs_dir=str(study_runs_dir("full")))
+    """Execute notebooks/90_summary.ipynb so it writes the report's tables and figures: the full
+    study's summary job exactly as ``make study`` plans it (same parameters, same output)."""
+    from ..study.sweep import SUMMARY, execute, plan
+    job = next(j for j in plan("full", report_dir=report_dir) if j.name == SUMMARY)
     if execute(job, KERNEL, progress=False) != "done":
         raise SystemExit(f"{SUMMARY} failed: see {job.failed_output}")
     return job.output

@@ -291,16 +291,30 @@ def plan(profile: str = DEFAULT_PROFILE, notebooks: list[str] | None = None,
     return jobs
 
 
+KEYS_FILE = ".sweep-keys.json"  # beside the outputs, not committed: the keys name this checkout's folders
+
+
+def _stored_keys(folder: Path) -> dict:
+    try:
+        return json.loads((folder / KEYS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _store_key(job: Job) -> None:
+    keys = {**_stored_keys(job.output.parent), job.output.name: job.key}
+    tmp = job.output.parent / f".tmp-{KEYS_FILE}"
+    tmp.write_text(json.dumps(keys, indent=1, sort_keys=True))
+    os.replace(tmp, job.output.parent / KEYS_FILE)
+
+
 def is_current(job: Job) -> bool:
-    """A finished output of this very notebook with these very parameters exists."""
-    import nbformat
+    """A finished output of this very notebook with these very parameters and inputs exists (its
+    key is kept in the output folder's :data:`KEYS_FILE`, so the notebook itself stays the same
+    in every checkout and a fresh clone executes every notebook)."""
     if not job.reusable or not job.output.is_file():
         return False
-    try:
-        stored = nbformat.read(job.output, as_version=4).metadata.get("fmnist_sweep", {})
-    except Exception:
-        return False
-    return stored.get("key") == job.key
+    return _stored_keys(job.output.parent).get(job.output.name) == job.key
 
 
 def execute(job: Job, kernel: str = KERNEL, progress: bool = True) -> str:
@@ -324,10 +338,10 @@ def execute(job: Job, kernel: str = KERNEL, progress: bool = True) -> str:
             return "failed"
         notebook = nbformat.read(tmp, as_version=4)
         scrub_volatile(notebook)
-        notebook.metadata["fmnist_sweep"] = {"key": job.key, "parameters": job.parameters,
-                                             "source": as_repo_parameter(job.source)}
+        notebook.metadata["fmnist_sweep"] = {"parameters": job.parameters, "source": as_repo_parameter(job.source)}
         nbformat.write(notebook, tmp)
         os.replace(tmp, job.output)
+        _store_key(job)
         job.failed_output.unlink(missing_ok=True)
         return "done"
     finally:

@@ -23,6 +23,8 @@ target = 89.38
 top = 6  # methods shown in the curve plots (the hold-out's best)
 
 # %%
+import warnings
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -30,8 +32,11 @@ from helpers.evidence import analysis as A
 from helpers.evidence.plots import density_plot, metric_row, profile_plot
 from helpers.evidence.report_artifacts import main_study, study_inputs, time_to_target_frame
 from helpers.study.definition import PROTOCOL_VERSION
+from helpers.runtime import as_repo_parameter
 from helpers.study.readout import definition_table
 from helpers.study.sweep import study_runs_dir
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm writes plain bars to stderr
 
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 3)
 root = study_runs_dir(profile, runs_dir)
@@ -50,7 +55,7 @@ print(f"protocol v{PROTOCOL_VERSION}, profile {profile}")
 print(definition_table(profile).to_string(index=False))
 
 # %%
-print(f"{root}: {records['run_id'].nunique() if len(records) else 0} runs of protocol v{PROTOCOL_VERSION}" if len(records)
+print(f"{as_repo_parameter(root)}: {records['run_id'].nunique() if len(records) else 0} runs of protocol v{PROTOCOL_VERSION}" if len(records)
       else f"no runs yet in {root}")
 superseded = stored["run_id"].nunique() - records["run_id"].nunique() if len(stored) else 0
 if superseded:
