@@ -24,7 +24,8 @@ temporary path, then renamed); a failed one is kept as ``...failed.ipynb``. Trai
 notebook asks for go through ``helpers.study.experiment.run_all`` to the executor this driver
 names in the environment (``$FMNIST_JOBS`` local processes, or the Dask scheduler in
 ``$FMNIST_DASK_SCHEDULER``, over TLS with ``$FMNIST_DASK_TLS_*``; see :mod:`helpers.study.executors`).
-A notebook output whose parameters and source are unchanged is reused (key in its metadata).
+A notebook output is reused while its source, parameters, the records and measurements it reads and
+the helpers' code are unchanged (its key in the output folder's ``.sweep-keys.json``, not committed).
 
 The specification is checked before anything runs: every parameter's name against the
 notebook's own (``papermill.inspect_notebook``), its value against the type of the notebook's
