@@ -1,5 +1,5 @@
 #!/bin/bash
-# Commit the study's finished records and measurements, then the report, README blocks and summary built from exactly
+# Commit the study's finished records and measurements, then the report and README blocks built from exactly
 # them (tests/test_report.py checks that the committed tables match the committed records).
 # Usage: tools/commit_records.sh "commit message"
 # The executed notebooks under outputs/notebooks/full/ are committed after `make study`, not here.

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from ..runtime import repo_path
 from . import analysis as A
 from .density import density_findings
 from . import side_studies as SS
@@ -15,7 +16,6 @@ from . import statistics as S
 from .latex import macros_tex, tabular
 from .readme_protocol import protocol_markdown
 from .report_figures import report_figures
-from ..runtime import repo_path
 from .report_macros import (SCENARIO_KEYS, answer, decay_choices_sentence, default_macros, failures_sentence, family_sentence, macros,
                             protocol_macros, sentence_macros, shift_sentence, side_study_sentences, _fastest_wall,
                             _starter_macros)
@@ -67,10 +67,11 @@ def readme_markdown(results: pd.DataFrame, ttt: pd.DataFrame, cost: dict | None 
     if scratch is not None:
         parts = ", ".join(f"{study.replace('_', ' ')} {hours:.1f} h" for study, hours in scratch.items())
         lines += ["", f"The whole study from no records (the planner over an empty runs folder): "
-                      f"{scratch.sum():.1f} hours of training with 2 processes by the timing pass ({parts}); "
+                      f"{scratch.sum():.1f} hours of training with {SCRATCH_JOBS} processes by the timing pass ({parts}); "
                       f"evaluation and start-up add to it (the dry run prints the factor the study has run at). "
-                      f"On one process that is {2 * scratch.sum():.1f} hours, so a Dask cluster of W one-thread "
-                      f"workers as fast as this machine's cores needs at least {2 * scratch.sum():.1f}/W hours, "
+                      f"On one process that is {SCRATCH_JOBS * scratch.sum():.1f} hours, so a Dask cluster of W "
+                      f"one-thread workers as fast as this machine's cores needs at least "
+                      f"{SCRATCH_JOBS * scratch.sum():.1f}/W hours, "
                       f"more where a stage waits on the one before it (a row's finals on its tuning)."]
     return "\n".join(lines) + "\n"
 
@@ -86,10 +87,13 @@ def update_readme(readme: Path, block: str, name: str = "results") -> None:
     Path(readme).write_text(f"{head}{start}\n{block}{end}{tail}")
 
 
+SCRATCH_JOBS = 2  # processes the from-scratch estimate is stated for (this 2-core machine)
+
+
 def _scratch(profile: str) -> pd.Series | None:
     from ..study.readout import from_scratch_hours
     try:
-        return from_scratch_hours(profile)
+        return from_scratch_hours(profile, SCRATCH_JOBS)
     except (OSError, ValueError, KeyError) as error:
         print(f"report: no from-scratch estimate ({error})")
         return None

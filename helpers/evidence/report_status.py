@@ -118,7 +118,8 @@ def rows_tex(state, profile: str = "full") -> str:
     from .latex import tabular as _tabular
     p = get_profile(profile)
     table = progress(state)
-    tuning = {"grid": f"{p.grid_points} rates, $\\le${p.grid_extension} more at an edge, {p.qmc_trials} qmc",
+    edge = {False: f"$\\le${p.grid_extension} more at an edge", True: "an edge extended to the rate limit"}
+    tuning = {"grid": lambda row: f"{p.grid_points} rates, {edge[row.extend_to_limit]}, {p.qmc_trials} qmc",
               "l2": f"{p.l2_trials} qmc (rate, decay)", "rates": f"{p.sparse_rates} rates around standard's",
               "base": "standard's choice", "none": "fixed (starter)",
               "horizon": f"horizon {min(p.horizons)}--{max(p.horizons)} epochs"}
@@ -135,9 +136,7 @@ def rows_tex(state, profile: str = "full") -> str:
         done = sum(int(table.loc[r.name, "done"]) for r in rows if r.name in table.index)
         planned = sum(int(table.loc[r.name, "planned"]) for r in rows if r.name in table.index)
         text = tuning[first.tuning]
-        if first.tuning == "grid" and first.extend_to_limit:
-            text = text.replace(f"$\\le${p.grid_extension} more at an edge", "an edge extended to the rate limit")
-        body.append([_tex(label), _tex(scenarios), _tex(members), text, seeds,
+        body.append([_tex(label), _tex(scenarios), _tex(members), text(first) if callable(text) else text, seeds,
                      f"{_num(done)}/{_num(planned)}"])
     rag = r">{\raggedright\arraybackslash}"
     return _tabular(f"l{rag}p{{2.6cm}}{rag}p{{3.3cm}}{rag}p{{4.1cm}}cr", ["row", "scenario", "methods", "tuning",

@@ -51,6 +51,7 @@ from ..notebook import check_parameters
 from ..runtime import ROOT, as_repo_parameter, repo_path
 from ..constraints.scenarios import SCENARIOS, get_scenario
 from .executors import TLSFiles
+from .records import measurements_dir
 
 KERNEL = "fmnist-optim"
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -151,7 +152,8 @@ class Job:
         (:func:`inputs_fingerprint`): a new record or a code change makes a stored output stale."""
         digest = hashlib.sha1(self.source.read_bytes())
         digest.update(json.dumps([self.parameters, self.runs_dir], sort_keys=True, default=str).encode())
-        digest.update(inputs_fingerprint(*([self.runs_dir] if self.runs_dir else []), *NOTEBOOK_INPUTS).encode())
+        records = [self.runs_dir, measurements_dir(self.runs_dir)] if self.runs_dir else []
+        digest.update(inputs_fingerprint(*records, *NOTEBOOK_INPUTS).encode())
         return digest.hexdigest()
 
     @property
@@ -159,7 +161,7 @@ class Job:
         return self.output.with_name(self.output.stem + ".failed.ipynb")
 
 
-NOTEBOOK_INPUTS = (ROOT / "helpers", ROOT / "outputs" / "measurements", ROOT / "outputs" / "timing")
+NOTEBOOK_INPUTS = (ROOT / "helpers", ROOT / "outputs" / "timing")  # besides the runs and their measurements
 
 
 def inputs_fingerprint(*folders) -> str:
