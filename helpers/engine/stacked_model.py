@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..problem.data import Split
+from . import one_model_cpu
 from ..problem.model import CONSTRAINED_LAYERS, LeNet5
 
 STARTER_BATCH = 64
@@ -73,20 +74,29 @@ def constrained_views(row: torch.Tensor) -> list[torch.Tensor]:
     return [row[a:b].view(shape) for a, b, shape in (OFFSETS[f"{n}.weight"] for n in CONSTRAINED_LAYERS)]
 
 
-def forward(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False) -> torch.Tensor:
-    """Logits ``[K, B, 10]`` of K models; ``x`` is ``[K, B, 1, 28, 28]`` (one batch per model)
-    or, with ``shared``, ``[B, 1, 28, 28]`` seen by every model."""
+def grouped_conv_stack(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    """conv1, pool, ReLU, conv2 of K models as grouped convolutions: ``[B, K * 16, 8, 8]``."""
     k = p["fc3.bias"].shape[0]
     w1 = p["conv1.weight"].reshape(k * 6, 1, 5, 5)
     if shared:
-        b = x.shape[0]
         h = F.conv2d(x.contiguous(memory_format=CHANNELS_LAST), w1, p["conv1.bias"].reshape(-1))
     else:
-        b = x.shape[1]
-        h = x.reshape(k, b, 28, 28).transpose(0, 1).contiguous(memory_format=CHANNELS_LAST)
+        h = x.reshape(k, x.shape[1], 28, 28).transpose(0, 1).contiguous(memory_format=CHANNELS_LAST)
         h = F.conv2d(h, w1, p["conv1.bias"].reshape(-1), groups=k)
     h = F.max_pool2d(h.contiguous(memory_format=CHANNELS_LAST), 2).relu()
-    h = F.conv2d(h, p["conv2.weight"].reshape(k * 16, 6, 5, 5), p["conv2.bias"].reshape(-1), groups=k)
+    return F.conv2d(h, p["conv2.weight"].reshape(k * 16, 6, 5, 5), p["conv2.bias"].reshape(-1), groups=k)
+
+
+def forward(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    """Logits ``[K, B, 10]`` of K models; ``x`` is ``[K, B, 1, 28, 28]`` (one batch per model)
+    or, with ``shared``, ``[B, 1, 28, 28]`` seen by every model. One model on a CPU takes
+    :func:`~helpers.engine.one_model_cpu.conv_stack` (the same function, faster there)."""
+    k = p["fc3.bias"].shape[0]
+    b = x.shape[0] if shared else x.shape[1]
+    if k == 1 and x.device.type == "cpu":
+        h = one_model_cpu.conv_stack(p, x)
+    else:
+        h = grouped_conv_stack(p, x, shared)
     h = F.max_pool2d(h, 2).relu()
     h = h.reshape(b, k, 256).transpose(0, 1)
     h = torch.baddbmm(p["fc1.bias"].unsqueeze(1), h, p["fc1.weight"].transpose(1, 2)).relu()
