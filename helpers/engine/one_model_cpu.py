@@ -10,7 +10,7 @@
 
 Same function and gradient as ``relu(max_pool2d(conv2d(x, w, b), 2))`` and ``conv2d``, ties in a
 pooling window included (the first maximum in max_pool2d's scan order takes the gradient);
-only the float rounding differs.
+only the float rounding differs (conv1's bias is added after the max: one add per window).
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _shifted_phases(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 def _operands(rows: torch.Tensor, n: int) -> list[list[torch.Tensor]]:
     """``[q][i]``: the [5, N] input of window position q and kernel row i (output pixel (2r + pi,
     2c + pj) reads row 2r + pi + i, columns 2c + pj .. 2c + pj + 4)."""
-    return [[rows[(pi + i) % 2, pj:pj + 5, SIDE * ((pi + i) // 2):SIDE * ((pi + i) // 2) + n]
+    length = rows.shape[-1]
+    return [[rows.as_strided((5, n), (length, 1), ((pi + i) % 2 * 6 + pj) * length + SIDE * ((pi + i) // 2))
              for i in range(5)] for pi, pj in WINDOW]
 
 
@@ -53,39 +54,43 @@ class Conv1PoolReLU(torch.autograd.Function):
         b = x.numel() // 784
         rows, n = _shifted_phases(x)
         operands = _operands(rows, n)
+        kernel_rows = w.unbind(1)
         z = torch.empty(4, 6, n, dtype=x.dtype, device=x.device)
-        for q in range(4):
-            torch.addmm(bias.reshape(6, 1), w[:, 0], operands[q][0], out=z[q])
+        for q, zq in enumerate(z.unbind(0)):
+            torch.mm(kernel_rows[0], operands[q][0], out=zq)
             for i in range(1, 5):
-                z[q].addmm_(w[:, i], operands[q][i])
-        m = torch.maximum(torch.maximum(z[0], z[1]), torch.maximum(z[2], z[3]))
+                zq.addmm_(kernel_rows[i], operands[q][i])
+        top = torch.maximum(torch.maximum(z[0], z[1]), torch.maximum(z[2], z[3]))
+        biased = top + bias.reshape(6, 1)  # the bias is the same at a window's four positions
         out = torch.empty(b, 12, 12, 6, dtype=x.dtype, device=x.device)
-        torch.clamp_min(m.view(6, b, SIDE, SIDE)[..., :12, :12], 0, out=out.permute(3, 0, 1, 2))
+        torch.clamp_min(biased.view(6, b, SIDE, SIDE)[..., :12, :12], 0, out=out.permute(3, 0, 1, 2))
         ctx.operands = operands
-        ctx.save_for_backward(z, m)
+        ctx.save_for_backward(z, top, biased)
         return out.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):
-        z, m = ctx.saved_tensors
+        z, top, biased = ctx.saved_tensors
         operands = ctx.operands
-        n = m.shape[1]
-        g = torch.zeros_like(m)
-        g.view(6, n // PHASE, SIDE, SIDE)[..., :12, :12].copy_(grad.transpose(0, 1))
-        g = torch.ops.aten.threshold_backward(g, m, 0)
-        dw = torch.empty(5, 6, 5, dtype=m.dtype, device=m.device)
+        n = top.shape[1]
+        crop = (..., slice(0, 12), slice(0, 12))
+        g = torch.zeros_like(top)
+        torch.ops.aten.threshold_backward.grad_input(
+            grad.transpose(0, 1), biased.view(6, n // PHASE, SIDE, SIDE)[crop], 0,
+            grad_input=g.view(6, n // PHASE, SIDE, SIDE)[crop])
+        dw = torch.empty(5, 6, 5, dtype=top.dtype, device=top.device)
         db = g.sum(1)
         for q in range(4):
             if q < 3:  # the first maximum takes the gradient; the rest goes on to the next position
-                rest = torch.ops.aten.threshold_backward(g, m - z[q], 0)
+                rest = torch.ops.aten.threshold_backward(g, top - z[q], 0)
                 here, g = g - rest, rest
             else:
                 here = g
-            for i in range(5):
+            for i, part in enumerate(dw.unbind(0)):
                 if q == 0:
-                    torch.mm(here, operands[q][i].t(), out=dw[i])
+                    torch.mm(here, operands[q][i].t(), out=part)
                 else:
-                    dw[i].addmm_(here, operands[q][i].t())
+                    part.addmm_(here, operands[q][i].t())
         return None, dw.transpose(0, 1), db
 
 

@@ -3,8 +3,9 @@
 The forward pass is what ``vmap(functional_call(LeNet5))`` lowers to, written out so the
 layout is chosen for speed: grouped convolutions (groups=K) over channels-last inputs, then
 batched matmuls; max-pooling before the ReLU (the same values; the same gradients except at
-exact ties; the ReLU then touches 4x fewer entries). :func:`reference_logits` is the literal
-vmap form, for the tests. Rows follow :data:`LAYOUT`: fc1.weight and fc2.weight first (the
+exact ties; the ReLU then touches 4x fewer entries). One model on a CPU takes the faster
+layers of :mod:`~helpers.engine.one_model_cpu` instead of the grouped convolutions.
+:func:`reference_logits` is the literal vmap form, for the tests. Rows follow :data:`LAYOUT`: fc1.weight and fc2.weight first (the
 constrained block, ``[:, :N_CONSTRAINED]``), then the other parameters in module order.
 """
 from __future__ import annotations
