@@ -16,10 +16,12 @@ SPARSE_ROWS = "helpers/engine/stacked_sparsity.py"
 STEPPERS = "helpers/engine/steppers.py"
 TRAIN = "helpers/engine/train.py"
 MODEL = "helpers/engine/stacked_model.py"
+ONE_CPU = "helpers/engine/one_model_cpu.py"
 T_RULES = "tests/test_rules.py"
 T_EQ = "tests/test_engine_equivalence.py"
 T_TRAIN = "tests/test_train.py"
 T_BATCHED = "tests/test_batched.py"
+T_ONE_CPU = "tests/test_one_model_cpu.py"
 
 
 def torch_ref(rule: str) -> str:
@@ -97,6 +99,19 @@ MUTATIONS = [
              'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2)).relu()',
              'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2))',
              (f"{T_BATCHED}::test_forward_is_the_vmapped_model",)),
+    # one model on a CPU: conv1 + pooling by phases, conv2's split backward
+    Mutation("engine-k1-pool-every-tied-maximum-gets-the-gradient", ONE_CPU, "here, g = g - rest, rest",
+             "here = g - rest",
+             (f"{T_ONE_CPU}::test_conv1_pool_relu_is_max_pool_of_the_convolution_ties_included",)),
+    Mutation("engine-k1-relu-mask-dropped", ONE_CPU, "biased.view(6, n // PHASE, SIDE, SIDE)[crop], 0,",
+             "biased.view(6, n // PHASE, SIDE, SIDE)[crop], -1e300,",
+             (f"{T_ONE_CPU}::test_conv1_pool_relu_is_max_pool_of_the_convolution_ties_included",)),
+    Mutation("engine-k1-phase-shift-off-by-one", ONE_CPU, "for i in range(5)] for pi, pj in WINDOW]",
+             "for i in range(5)] for pj, pi in WINDOW]",
+             (f"{T_ONE_CPU}::test_one_model_on_a_cpu_gets_the_grouped_path_s_loss_and_gradient",)),
+    Mutation("engine-k1-conv2-input-gradient-not-flipped", ONE_CPU,
+             "dh = F.conv_transpose2d(grad.contiguous(), w)", "dh = F.conv_transpose2d(grad.contiguous(), w.flip(-1))",
+             (f"{T_ONE_CPU}::test_conv2_gradients_are_the_convolution_s",)),
 ]
 
 if __name__ == "__main__":
