@@ -1,9 +1,11 @@
 """One LeNet-5 on a CPU (K = 1): the layers whose oneDNN kernels are slowest at this size, rewritten.
 
-* conv1 + max_pool2d(2) + ReLU (:class:`Conv1PoolReLU`): each 2 x 2 pooling window's four
-  positions are four small matmul outputs over the images' even/odd row x column phases, so
-  the pooling is an elementwise max and the backward needs no zero-filled 24 x 24 gradient.
-  oneDNN's 6-channel pooling and conv1 weight gradient are the two slowest kernels of a K = 1 step.
+* conv1 + max_pool2d(2) + ReLU (:class:`Conv1PoolReLU`), where the compiled kernel of
+  :mod:`helpers.engine.native` does not apply (float64; no AVX-512 or C compiler): each 2 x 2
+  pooling window's four positions are four small matmul outputs over the images' even/odd
+  row x column phases, so the pooling is an elementwise max and the backward needs no
+  zero-filled 24 x 24 gradient. oneDNN's 6-channel pooling and conv1 weight gradient are the two
+  slowest kernels of a K = 1 step.
 * conv2 (:class:`Conv2d`): oneDNN's forward and weight gradient on channels-last tensors, its
   input gradient as a transposed convolution on contiguous (NCHW) tensors, each layout's
   faster kernel.
@@ -111,9 +113,3 @@ class Conv2d(torch.autograd.Function):
         _, dw, db = torch.ops.aten.convolution_backward(grad, h, w, [w.shape[0]], [1, 1], [0, 0], [1, 1], False,
                                                         [0, 0], 1, [False, True, True])
         return dh, dw, db
-
-
-def conv_stack(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """conv1, pool, ReLU, conv2 of one model (``p``: name -> [1, *shape]) on images ``x``: [B, 16, 8, 8]."""
-    h = Conv1PoolReLU.apply(x, p["conv1.weight"].reshape(6, 5, 5), p["conv1.bias"].reshape(6))
-    return Conv2d.apply(h, p["conv2.weight"].reshape(16, 6, 5, 5), p["conv2.bias"].reshape(16))
