@@ -59,8 +59,8 @@ static inline void row_pair(const float *restrict xb, const float *restrict w, c
 void conv1_pool_relu_forward(const float *x, long x_model_stride, const float *w, const float *bias, float *out,
                              uint8_t *which, long models, long batch) {
     long stride = models * 6;
-    for (long k = 0; k < models; k++)
-        for (long b = 0; b < batch; b++)
+    for (long b = 0; b < batch; b++)
+        for (long k = 0; k < models; k++)
             for (int oy2 = 0; oy2 < 12; oy2++)
                 row_pair(x + k * x_model_stride + b * 784, w + k * 150, bias + k * 6, oy2,
                          out + (b * 144 + oy2 * 12) * stride + k * 6, stride,
