@@ -60,7 +60,7 @@ def test_one_model_on_a_cpu_gets_the_grouped_path_s_loss_and_gradient(shared, mo
     y = torch.randint(0, 10, (33,))
     args = (x, y) if shared else (x[None], y[None])
     loss, grad = stacked_model.losses_and_grad(flat, *args, shared=shared)
-    monkeypatch.setattr(stacked_model, "conv_stack", functools.partial(stacked_model.conv_stack, fast=False))
+    monkeypatch.setattr(stacked_model, "features", functools.partial(stacked_model.features, fast=False))
     want_loss, want_grad = stacked_model.losses_and_grad(flat, *args, shared=shared)
     torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=0)
     torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-14)

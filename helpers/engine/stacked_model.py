@@ -4,7 +4,7 @@ The forward pass is what ``vmap(functional_call(LeNet5))`` lowers to, written ou
 layout is chosen for speed: grouped convolutions (groups=K) over channels-last inputs, then
 batched matmuls; max-pooling before the ReLU (the same values; the same gradients except at
 exact ties; the ReLU then touches 4x fewer entries). On a CPU the slowest of these layers are
-replaced by faster ones computing the same function (:func:`conv_stack`).
+replaced by faster ones computing the same function (:func:`features`).
 :func:`reference_logits` is the literal vmap form, for the tests. Rows follow :data:`LAYOUT`: fc1.weight and fc2.weight first (the
 constrained block, ``[:, :N_CONSTRAINED]``), then the other parameters in module order.
 """
@@ -75,38 +75,38 @@ def constrained_views(row: torch.Tensor) -> list[torch.Tensor]:
     return [row[a:b].view(shape) for a, b, shape in (OFFSETS[f"{n}.weight"] for n in CONSTRAINED_LAYERS)]
 
 
-def conv_stack(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False, fast: bool = True) -> torch.Tensor:
-    """conv1, pool, ReLU, conv2 of K models: ``[B, K * 16, 8, 8]``. ``fast=False``: grouped
-    convolutions everywhere (the reference the faster CPU layers are checked against). On a CPU,
-    conv1 + pool + ReLU is the compiled kernel of :mod:`~helpers.engine.native` (float32, where
-    built), else, for one model, :class:`~helpers.engine.one_model_cpu.Conv1PoolReLU`; one model's
-    conv2 is :class:`~helpers.engine.one_model_cpu.Conv2d`."""
+def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False, fast: bool = True) -> torch.Tensor:
+    """conv1, pool, ReLU, conv2, pool, ReLU of K models, flattened as fc1 reads them: ``[K, B, 256]``.
+
+    ``fast=False``: grouped convolutions everywhere (the reference the faster CPU layers are
+    checked against). On a CPU, float32 where built: the compiled kernels of
+    :mod:`~helpers.engine.native`; otherwise one model takes the layers of
+    :mod:`~helpers.engine.one_model_cpu`."""
     k = p["fc3.bias"].shape[0]
+    b = x.shape[0] if shared else x.shape[1]
     cpu = fast and x.device.type == "cpu"
     if cpu and native.applies(x):
         h = native.Conv1PoolReLU.apply(x, p["conv1.weight"], p["conv1.bias"], shared)
-    elif cpu and k == 1:
+        return native.Conv2PoolReLU.apply(h, p["conv2.weight"], p["conv2.bias"])
+    if cpu and k == 1:
         h = one_model_cpu.Conv1PoolReLU.apply(x, p["conv1.weight"].reshape(6, 5, 5), p["conv1.bias"].reshape(6))
+        h = one_model_cpu.Conv2d.apply(h, p["conv2.weight"].reshape(16, 6, 5, 5), p["conv2.bias"].reshape(16))
     else:
         w1 = p["conv1.weight"].reshape(k * 6, 1, 5, 5)
         if shared:
             h = F.conv2d(x.contiguous(memory_format=CHANNELS_LAST), w1, p["conv1.bias"].reshape(-1))
         else:
-            h = x.reshape(k, x.shape[1], 28, 28).transpose(0, 1).contiguous(memory_format=CHANNELS_LAST)
+            h = x.reshape(k, b, 28, 28).transpose(0, 1).contiguous(memory_format=CHANNELS_LAST)
             h = F.conv2d(h, w1, p["conv1.bias"].reshape(-1), groups=k)
         h = F.max_pool2d(h.contiguous(memory_format=CHANNELS_LAST), 2).relu()
-    if cpu and k == 1:
-        return one_model_cpu.Conv2d.apply(h, p["conv2.weight"].reshape(16, 6, 5, 5), p["conv2.bias"].reshape(16))
-    return F.conv2d(h, p["conv2.weight"].reshape(k * 16, 6, 5, 5), p["conv2.bias"].reshape(-1), groups=k)
+        h = F.conv2d(h, p["conv2.weight"].reshape(k * 16, 6, 5, 5), p["conv2.bias"].reshape(-1), groups=k)
+    return F.max_pool2d(h, 2).relu().reshape(b, k, 256).transpose(0, 1)
 
 
 def forward(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False) -> torch.Tensor:
     """Logits ``[K, B, 10]`` of K models; ``x`` is ``[K, B, 1, 28, 28]`` (one batch per model)
     or, with ``shared``, ``[B, 1, 28, 28]`` seen by every model."""
-    k = p["fc3.bias"].shape[0]
-    b = x.shape[0] if shared else x.shape[1]
-    h = F.max_pool2d(conv_stack(p, x, shared), 2).relu()
-    h = h.reshape(b, k, 256).transpose(0, 1)
+    h = features(p, x, shared)
     h = torch.baddbmm(p["fc1.bias"].unsqueeze(1), h, p["fc1.weight"].transpose(1, 2)).relu()
     h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2)).relu()
     return torch.baddbmm(p["fc3.bias"].unsqueeze(1), h, p["fc3.weight"].transpose(1, 2))

@@ -1,13 +1,13 @@
-"""LeNet-5's conv1 + max_pool2d(2) + ReLU as one compiled CPU kernel (``conv1_pool_relu.c``), for K models.
+"""LeNet-5's two convolution blocks as compiled CPU kernels, for K models at once.
 
-The kernel computes ``relu(max_pool2d(conv2d(x, w, b), 2))`` and its weight and bias gradients
-without storing the 24 x 24 convolution output or zero-filling its gradient: the two largest
-costs of a CPU step at batch 64 under oneDNN. Same function and gradient as the grouped path,
-ties in a pooling window included (the first maximum takes the gradient); only the float
-rounding differs.
+``conv1_pool_relu.c`` and ``conv2_pool_relu.c`` each compute ``relu(max_pool2d(conv2d(x, w, b), 2))``
+and its gradients (weight and bias; conv2 also its input's) without storing the convolution
+output or zero-filling its gradient, which under oneDNN are the largest costs of a CPU step
+at batch 64. Same function and gradient as the grouped path, ties in a pooling window included
+(the first maximum takes the gradient); only the float rounding differs.
 
-It is built on first use with the C compiler (``cc``, ``-O3 -march=native``, under
-``build/native/``, keyed by the source, the flags and this CPU's instruction sets) and used
+They are built on first use with the C compiler (``cc``, ``-O3 -march=native``, under
+``build/native/``, keyed by the sources, the flags and this CPU's instruction sets) and used
 for float32 tensors on CPUs with AVX-512 (F, BW, VL). Elsewhere, or with the environment
 variable ``FMNIST_NATIVE=0``, :func:`available` is False and the engine keeps its PyTorch path;
 :func:`unavailable_reason` says why.
@@ -28,7 +28,7 @@ import torch
 
 from ...runtime import ROOT
 
-SOURCE = Path(__file__).with_name("conv1_pool_relu.c")
+SOURCES = (Path(__file__).with_name("conv1_pool_relu.c"), Path(__file__).with_name("conv2_pool_relu.c"))
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 NEEDED = ("avx512f", "avx512bw", "avx512vl")
 SWITCH = "FMNIST_NATIVE"
@@ -58,19 +58,22 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         return None, "no C compiler (cc) on PATH"
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + " ".join(sorted(flags)).encode())
-    target = ROOT / "build" / "native" / key.hexdigest()[:16] / "libconv1_pool_relu.so"
+    key = hashlib.sha256(b"".join(s.read_bytes() for s in SOURCES) + " ".join(FLAGS).encode()
+                         + " ".join(sorted(flags)).encode())
+    target = ROOT / "build" / "native" / key.hexdigest()[:16] / "liblenet_native.so"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
-            done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp.name], capture_output=True, text=True)
+            done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", tmp.name], capture_output=True, text=True)
             if done.returncode != 0:
                 os.unlink(tmp.name)
-                return None, f"{compiler} failed on {SOURCE.name}: {done.stderr.strip()[:500]}"
+                return None, f"{compiler} failed on {' '.join(s.name for s in SOURCES)}: {done.stderr.strip()[:500]}"
             os.replace(tmp.name, target)
     lib = ctypes.CDLL(str(target))
     lib.conv1_pool_relu_forward.argtypes = [_ptr, _long, _ptr, _ptr, _ptr, _ptr, _long, _long]
     lib.conv1_pool_relu_backward.argtypes = [_ptr, _long, _ptr, _ptr, _ptr, _long, _long, _ptr, _ptr]
+    lib.conv2_pool_relu_forward.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _long, _long]
+    lib.conv2_pool_relu_backward.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _long, _long, _ptr, _ptr, _ptr]
     return lib, ""
 
 
@@ -118,3 +121,37 @@ class Conv1PoolReLU(torch.autograd.Function):
         _build()[0].conv1_pool_relu_backward(x.data_ptr(), ctx.stride, grad.data_ptr(), out.data_ptr(),
                                              which.data_ptr(), k, batch, dw.data_ptr(), db.data_ptr())
         return None, dw, db, None
+
+
+class Conv2PoolReLU(torch.autograd.Function):
+    """``relu(max_pool2d(conv2d(h_k, w_k, b_k), 2))`` of K models, flattened as fc1 reads it:
+    ``h`` [B, K * 6, 12, 12] channels-last (conv1's block), ``w`` [K, 16, 6, 5, 5], ``b`` [K, 16];
+    returns [K, B, 256]."""
+
+    @staticmethod
+    def forward(ctx, h, w, b):
+        lib = _build()[0]
+        k, batch = w.shape[0], h.shape[0]
+        h = h.permute(0, 2, 3, 1).contiguous()
+        w, b = w.detach(), b.detach().contiguous()
+        w_by_tap = w.permute(0, 3, 4, 2, 1).contiguous()
+        out = torch.empty(k, batch, 256)
+        which = torch.empty(k, batch, 4, 4, 16, dtype=torch.uint8)
+        lib.conv2_pool_relu_forward(h.data_ptr(), w_by_tap.data_ptr(), b.data_ptr(), out.data_ptr(), which.data_ptr(),
+                                    k, batch)
+        ctx.save_for_backward(h, w, out, which)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, w, out, which = ctx.saved_tensors
+        k, batch = out.shape[:2]
+        grad = grad.contiguous()
+        w8 = torch.zeros(k, 16, 5, 5, 8)
+        w8[..., :6] = w.permute(0, 1, 3, 4, 2)
+        dh = torch.empty(batch, 12, 12, k * 6)
+        dw8 = torch.empty(k, 16, 5, 5, 8)
+        db = torch.empty(k, 16)
+        _build()[0].conv2_pool_relu_backward(h.data_ptr(), grad.data_ptr(), out.data_ptr(), which.data_ptr(),
+                                             w8.data_ptr(), k, batch, dh.data_ptr(), dw8.data_ptr(), db.data_ptr())
+        return dh.permute(0, 3, 1, 2), dw8[..., :6].permute(0, 1, 4, 2, 3), db

@@ -1,4 +1,4 @@
-"""The compiled conv1 + pool + ReLU kernel computes what the grouped convolutions compute.
+"""The compiled conv + pool + ReLU kernels compute what the grouped convolutions compute.
 
 Small-integer inputs and weights keep every float32 product and sum exact, so the kernel must
 match the grouped path bit for bit, and pooling windows hold many exact ties between different
@@ -49,6 +49,24 @@ def test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included(models,
     assert all(torch.equal(a, c) for a, c in zip(got_grads, want_grads))
 
 
+@pytest.mark.parametrize("models, batch", [(1, 1), (1, 64), (3, 7)])
+def test_conv2_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included(models, batch):
+    h = _integers(batch, models * 6, 12, 12, low=0, high=2).contiguous(memory_format=torch.channels_last)
+    h.requires_grad_()
+    w = _integers(models, 16, 6, 5, 5, low=-1, high=2, seed=1).requires_grad_()
+    b = _integers(models, 16, seed=2).requires_grad_()
+    conv = F.conv2d(h, w.reshape(models * 16, 6, 5, 5), b.reshape(-1), groups=models)
+    want = F.max_pool2d(conv, 2).relu().reshape(batch, models, 256).transpose(0, 1)
+    windows = conv.unfold(2, 2, 2).unfold(3, 2, 2).reshape(-1, 4)
+    assert (windows == windows.max(1, keepdim=True).values).sum(1).gt(1).float().mean() > 0.05  # ties
+    got = native.Conv2PoolReLU.apply(h, w, b)
+    assert torch.equal(got, want)
+    upstream = _integers(*want.shape, seed=3)
+    got_grads = torch.autograd.grad((got * upstream).sum(), [h, w, b])
+    want_grads = torch.autograd.grad((want * upstream).sum(), [h, w, b])
+    assert all(torch.equal(a, c) for a, c in zip(got_grads, want_grads))
+
+
 def test_a_nan_input_gives_nan_outputs_where_the_grouped_path_does():
     x = torch.rand(2, 5, 1, 28, 28)
     x[1, 3, 0, 10, 10] = float("nan")
@@ -59,17 +77,19 @@ def test_a_nan_input_gives_nan_outputs_where_the_grouped_path_does():
     torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-5, atol=1e-5)
 
 
-def test_the_engine_takes_the_kernel_and_gets_the_grouped_path_s_numbers(monkeypatch):
+def test_the_engine_takes_the_kernels_and_gets_the_grouped_path_s_numbers(monkeypatch):
     torch.manual_seed(0)
     flat = stacked_model.stack_models([LeNet5() for _ in range(2)])
     x = torch.rand(2, 64, 1, 28, 28)
     x[..., :6, :] = 0.0
     y = torch.randint(0, 10, (2, 64))
-    calls, real = [], native.Conv1PoolReLU.apply
-    monkeypatch.setattr(native.Conv1PoolReLU, "apply", staticmethod(lambda *a: calls.append(a) or real(*a)))
+    calls = []
+    for kernel in (native.Conv1PoolReLU, native.Conv2PoolReLU):
+        monkeypatch.setattr(kernel, "apply", staticmethod(functools.partial(
+            lambda real, *a: calls.append(real) or real(*a), kernel.apply)))
     loss, grad = stacked_model.losses_and_grad(flat, x, y)
-    assert len(calls) == 1
-    monkeypatch.setattr(stacked_model, "conv_stack", functools.partial(stacked_model.conv_stack, fast=False))
+    assert len(calls) == 2
+    monkeypatch.setattr(stacked_model, "features", functools.partial(stacked_model.features, fast=False))
     want_loss, want_grad = stacked_model.losses_and_grad(flat, x, y)
     torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=0)
     torch.testing.assert_close(grad, want_grad, rtol=1e-4, atol=1e-6)
