@@ -156,11 +156,15 @@ def tiny_data(small_data):
                         small_data.test.subset(torch.arange(1000)))
 
 
-@pytest.mark.parametrize("name,hparams", [("sgd_schedulefree", {"lr": 2.0}), ("lookahead_adam", {"lr": 3e-3})])
-def test_trains_lenet_in_the_engine_under_the_sparse_scenario(name, hparams, tiny_data):
+@pytest.mark.parametrize("name,hparams,epochs", [("sgd_schedulefree", {"lr": 0.5}, 2),
+                                                 ("lookahead_adam", {"lr": 3e-3}, 1)])
+def test_trains_lenet_in_the_engine_under_the_sparse_scenario(name, hparams, epochs, tiny_data):
+    """Schedule-free SGD on [0, 1] pixels: lr 2.0 for one epoch sat at 2.12-2.29 test loss, by
+    float rounding alone (grouped, compiled and one-model layers); lr 0.5 for two epochs learns
+    on every path (1.11 on the grouped and compiled ones)."""
     from helpers.engine.config import RunConfig
     from helpers.engine.train import train
-    config = RunConfig(optimizer=name, hparams=hparams, scenario="sparse60", epochs=1,
+    config = RunConfig(optimizer=name, hparams=hparams, scenario="sparse60", epochs=epochs,
                        batch_size=32)
     result = train(config, tiny_data, progress=False)
     last = result.records[-1]
