@@ -19,6 +19,7 @@ MODEL = "helpers/engine/stacked_model.py"
 ONE_CPU = "helpers/engine/one_model_cpu.py"
 CONV1_C = "helpers/engine/native/conv1_pool_relu.c"
 CONV2_C = "helpers/engine/native/conv2_pool_relu.c"
+POOL_H = "helpers/engine/native/pool_relu.h"
 T_RULES = "tests/test_rules.py"
 T_EQ = "tests/test_engine_equivalence.py"
 T_TRAIN = "tests/test_train.py"
@@ -119,18 +120,18 @@ MUTATIONS = [
              "dh = F.conv_transpose2d(grad.contiguous(), w)", "dh = F.conv_transpose2d(grad.contiguous(), w.flip(-1))",
              (f"{T_ONE_CPU}::test_conv2_gradients_are_the_convolution_s",)),
     # the compiled kernels of the two conv blocks
-    Mutation("engine-native-conv1-ties-to-the-last-maximum", CONV1_C, "_mm512_cmp_ps_mask(v[p], m, _CMP_GT_OQ)",
+    Mutation("engine-native-pool-ties-to-the-last-maximum", POOL_H, "_mm512_cmp_ps_mask(v[p], m, _CMP_GT_OQ)",
              "_mm512_cmp_ps_mask(v[p], m, _CMP_GE_OQ)",
-             (f"{T_NATIVE}::test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included",)),
+             (f"{T_NATIVE}::test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included",
+              f"{T_NATIVE}::test_conv2_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included")),
+    Mutation("engine-native-pool-relu-drops-nan", POOL_H, "_CMP_GT_OQ) | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);",
+             "_CMP_GT_OQ);", (f"{T_NATIVE}::test_a_nan_input_gives_nan_outputs_where_the_grouped_path_does",)),
     Mutation("engine-native-conv1-bias-missing-on-16-columns", CONV1_C,
              "lo[r][c] = _mm512_set1_ps(bias[c]);", "lo[r][c] = _mm512_setzero_ps();",
              (f"{T_NATIVE}::test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included",)),
     Mutation("engine-native-conv1-relu-mask-dropped", CONV1_C, "_mm512_cmp_ps_mask(o, zero, _CMP_GT_OQ), g)",
              "_mm512_cmp_ps_mask(o, o, _CMP_EQ_OQ), g)",
              (f"{T_NATIVE}::test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included",)),
-    Mutation("engine-native-conv2-ties-to-the-last-maximum", CONV2_C, "_mm512_cmp_ps_mask(v[p], m, _CMP_GT_OQ)",
-             "_mm512_cmp_ps_mask(v[p], m, _CMP_GE_OQ)",
-             (f"{T_NATIVE}::test_conv2_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included",)),
     Mutation("engine-native-conv2-window-position-transposed", CONV2_C,
              "int oy = 2 * py + (q[o] >> 1), ox = 2 * px + (q[o] & 1);",
              "int oy = 2 * py + (q[o] & 1), ox = 2 * px + (q[o] >> 1);",

@@ -29,6 +29,7 @@ import torch
 from ...runtime import ROOT
 
 SOURCES = (Path(__file__).with_name("conv1_pool_relu.c"), Path(__file__).with_name("conv2_pool_relu.c"))
+HEADERS = (Path(__file__).with_name("pool_relu.h"),)
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 NEEDED = ("avx512f", "avx512bw", "avx512vl")
 SWITCH = "FMNIST_NATIVE"
@@ -58,7 +59,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         return None, "no C compiler (cc) on PATH"
-    key = hashlib.sha256(b"".join(s.read_bytes() for s in SOURCES) + " ".join(FLAGS).encode()
+    key = hashlib.sha256(b"".join(s.read_bytes() for s in SOURCES + HEADERS) + " ".join(FLAGS).encode()
                          + " ".join(sorted(flags)).encode())
     target = ROOT / "build" / "native" / key.hexdigest()[:16] / "liblenet_native.so"
     if not target.is_file():

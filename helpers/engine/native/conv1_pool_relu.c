@@ -4,10 +4,12 @@
 
    x: model k's images at x + k * x_model_stride, [B, 28, 28] each (x_model_stride 0: all models see one
    batch). w [K, 6, 25], bias [K, 6]. out [B, 12, 12, K * 6] (the channels-last [B, K * 6, 12, 12] that the
-   grouped conv2 reads). which [K, B, 6, 12, 12]: the window position (0..3, row-major) of the maximum; as in
-   max_pool2d, the first maximum, and a NaN wins. ReLU keeps NaN. */
+   grouped conv2 reads). which [K, B, 6, 12, 12]: the window position (0..3, row-major) of the maximum
+   (pool_relu.h). */
 #include <stdint.h>
 #include <immintrin.h>
+
+#include "pool_relu.h"
 
 /* One image's conv1 (6 x 5 x 5, bias) on output rows 2*oy2, 2*oy2+1, then 2 x 2 max (first max, NaN wins)
    and ReLU: out[px * out_stride + c] for px < 12, which[c * 144 + px] = window position 0..3. */
@@ -37,20 +39,12 @@ static inline void row_pair(const float *restrict xb, const float *restrict w, c
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 1, 1, 1, 1);
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 0, 0, 0);
     const __m512i offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)out_stride));
-    const __m512 zero = _mm512_setzero_ps();
     for (int c = 0; c < 6; c++) {
         __m512 h0 = _mm512_castps256_ps512(hi[0][c]), h1 = _mm512_castps256_ps512(hi[1][c]);
         __m512 v[4] = {_mm512_permutex2var_ps(lo[0][c], even, h0), _mm512_permutex2var_ps(lo[0][c], odd, h0),
                        _mm512_permutex2var_ps(lo[1][c], even, h1), _mm512_permutex2var_ps(lo[1][c], odd, h1)};
-        __m512 m = v[0];
-        __m512i q = _mm512_setzero_si512();
-        for (int p = 1; p < 4; p++) {
-            __mmask16 take = _mm512_cmp_ps_mask(v[p], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v[p], v[p], _CMP_UNORD_Q);
-            m = _mm512_mask_blend_ps(take, m, v[p]);
-            q = _mm512_mask_blend_epi32(take, q, _mm512_set1_epi32(p));
-        }
-        __mmask16 keep = _mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ) | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
-        m = _mm512_mask_blend_ps(keep, zero, m);
+        __m512i q;
+        __m512 m = pool_relu(v, &q);
         _mm512_mask_i32scatter_ps(out + c, 0x0FFF, offsets, m, 4);
         _mm512_mask_cvtepi32_storeu_epi8(which + c * 144, 0x0FFF, q);
     }

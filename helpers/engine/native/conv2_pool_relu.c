@@ -7,16 +7,16 @@
    wt [K, 5, 5, 6, 16]: w[k, o, c, i, j] at wt[k, i, j, c, o]. w8 [K, 16, 5, 5, 8]: w[k, o, c, i, j] at
    w8[k, o, i, j, c] (c < 6; 6, 7 zero). bias [K, 16].
    out [K, B, 256]: relu(max over the 2 x 2 window) at o * 16 + py * 4 + px (fc1's input order).
-   which [K, B, 4, 4, 16]: the window position (0..3, row-major) of the maximum; as in max_pool2d, the
-   first maximum, and a NaN wins. ReLU keeps NaN. */
+   which [K, B, 4, 4, 16]: the window position (0..3, row-major) of the maximum (pool_relu.h). */
 #include <stdint.h>
 #include <string.h>
 #include <immintrin.h>
 
+#include "pool_relu.h"
+
 static void forward_image(const float *restrict xb, long stride, const float *restrict wt, const float *restrict bias,
                           float *restrict out, uint8_t *restrict which) {
     const __m512i rows = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
-    const __m512 zero = _mm512_setzero_ps();
     const __m512 b = _mm512_loadu_ps(bias);
     for (int py = 0; py < 4; py++) {
         __m512 acc[2][8];
@@ -34,15 +34,9 @@ static void forward_image(const float *restrict xb, long stride, const float *re
                 }
         for (int px = 0; px < 4; px++) {
             __m512 v[4] = {acc[0][2 * px], acc[0][2 * px + 1], acc[1][2 * px], acc[1][2 * px + 1]};
-            __m512 m = v[0];
-            __m512i q = _mm512_setzero_si512();
-            for (int p = 1; p < 4; p++) {
-                __mmask16 take = _mm512_cmp_ps_mask(v[p], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v[p], v[p], _CMP_UNORD_Q);
-                m = _mm512_mask_blend_ps(take, m, v[p]);
-                q = _mm512_mask_blend_epi32(take, q, _mm512_set1_epi32(p));
-            }
-            __mmask16 keep = _mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ) | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
-            _mm512_i32scatter_ps(out + py * 4 + px, rows, _mm512_mask_blend_ps(keep, zero, m), 4);
+            __m512i q;
+            __m512 m = pool_relu(v, &q);
+            _mm512_i32scatter_ps(out + py * 4 + px, rows, m, 4);
             _mm512_mask_cvtepi32_storeu_epi8(which + (py * 4 + px) * 16, 0xFFFF, q);
         }
     }
