@@ -22,6 +22,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -68,7 +69,9 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
             done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", tmp.name], capture_output=True, text=True)
             if done.returncode != 0:
                 os.unlink(tmp.name)
-                return None, f"{compiler} failed on {' '.join(s.name for s in SOURCES)}: {done.stderr.strip()[:500]}"
+                reason = f"{compiler} failed on {' '.join(s.name for s in SOURCES)}: {done.stderr.strip()[:500]}"
+                warnings.warn(f"the compiled conv kernels are off, the engine runs PyTorch's layers: {reason}")
+                return None, reason
             os.replace(tmp.name, target)
     lib = ctypes.CDLL(str(target))
     lib.conv1_pool_relu_forward.argtypes = [_ptr, _long, _ptr, _ptr, _ptr, _ptr, _long, _long]
