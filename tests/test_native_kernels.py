@@ -100,3 +100,16 @@ def test_the_switch_turns_the_kernel_off_and_says_so():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, native.SWITCH: "0"},
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"False {native.SWITCH}=0"
+
+
+def test_a_failed_build_warns_and_leaves_the_pytorch_path(tmp_path):
+    code = ("import pathlib, sys, warnings\n"
+            "from helpers.engine import native\n"
+            "native.ROOT = pathlib.Path(sys.argv[1])\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    print(native.available(), len(caught), native.unavailable_reason())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env={**os.environ, "CC": "false"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("False 1 ") and "failed on conv1_pool_relu.c conv2_pool_relu.c" in out
+    assert not list(tmp_path.rglob("*.so"))
