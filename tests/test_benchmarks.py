@@ -74,3 +74,18 @@ def test_a_cpu_run_shows_the_gpu_table_a_device_run_brought_back_and_says_so(tmp
     lines = gpu_lines_from_device_run(tmp_path)
     assert "NVIDIA H200" in lines[0] and "not this run" in lines[0] and "abcdef0123" in lines[0]
     assert lines[-1] == "| 8 | 2.00 | 100,000 | 4.0 | 4.0 |"
+
+
+def test_the_committed_readme_table_is_rendered_from_the_committed_results(tmp_path):
+    import shutil
+
+    from benchmarks.run import OUT, render
+    from helpers.runtime import ROOT
+    for name in OUT.iterdir():
+        if name.is_file():
+            shutil.copy(name, tmp_path / name.name)
+    (tmp_path / "README_table.md").unlink()
+    assert render(tmp_path) == 0
+    table = (tmp_path / "README_table.md").read_text()
+    assert table == (OUT / "README_table.md").read_text()
+    assert table.strip() in (ROOT / "README.md").read_text()
