@@ -4,9 +4,9 @@ The forward pass is what ``vmap(functional_call(LeNet5))`` lowers to, written ou
 layout is chosen for speed: grouped convolutions (groups=K) over channels-last inputs, then
 batched matmuls; max-pooling before the ReLU (the same values; the same gradients except at
 exact ties; the ReLU then touches 4x fewer entries). On a CPU the slowest of these layers are
-replaced by faster ones computing the same function (:func:`features`).
-:func:`reference_logits` is the literal vmap form, for the tests. Rows follow :data:`LAYOUT`: fc1.weight and fc2.weight first (the
-constrained block, ``[:, :N_CONSTRAINED]``), then the other parameters in module order.
+replaced by faster ones computing the same function (:func:`features`). :func:`reference_logits`
+is the literal vmap form, for the tests. Rows follow :data:`LAYOUT`: fc1.weight and fc2.weight
+first (the constrained block, ``[:, :N_CONSTRAINED]``), then the other parameters in module order.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..problem.data import Split
-from . import native, one_model_cpu
 from ..problem.model import CONSTRAINED_LAYERS, LeNet5
+from . import native, one_model_cpu
 
 STARTER_BATCH = 64
 # Evaluation chunks (images per model, and in all over the K models): on a CPU a chunk's
