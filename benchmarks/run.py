@@ -386,11 +386,14 @@ def _fmt(value, spec: str) -> str:
 def render(out: Path) -> int:
     """README_table.md and the README's table from the results a run wrote to ``out``."""
     meta = json.loads((out / "benchmarks.json").read_text())
-    read = lambda name: pd.read_csv(out / name) if (out / name).is_file() else None  # noqa: E731
+
+    def read(name: str, measured: bool = True) -> pd.DataFrame | None:
+        return pd.read_csv(out / name) if measured and (out / name).is_file() else None
+
     table = markdown(read("throughput.csv"), read("time_to_target.csv"), read("epochs.csv"), meta,
-                     read("methods.csv") if meta.get("methods") else None,
-                     read("model_epochs.csv") if meta.get("model_epochs") else None,
-                     read("machine.csv") if meta.get("machine") else None)
+                     read("methods.csv", bool(meta.get("methods"))),
+                     read("model_epochs.csv", bool(meta.get("model_epochs"))),
+                     read("machine.csv", bool(meta.get("machine"))))
     _publish(out, table)
     return 0
 

@@ -14,16 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from exact_data import integers, tied_share
 from helpers.engine import native, stacked_model
 from helpers.problem.model import LeNet5
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not native.available(), reason=f"no native kernel: {native.unavailable_reason()}")]
-
-
-def _integers(*shape, low=-2, high=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(low, high, shape, generator=g).float()
 
 
 def _grouped(x, w, b, shared):
@@ -36,14 +32,14 @@ def _grouped(x, w, b, shared):
 
 @pytest.mark.parametrize("models, batch, shared", [(1, 1, False), (1, 64, False), (3, 7, False), (3, 9, True)])
 def test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included(models, batch, shared):
-    x = _integers(*((batch,) if shared else (models, batch)), 1, 28, 28, low=0, high=2)
-    w = _integers(models, 6, 1, 5, 5, seed=1).requires_grad_()
-    b = _integers(models, 6, seed=2).requires_grad_()
+    x = integers(*((batch,) if shared else (models, batch)), 1, 28, 28, low=0, high=2)
+    w = integers(models, 6, 1, 5, 5, seed=1).requires_grad_()
+    b = integers(models, 6, seed=2).requires_grad_()
     want = _grouped(x, w, b, shared)
     got = native.Conv1PoolReLU.apply(x, w, b, shared)
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(got, want)
-    upstream = _integers(*want.shape, seed=3)
+    upstream = integers(*want.shape, seed=3)
     got_grads = torch.autograd.grad((got * upstream).sum(), [w, b])
     want_grads = torch.autograd.grad((want * upstream).sum(), [w, b])
     assert all(torch.equal(a, c) for a, c in zip(got_grads, want_grads))
@@ -51,17 +47,16 @@ def test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included(models,
 
 @pytest.mark.parametrize("models, batch", [(1, 1), (1, 64), (3, 7)])
 def test_conv2_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included(models, batch):
-    h = _integers(batch, models * 6, 12, 12, low=0, high=2).contiguous(memory_format=torch.channels_last)
+    h = integers(batch, models * 6, 12, 12, low=0, high=2).contiguous(memory_format=torch.channels_last)
     h.requires_grad_()
-    w = _integers(models, 16, 6, 5, 5, low=-1, high=2, seed=1).requires_grad_()
-    b = _integers(models, 16, seed=2).requires_grad_()
+    w = integers(models, 16, 6, 5, 5, low=-1, high=2, seed=1).requires_grad_()
+    b = integers(models, 16, seed=2).requires_grad_()
     conv = F.conv2d(h, w.reshape(models * 16, 6, 5, 5), b.reshape(-1), groups=models)
     want = F.max_pool2d(conv, 2).relu().reshape(batch, models, 256).transpose(0, 1)
-    windows = conv.unfold(2, 2, 2).unfold(3, 2, 2).reshape(-1, 4)
-    assert (windows == windows.max(1, keepdim=True).values).sum(1).gt(1).float().mean() > 0.05  # ties
+    assert tied_share(conv) > 0.05
     got = native.Conv2PoolReLU.apply(h, w, b)
     assert torch.equal(got, want)
-    upstream = _integers(*want.shape, seed=3)
+    upstream = integers(*want.shape, seed=3)
     got_grads = torch.autograd.grad((got * upstream).sum(), [h, w, b])
     want_grads = torch.autograd.grad((want * upstream).sum(), [h, w, b])
     assert all(torch.equal(a, c) for a, c in zip(got_grads, want_grads))
