@@ -14,6 +14,19 @@ def small_data():
     return load(device="cpu", train_fraction=0.1)
 
 
+@pytest.fixture(scope="session")
+def data64():
+    """80 training and 100 hold-out images of the real data, in float64 (10 steps of 8 per epoch)."""
+    from helpers.problem.data import FashionMNIST, Split, load
+    data = load(device="cpu", train_fraction=0.01)
+
+    def double(split, a, b):
+        return Split(split.x[a:b].double(), split.y[a:b])
+
+    return FashionMNIST(train=double(data.train, 0, 80), test=double(data.test, 0, 100),
+                        val=double(data.train, 160, 260))
+
+
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"

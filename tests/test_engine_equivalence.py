@@ -16,7 +16,6 @@ from helpers.engine.config import RunConfig
 from helpers.engine.stacked_model import evaluate_many, stack_models, to_model
 from helpers.engine.train import evaluate, run
 from helpers.optimizers import get_spec, registry
-from helpers.problem.data import FashionMNIST, Split, load
 from helpers.problem.model import LeNet5
 
 STEPS = 10
@@ -31,18 +30,6 @@ class _Enough(Exception):
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data64():
-    """80 training and 100 hold-out images of the real data, in float64 (10 steps of 8 per epoch)."""
-    data = load(device="cpu", train_fraction=0.01)
-
-    def double(split, a, b):
-        return Split(split.x[a:b].double(), split.y[a:b])
-
-    return FashionMNIST(train=double(data.train, 0, 80), test=double(data.test, 0, 100),
-                        val=double(data.train, 160, 260))
 
 
 def _variants(name: str, scenario: str) -> list[dict]:

@@ -58,7 +58,12 @@ class StackedSparsity:
     def after_step(self, step: int, p: torch.Tensor, state: list[torch.Tensor]) -> None:
         k = self.schedule.target(step)
         if k is not None:
-            self.masks, self.k = select_rows(p, k, self.structured), k
+            masks = select_rows(p, k, self.structured)
+            if self.masks is None:
+                self.masks = masks
+            else:  # in place: a captured step (graphed_step) reads this tensor
+                self.masks.copy_(masks)
+            self.k = k
             self.fixed = self.strategy != "projection"
         if self.masks is not None:
             off = ~self.masks

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..constraints.scenarios import get_scenario
 from ..optimizers.stacked import lr_column
 from ..problem.model import density as model_density
+from .graphed_step import WARMUP_CALLS, CudaGraphs, GraphedStep, wanted
 from .stacked_model import (N_CONSTRAINED, evaluate_many, full_gradient, losses_and_grad, per_model_loss,
                             stack_models, to_model, unstack)
 from .stacked_sparsity import StackedSparsity
@@ -45,9 +46,13 @@ class _Oracle:
 
 
 class StackedStepper:
-    """K models as rows of one tensor, updated by the optimizer's stacked rule."""
+    """K models as rows of one tensor, updated by the optimizer's stacked rule.
 
-    def __init__(self, configs, nets, data, spec, total_steps: int, loss_fn=per_model_loss):
+    ``graphs``: a :mod:`~helpers.engine.graphed_step` backend that replays the steps of a
+    capturable rule (default: CUDA graphs where :func:`~helpers.engine.graphed_step.wanted`).
+    """
+
+    def __init__(self, configs, nets, data, spec, total_steps: int, loss_fn=per_model_loss, graphs=None):
         first = configs[0]
         self.k = len(configs)
         self.train_split = data.train
@@ -55,6 +60,7 @@ class StackedStepper:
         hparams = [c.effective_hparams for c in configs]
         self.base_lr = lr_column([h["lr"] for h in hparams], self.p)
         self.factor = 1.0
+        self.factor_now = torch.ones((), dtype=torch.float64, device=self.p.device)
         self.rule = spec.rule(hparams, self.p)
         scenario = get_scenario(first.scenario)
         self.sparsity = (StackedSparsity(scenario, first.sparsity_strategy, total_steps)
@@ -65,6 +71,11 @@ class StackedStepper:
         self.loss_fn = loss_fn
         self.oracle = _Oracle(self)
         self.snapshots: list[torch.Tensor | None] = [None] * self.k
+        if graphs is None and wanted(self.p.device):
+            graphs = CudaGraphs()
+        capturable = self.rule.capturable and not self.rule.needs
+        self.graphed = (GraphedStep(self._gradient_step, graphs, getattr(graphs, "warmup_calls", WARMUP_CALLS))
+                        if graphs is not None and capturable else None)
 
     def charge(self, samples: int) -> None:
         if self.budget is not None and self.grad_evals + samples > self.budget:
@@ -95,17 +106,30 @@ class StackedStepper:
     def step(self, x, y, factor: float, batch_ids: list[int], n_batches: int) -> torch.Tensor:
         o = self.oracle
         o.x, o.y, o.batch_ids, o.n_batches, o.batch_size = x, y, batch_ids, n_batches, y.shape[1]
-        if getattr(self.rule, "uses_gradient", True):
-            self.charge(y.shape[1])
-            losses, g = losses_and_grad(self.p, x, y, loss_fn=self.loss_fn)
-        else:  # e.g. SARAH's step from a fresh full gradient: the batch loss only, no gradient
+        self.factor = factor
+        self.factor_now.fill_(factor)
+        if not getattr(self.rule, "uses_gradient", True):
+            # e.g. SARAH's step from a fresh full gradient: the batch loss only, no gradient
             with torch.no_grad():
                 losses = self.loss_fn(unstack(self.p), x, y) / y.shape[1]
-            g = torch.zeros_like(self.p)
-        self.factor = factor
+                self.rule.step(self.p, torch.zeros_like(self.p), self.rate(), o)
+            return losses
+        self.charge(y.shape[1])
+        if self.graphed is not None:
+            fixed_mask = self.sparsity is not None and self.sparsity.fixed
+            return self.graphed((tuple(x.shape), fixed_mask), (x, y))
+        return self._gradient_step(x, y)
+
+    def _gradient_step(self, x, y) -> torch.Tensor:
+        """The batch losses and gradient at ``p``, then the rule's step (what a graph captures)."""
+        losses, g = losses_and_grad(self.p, x, y, loss_fn=self.loss_fn)
         with torch.no_grad():
-            self.rule.step(self.p, self.mask(g) * self.alive.to(g.dtype), self.base_lr * factor * self.alive, o)
+            self.rule.step(self.p, self.mask(g) * self.alive.to(g.dtype), self.rate(), self.oracle)
         return losses
+
+    def rate(self) -> torch.Tensor:
+        """``[K, 1]``: each model's scheduled learning rate (zero for a diverged model)."""
+        return self.base_lr * self.factor_now * self.alive
 
     def after_step(self, step: int) -> None:
         if self.sparsity is not None:

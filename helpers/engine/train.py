@@ -97,12 +97,15 @@ def train(config: RunConfig, data: FashionMNIST, progress: bool = True,
 
 
 def run(configs, data: FashionMNIST, progress: bool = True, models=None, observer=None,
-        loss_fn=per_model_loss) -> list[RunResult]:
+        loss_fn=per_model_loss, graphs=None) -> list[RunResult]:
     """Train the configurations together (see the module docstring); one result per configuration.
 
     ``observer(step, stepper)`` (optional) is called after every step (the tests compare runs
     step by step through it). The caller checks that the configurations can share a run
-    (:func:`helpers.engine.batched.why_not_batch`).
+    (:func:`helpers.engine.batched.why_not_batch`). ``graphs``: the backend that replays
+    captured steps (:class:`~helpers.engine.steppers.StackedStepper`; default: CUDA graphs where
+    enabled). An epoch's batch indices reach the device in one copy, so the host does not wait
+    for the device at every step.
     """
     configs = list(configs)
     first = configs[0]
@@ -121,7 +124,7 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
         generators.append(seed_everything(c.seed))
         nets.append(models[i] if models is not None else LeNet5())
     if spec.rule is not None:
-        stepper = StackedStepper(configs, nets, data, spec, total_steps, loss_fn)
+        stepper = StackedStepper(configs, nets, data, spec, total_steps, loss_fn, graphs)
     else:
         stepper = ModuleStepper(first, nets[0], data, spec, total_steps)
     stepper.begin()
@@ -187,9 +190,10 @@ def run(configs, data: FashionMNIST, progress: bool = True, models=None, observe
             orders = [list(enumerate(batch_indices(n, sizes[epoch], g))) for g in generators]
         n_batches = len(orders[0])
         eval_points = _eval_points(n_batches, first.evals_per_epoch)
+        indices = epoch_indices(orders, device)
         for position in range(n_batches):
             ids = [o[position][0] for o in orders]
-            index = torch.stack([o[position][1] for o in orders]).to(device)
+            index = indices[position]
             spent = sum(stepper.counts())
             if budget is not None and spent + stepper.step_cost(index.shape[1], n) > budget:
                 stop = True
@@ -229,6 +233,14 @@ def fixed_order(batches: list[torch.Tensor], generator: torch.Generator) -> list
     full = len(batches) - short
     order = torch.randperm(full, generator=generator).tolist() + ([full] if short else [])
     return [(j, batches[j]) for j in order]
+
+
+def epoch_indices(orders: list[list[tuple[int, torch.Tensor]]], device) -> list[torch.Tensor]:
+    """Each position's ``[K, B]`` batch indices of one epoch (``orders``: per model, per
+    position, (batch id, indices)), moved to ``device`` in one copy."""
+    blocks = [torch.stack([o[position][1] for o in orders]) for position in range(len(orders[0]))]
+    flat = torch.cat([b.reshape(-1) for b in blocks]).to(device)
+    return [part.view(b.shape) for part, b in zip(flat.split([b.numel() for b in blocks]), blocks)]
 
 
 def _eval_points(steps_per_epoch: int, per_epoch: int) -> set[int]:

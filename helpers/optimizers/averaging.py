@@ -38,6 +38,7 @@ class AveragingRule(SGDRule):
     hyperparameters = {**SGDRule.hyperparameters, "lr": 0.02, "momentum": 0.9, "average": "polyak",
                        "start_epoch": 0.0, "ema_decay": 0.999, "swa_every": 1}
     unmasked_state = ("average",)  # the average of the projected iterates, pruned entries included
+    capturable = False  # its epoch position is a Python count, and ``pending`` is rebound each step
 
     def __init__(self, hparams, p):
         super().__init__(hparams, p)

@@ -40,6 +40,7 @@ class LookaheadRule(StackedRule):
     """Every k inner steps: phi <- phi + alpha (theta - phi); theta <- phi. ``inner`` is set by
     :func:`lookahead_rule`."""
     inner: type[StackedRule]
+    capturable = False  # the synchronisation test reads the device (bool(sync.any())) every step
 
     def __init__(self, hparams, p):
         own = {"k", "alpha"}

@@ -14,6 +14,7 @@ from .stacked import StackedRule, check_betas, check_eps
 class SGDRule(StackedRule):
     """torch.optim.SGD: g <- g + wd p; b <- mu b + g (b_1 = g); p <- p - lr (g + mu b if nesterov else b)."""
     hyperparameters = {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+    capturable = True
 
     def __init__(self, hparams, p):
         super().__init__(hparams, p)
@@ -44,6 +45,7 @@ class AdamRule(StackedRule):
     p <- p - lr / (1-b1^t) m / (sqrt(v) / sqrt(1-b2^t) + eps)."""
     hyperparameters = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
     decoupled = False
+    capturable = True
 
     def __init__(self, hparams, p):
         super().__init__(hparams, p)

@@ -31,6 +31,7 @@ from .stacked import StackedOptimizer, StackedRule, check_betas, check_eps
 class ScheduleFreeRule(StackedRule):
     """The y/z/x bookkeeping shared by both; a subclass gives beta and the step on z."""
     hyperparameters = {"lr": 1.0, "weight_decay": 0.0, "warmup_steps": 0, "weight_lr_power": 2.0}
+    capturable = True
 
     def __init__(self, hparams, p):
         super().__init__(hparams, p)

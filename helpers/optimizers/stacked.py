@@ -19,6 +19,9 @@ Contract of a rule (``p``, ``g``: ``[K, N]``; ``lr``: ``[K, 1]`` float64, the sc
 - ``reset(i)``: zero model i's state and counters (a diverged model idles from then on).
 - ``start(p)``: called once before the first step, after the initial projection.
 - ``on_epoch_start(p, oracle)``: called at the start of every epoch.
+- ``capturable``: True if ``step`` can be captured once and replayed (a CUDA graph): state
+  changed in place only, no host synchronisation, no Python value that changes between steps
+  (:mod:`helpers.engine.graphed_step`; checked by replay on a CPU in the tests).
 - ``step_cost(batch_size, n)`` / ``epoch_cost(n)``: oracle calls (sample gradients per
   model) the next step / the next epoch start will spend (``n`` training samples). The
   engine takes no step whose cost would pass the run's budget.
@@ -65,6 +68,7 @@ class StackedRule:
     shared_hyperparameters: tuple = ()  # keys every model of a stacked run must share
     needs: frozenset = frozenset()
     unmasked_state: tuple = ()
+    capturable = False
 
     def __init__(self, hparams: list[dict], p: torch.Tensor):
         if p.dim() != 2 or p.shape[0] != len(hparams) or not hparams:

@@ -20,12 +20,15 @@ ONE_CPU = "helpers/engine/one_model_cpu.py"
 CONV1_C = "helpers/engine/native/conv1_pool_relu.c"
 CONV2_C = "helpers/engine/native/conv2_pool_relu.c"
 POOL_H = "helpers/engine/native/pool_relu.h"
+GRAPHED = "helpers/engine/graphed_step.py"
+LOOKAHEAD = "helpers/optimizers/lookahead.py"
 T_RULES = "tests/test_rules.py"
 T_EQ = "tests/test_engine_equivalence.py"
 T_TRAIN = "tests/test_train.py"
 T_BATCHED = "tests/test_batched.py"
 T_ONE_CPU = "tests/test_one_model_cpu.py"
 T_NATIVE = "tests/test_native_kernels.py"
+T_GRAPH = "tests/test_graphed_step.py"
 
 
 def torch_ref(rule: str) -> str:
@@ -88,8 +91,8 @@ MUTATIONS = [
              "    if True:\n        return topk_rows(block, k)",
              (f"{T_EQ}::test_state_is_zeroed_where_the_projection_prunes",)),
     # the loop: per-model hyperparameters, evaluation rows, budget, schedule
-    Mutation("engine-first-models-rate-for-all", STEPPERS, "self.base_lr * factor * self.alive, o)",
-             "self.base_lr[:1] * factor * self.alive, o)",
+    Mutation("engine-first-models-rate-for-all", STEPPERS, "return self.base_lr * self.factor_now * self.alive",
+             "return self.base_lr[:1] * self.factor_now * self.alive",
              (f"{T_EQ}::test_model_k_of_four_equals_the_model_alone[adam-l2-projection]",)),
     Mutation("engine-evaluation-rows-swapped", STEPPERS, "w = self.evaluated_weights()[rows]",
              "w = self.evaluated_weights()[rows].flip(0)", (T_BATCHED,)),
@@ -103,6 +106,17 @@ MUTATIONS = [
              'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2)).relu()',
              'h = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2))',
              (f"{T_BATCHED}::test_forward_is_the_vmapped_model",)),
+    # the graphed step (captured once, replayed; CUDA graphs, checked on a CPU by tests/cpu_graph.py)
+    Mutation("engine-graph-rate-frozen-at-capture", STEPPERS, "return self.base_lr * self.factor_now * self.alive",
+             "return self.base_lr * self.factor * self.alive",
+             (f"{T_GRAPH}::test_replayed_steps_equal_eager_steps_bit_for_bit[adam-standard-projection]",)),
+    Mutation("engine-graph-inputs-not-copied", GRAPHED, "            s.copy_(t)", "            pass",
+             (f"{T_GRAPH}::test_replayed_steps_equal_eager_steps_bit_for_bit[heavy_ball-l2-projection]",)),
+    Mutation("engine-graph-warm-up-skipped", GRAPHED, "if self.calls[key] <= self.warmup:", "if False:",
+             (f"{T_GRAPH}::test_graphed_step_warms_up_then_captures_once_per_key_and_copies_the_inputs",)),
+    Mutation("engine-graph-lookahead-declared-capturable", LOOKAHEAD,
+             "    capturable = False  # the synchronisation", "    capturable = True  # the synchronisation",
+             (f"{T_GRAPH}::test_every_rule_the_engine_trains_is_checked_or_declared_not_capturable",)),
     # one model on a CPU: conv1 + pooling by phases, conv2's split backward
     Mutation("engine-k1-pool-every-tied-maximum-gets-the-gradient", ONE_CPU, "here, g = g - rest, rest",
              "here = g - rest",
