@@ -90,7 +90,7 @@ def model_epochs(data, ks=(1, 8, 32, 128), epochs: int = 1) -> pd.DataFrame:
     rows = []
     for k in ks:
         warm = configs_for("sgd", k, fraction, lr=1e-3)
-        train_many(warm, _head(data, min(n, 4 * BATCH)), progress=False)
+        train_many(warm, first_images(data, min(n, 4 * BATCH)), progress=False)
         configs = configs_for("sgd", k, fraction, epochs=epochs, lr=1e-3)
         wall = time.perf_counter()
         results = train_many(configs, data, progress=False)
@@ -104,7 +104,7 @@ def model_epochs(data, ks=(1, 8, 32, 128), epochs: int = 1) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _head(data, size: int):
+def first_images(data, size: int):
     """``data`` with only the first ``size`` training images (a warm-up's)."""
     from dataclasses import replace
     return replace(data, train=type(data.train)(data.train.x[:size], data.train.y[:size]))

@@ -89,3 +89,18 @@ def test_the_committed_readme_table_is_rendered_from_the_committed_results(tmp_p
     table = (tmp_path / "README_table.md").read_text()
     assert table == (OUT / "README_table.md").read_text()
     assert table.strip() in (ROOT / "README.md").read_text()
+
+
+def test_gpu_variants_table_and_profile_are_written_on_a_cpu_at_a_tiny_size(tmp_path):
+    """The GPU variants' bookkeeping (on a CPU every variant is the eager grouped path): one row
+    per variant and K, written as it goes; the profile tables the operations; the time limit
+    stops new rows.
+    """
+    from benchmarks.gpu_variants import VARIANTS, measure, profile
+    data = load(train_fraction=0.003, val_size=100)
+    frame = measure(data, (1,), tmp_path, limit_s=600)
+    assert list(frame.variant) == [v[0] for v in VARIANTS] and (frame.error == "").all()
+    assert (frame.model_epochs_per_s > 0).all()
+    assert pd.read_csv(tmp_path / "gpu_variants.csv").shape[0] == len(VARIANTS)
+    assert measure(data, (1, 2), tmp_path, limit_s=0).empty
+    assert "aten::baddbmm" in profile(load(train_fraction=0.01, val_size=100), 2, "grouped", steps=2)

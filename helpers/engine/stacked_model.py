@@ -18,7 +18,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..problem.data import Split
 from ..problem.model import CONSTRAINED_LAYERS, LeNet5
-from . import native, one_model_cpu
+from . import native, one_model_cpu, unfolded_convs
 
 STARTER_BATCH = 64
 # Evaluation chunks (images per model, and in all over the K models): on a CPU a chunk's
@@ -81,10 +81,13 @@ def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False, 
     ``fast=False``: grouped convolutions everywhere (the reference the faster CPU layers are
     checked against). On a CPU, float32 where built: the compiled kernels of
     :mod:`~helpers.engine.native`; otherwise one model takes the layers of
-    :mod:`~helpers.engine.one_model_cpu`."""
+    :mod:`~helpers.engine.one_model_cpu`. On CUDA with ``FMNIST_GPU_CONV=unfold``: the batched
+    matmuls of :mod:`~helpers.engine.unfolded_convs`."""
     k = p["fc3.bias"].shape[0]
     b = x.shape[0] if shared else x.shape[1]
     cpu = fast and x.device.type == "cpu"
+    if fast and x.device.type == "cuda" and unfolded_convs.choice() == "unfold":
+        return unfolded_convs.features(p, x, shared)
     if cpu and native.applies(x):
         h = native.Conv1PoolReLU.apply(x, p["conv1.weight"], p["conv1.bias"], shared)
         return native.Conv2PoolReLU.apply(h, p["conv2.weight"], p["conv2.bias"])

@@ -21,6 +21,7 @@ CONV1_C = "helpers/engine/native/conv1_pool_relu.c"
 CONV2_C = "helpers/engine/native/conv2_pool_relu.c"
 POOL_H = "helpers/engine/native/pool_relu.h"
 GRAPHED = "helpers/engine/graphed_step.py"
+UNFOLD = "helpers/engine/unfolded_convs.py"
 LOOKAHEAD = "helpers/optimizers/lookahead.py"
 T_RULES = "tests/test_rules.py"
 T_EQ = "tests/test_engine_equivalence.py"
@@ -29,6 +30,7 @@ T_BATCHED = "tests/test_batched.py"
 T_ONE_CPU = "tests/test_one_model_cpu.py"
 T_NATIVE = "tests/test_native_kernels.py"
 T_GRAPH = "tests/test_graphed_step.py"
+T_UNFOLD = "tests/test_unfolded_convs.py"
 
 
 def torch_ref(rule: str) -> str:
@@ -117,6 +119,16 @@ MUTATIONS = [
     Mutation("engine-graph-lookahead-declared-capturable", LOOKAHEAD,
              "    capturable = False  # the synchronisation", "    capturable = True  # the synchronisation",
              (f"{T_GRAPH}::test_every_rule_the_engine_trains_is_checked_or_declared_not_capturable",)),
+    # the unfolded conv blocks (the GPU alternative to grouped convolutions)
+    Mutation("engine-unfold-kernel-transposed", UNFOLD, "h.unfold(2, 5, 1).unfold(3, 5, 1)",
+             "h.unfold(3, 5, 1).unfold(2, 5, 1)",
+             (f"{T_UNFOLD}::test_block_is_max_pool_of_the_grouped_convolution_bit_for_bit_ties_included",)),
+    Mutation("engine-unfold-fc1-input-order", UNFOLD, "return h.permute(0, 1, 4, 2, 3).reshape(k, h.shape[1], 256)",
+             "return h.reshape(k, h.shape[1], 256)",
+             (f"{T_UNFOLD}::test_model_features_and_gradients_equal_the_grouped_path_in_float64",)),
+    Mutation("engine-unfold-relu-dropped", UNFOLD, "pooled = F.max_pool2d(nchw, 2).relu()",
+             "pooled = F.max_pool2d(nchw, 2)",
+             (f"{T_UNFOLD}::test_block_is_max_pool_of_the_grouped_convolution_bit_for_bit_ties_included",)),
     # one model on a CPU: conv1 + pooling by phases, conv2's split backward
     Mutation("engine-k1-pool-every-tied-maximum-gets-the-gradient", ONE_CPU, "here, g = g - rest, rest",
              "here = g - rest",

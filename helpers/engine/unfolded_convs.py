@@ -1,0 +1,56 @@
+"""LeNet-5's two conv blocks for K models as batched matmuls over unfolded patches.
+
+A GPU alternative to cuDNN's grouped convolutions (groups = K), whose speed at large K is
+what limits the batched engine there: each block copies its 5 x 5 patches into a
+``[K, B * positions, C * 25]`` matrix and multiplies it by the ``[K, C * 25, O]`` weights with one
+``baddbmm`` (cuBLAS, batched over the models); the outputs are laid out channels-last, so
+max-pooling reads them without a copy. Same function and gradients as the grouped path,
+pooling ties included (``F.max_pool2d`` routes the gradient); only rounding differs. Used on
+CUDA with ``FMNIST_GPU_CONV=unfold`` (:func:`~helpers.engine.stacked_model.features`) until a
+GPU run has measured it against the grouped path (``tools/device_speed.sh``).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+SWITCH = "FMNIST_GPU_CONV"
+CHOICES = ("grouped", "unfold")
+
+
+def choice() -> str:
+    """The GPU conv path the environment asks for (``FMNIST_GPU_CONV``, default grouped)."""
+    value = os.environ.get(SWITCH, "grouped")
+    if value not in CHOICES:
+        raise ValueError(f"{SWITCH}={value!r}: choose one of {', '.join(CHOICES)}")
+    return value
+
+
+def conv_pool_relu(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """relu(max_pool2d(conv2d(h_k, w_k) + b_k, 2)) for each model k, channels-last in and out.
+
+    ``h``: ``[K, B, H, W, C]`` (or ``[1, B, H, W, C]``: the same images for every model);
+    ``w``: ``[K, O, C, 5, 5]``; ``b``: ``[K, O]``. Returns ``[K, B, H', W', O]`` with
+    H' = (H - 4) // 2, W' = (W - 4) // 2.
+    """
+    k, o, c = w.shape[:3]
+    n, height, width = h.shape[1:4]
+    oh, ow = height - 4, width - 4
+    patches = h.unfold(2, 5, 1).unfold(3, 5, 1).reshape(h.shape[0], n * oh * ow, c * 25)
+    if patches.shape[0] != k:
+        patches = patches.expand(k, -1, -1)
+    conv = torch.baddbmm(b.unsqueeze(1), patches, w.reshape(k, o, c * 25).transpose(1, 2))
+    nchw = conv.view(k * n, oh, ow, o).permute(0, 3, 1, 2)
+    pooled = F.max_pool2d(nchw, 2).relu()
+    return pooled.permute(0, 2, 3, 1).reshape(k, n, oh // 2, ow // 2, o)
+
+
+def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool) -> torch.Tensor:
+    """fc1's input ``[K, B, 256]`` (in ``(channel, row, column)`` order, as LeNet-5 flattens)."""
+    k = p["fc3.bias"].shape[0]
+    images = x.reshape(1 if shared else k, x.shape[-4], 28, 28, 1)
+    h = conv_pool_relu(images, p["conv1.weight"].reshape(k, 6, 1, 5, 5), p["conv1.bias"].reshape(k, 6))
+    h = conv_pool_relu(h, p["conv2.weight"].reshape(k, 16, 6, 5, 5), p["conv2.bias"].reshape(k, 16))
+    return h.permute(0, 1, 4, 2, 3).reshape(k, h.shape[1], 256)
