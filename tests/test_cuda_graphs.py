@@ -6,7 +6,7 @@ path. Skipped without one; ``tools/device_speed.sh`` runs them on a lent GPU bef
   the sparse scenario's projection and fixed-mask phases) every model's
   parameters and state agree with the eager run to float32 rounding.
 - The unfolded blocks compute the grouped path's features and gradients (float32; cuBLAS and
-  cuDNN sum in different orders).
+  cuDNN sum in different orders). ``tests/test_triton_conv1.py`` checks the Triton block here.
 """
 import os
 
@@ -28,8 +28,9 @@ def cuda_data():
     return load(device="cuda", train_fraction=0.02, val_size=500)
 
 
-def _final_state(name, scenario, strategy, data, graphs: bool, monkeypatch):
+def _final_state(name, scenario, strategy, data, graphs: bool, monkeypatch, conv="grouped"):
     monkeypatch.setenv(graphed_step.SWITCH, "1" if graphs else "0")
+    monkeypatch.setenv(unfolded_convs.SWITCH, conv)
     configs = [RunConfig(optimizer=name, hparams={"lr": 1e-2 * (i + 1) if name != "sgd_schedulefree" else 0.5},
                          seed=i, epochs=5, batch_size=70, schedule="cosine", scenario=scenario,
                          sparsity_strategy=strategy, eval_split="val", val_size=500, train_fraction=0.02)
@@ -45,12 +46,14 @@ def _final_state(name, scenario, strategy, data, graphs: bool, monkeypatch):
     return kept, [r.records[-1]["val_loss"] for r in results]
 
 
-@pytest.mark.parametrize("name, scenario, strategy", [
-    ("sgd", "standard", "projection"), ("nesterov", "l2", "projection"), ("adam", "sparse60", "projection"),
-    ("heavy_ball", "sparse60", "gradual"), ("sgd_schedulefree", "standard", "projection")])
-def test_cuda_graph_replay_follows_the_eager_step(name, scenario, strategy, cuda_data, monkeypatch):
-    eager, eager_losses = _final_state(name, scenario, strategy, cuda_data, False, monkeypatch)
-    graphed, graphed_losses = _final_state(name, scenario, strategy, cuda_data, True, monkeypatch)
+@pytest.mark.parametrize("name, scenario, strategy, conv", [
+    ("sgd", "standard", "projection", "grouped"), ("nesterov", "l2", "projection", "grouped"),
+    ("adam", "sparse60", "projection", "grouped"), ("heavy_ball", "sparse60", "gradual", "grouped"),
+    ("sgd_schedulefree", "standard", "projection", "grouped"), ("sgd", "standard", "projection", "unfold"),
+    ("adam", "l2", "projection", "triton")])
+def test_cuda_graph_replay_follows_the_eager_step(name, scenario, strategy, conv, cuda_data, monkeypatch):
+    eager, eager_losses = _final_state(name, scenario, strategy, cuda_data, False, monkeypatch, conv)
+    graphed, graphed_losses = _final_state(name, scenario, strategy, cuda_data, True, monkeypatch, conv)
     assert not eager["graphed"] and graphed["graphed"] and graphed["captures"] >= 2
     for a, b in zip(eager["tensors"], graphed["tensors"]):
         torch.testing.assert_close(b, a, **TOL)

@@ -22,6 +22,7 @@ CONV2_C = "helpers/engine/native/conv2_pool_relu.c"
 POOL_H = "helpers/engine/native/pool_relu.h"
 GRAPHED = "helpers/engine/graphed_step.py"
 UNFOLD = "helpers/engine/unfolded_convs.py"
+TRITON = "helpers/engine/triton_conv1.py"
 LOOKAHEAD = "helpers/optimizers/lookahead.py"
 T_RULES = "tests/test_rules.py"
 T_EQ = "tests/test_engine_equivalence.py"
@@ -31,6 +32,7 @@ T_ONE_CPU = "tests/test_one_model_cpu.py"
 T_NATIVE = "tests/test_native_kernels.py"
 T_GRAPH = "tests/test_graphed_step.py"
 T_UNFOLD = "tests/test_unfolded_convs.py"
+T_TRITON = "tests/test_triton_conv1.py::test_the_kernel_checks_pass_under_the_interpreter"
 
 
 def torch_ref(rule: str) -> str:
@@ -129,6 +131,15 @@ MUTATIONS = [
     Mutation("engine-unfold-relu-dropped", UNFOLD, "pooled = F.max_pool2d(nchw, 2).relu()",
              "pooled = F.max_pool2d(nchw, 2)",
              (f"{T_UNFOLD}::test_block_is_max_pool_of_the_grouped_convolution_bit_for_bit_ties_included",)),
+    # the Triton conv1 block (run under Triton's interpreter on a CPU)
+    Mutation("engine-triton-pool-ties-to-a-later-maximum", TRITON, "take = (s10 > best) | (s10 != s10)",
+             "take = (s10 >= best) | (s10 != s10)", (T_TRITON,)),
+    Mutation("engine-triton-pool-drops-nan", TRITON, "take = (s11 > best) | (s11 != s11)", "take = s11 > best",
+             (T_TRITON,)),
+    Mutation("engine-triton-relu-mask-dropped-in-backward", TRITON, "g = tl.where(y <= 0, 0.0, g)", "g = g + 0.0",
+             (T_TRITON,)),
+    Mutation("engine-triton-backward-window-transposed", TRITON, "+ (won // 2) * 28 + won % 2",
+             "+ (won % 2) * 28 + won // 2", (T_TRITON,)),
     # one model on a CPU: conv1 + pooling by phases, conv2's split backward
     Mutation("engine-k1-pool-every-tied-maximum-gets-the-gradient", ONE_CPU, "here, g = g - rest, rest",
              "here = g - rest",

@@ -1,0 +1,89 @@
+"""The Triton conv1 + pool + ReLU kernel computes what the grouped path computes, bit for bit on
+small-integer data (pooling ties between different patches included), NaN as ``max_pool2d`` and
+ReLU treat it, and inside the engine's features. On CUDA the kernels are compiled; without a
+GPU this module runs itself again in a subprocess under Triton's interpreter
+(``TRITON_INTERPRET=1`` must be set before Triton is first imported)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from exact_data import integers, tied_share
+from helpers.engine import stacked_model, unfolded_convs
+from helpers.problem.model import LeNet5
+
+pytest.importorskip("triton")
+pytestmark = pytest.mark.usefixtures("one_thread")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+RUNS_HERE = DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+here = pytest.mark.skipif(not RUNS_HERE, reason="run by test_the_kernel_checks_pass_under_the_interpreter")
+
+
+@pytest.mark.skipif(RUNS_HERE, reason="the checks run in this process")
+def test_the_kernel_checks_pass_under_the_interpreter():
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", __file__],
+                          env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "5 passed" in done.stdout.splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    from helpers.engine.triton_conv1 import Conv1PoolReLU
+    return Conv1PoolReLU
+
+
+def _grouped(x, w, b, shared):
+    """The reference: grouped conv2d, max_pool2d, ReLU, as ``[K, B, 12, 12, 6]``."""
+    k, n = w.shape[0], x.shape[1]
+    images = x[0].unsqueeze(1) if shared else x.transpose(0, 1)
+    conv = F.conv2d(images, w.reshape(-1, 1, 5, 5), b.reshape(-1), groups=1 if shared else k)
+    return conv, F.max_pool2d(conv, 2).relu().reshape(n, k, 6, 12, 12).permute(1, 0, 3, 4, 2)
+
+
+@here
+@pytest.mark.parametrize("models, batch, shared", [(1, 3, False), (3, 2, False), (2, 3, True)])
+def test_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included(kernel, models, batch, shared):
+    x = integers(1 if shared else models, batch, 28, 28, low=0, high=2).to(DEVICE)
+    w = integers(models, 6, 1, 5, 5, seed=1).to(DEVICE).requires_grad_()
+    b = integers(models, 6, seed=2).to(DEVICE).requires_grad_()
+    conv, want = _grouped(x, w, b, shared)
+    assert tied_share(conv.cpu()) > 0.05
+    got = kernel.apply(x, w, b)
+    assert torch.equal(got, want)
+    upstream = integers(*want.shape, seed=3).to(DEVICE)
+    got_grads = torch.autograd.grad((got * upstream).sum(), [w, b])
+    want_grads = torch.autograd.grad((want * upstream).sum(), [w, b])
+    assert all(torch.equal(a, c) for a, c in zip(got_grads, want_grads))
+
+
+@here
+def test_a_nan_input_gives_nan_where_the_grouped_path_does(kernel):
+    x = integers(2, 2, 28, 28, low=0, high=2).to(DEVICE)
+    x[0, 1, 5, 7] = float("nan")
+    w = integers(2, 6, 1, 5, 5, seed=1).to(DEVICE)
+    b = integers(2, 6, seed=2).to(DEVICE)
+    got, want = kernel.apply(x, w, b), _grouped(x, w, b, False)[1]
+    assert torch.equal(got.isnan(), want.isnan()) and int(got.isnan().sum()) > 0
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+
+
+@here
+def test_engine_features_with_the_kernel_equal_the_grouped_path(kernel):
+    """conv1 by the kernel, conv2 by the unfolded matmul, against grouped convolutions (float32)."""
+    torch.manual_seed(0)
+    flat = stacked_model.stack_models([LeNet5() for _ in range(2)]).to(DEVICE)
+    x = torch.rand(2, 3, 1, 28, 28, device=DEVICE)
+    leaves = {n: t.clone().requires_grad_() for n, t in stacked_model.unstack(flat).items()}
+    want = stacked_model.features(leaves, x, False, fast=False)
+    got = unfolded_convs.features(leaves, x, False, conv1="triton")
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    upstream = torch.randn_like(want)
+    pairs = zip(torch.autograd.grad((got * upstream).sum(), list(leaves.values()), allow_unused=True),
+                torch.autograd.grad((want * upstream).sum(), list(leaves.values()), allow_unused=True))
+    for a, c in pairs:
+        if c is not None:
+            torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
