@@ -50,11 +50,12 @@ def conv_pool_relu(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.T
 
 def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, conv1: str = "unfold") -> torch.Tensor:
     """fc1's input ``[K, B, 256]`` (in ``(channel, row, column)`` order, as LeNet-5 flattens).
-    ``conv1="triton"``: the first block by :mod:`~helpers.engine.triton_conv1` (float32)."""
+    ``conv1="triton"``: the first block by :mod:`~helpers.engine.triton_conv1` (float32 only;
+    other dtypes stay unfolded)."""
     k = p["fc3.bias"].shape[0]
     images = x.reshape(1 if shared else k, x.shape[-4], 28, 28, 1)
     w1, b1 = p["conv1.weight"].reshape(k, 6, 1, 5, 5), p["conv1.bias"].reshape(k, 6)
-    if conv1 == "triton":
+    if conv1 == "triton" and x.dtype == torch.float32:
         from .triton_conv1 import Conv1PoolReLU
         h = Conv1PoolReLU.apply(images.reshape(images.shape[:4]), w1, b1)
     else:
