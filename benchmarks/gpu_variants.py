@@ -3,9 +3,9 @@
     python -m benchmarks.gpu_variants --out DIR [--ks 1 8 32 128 256] [--limit-s 300]
 
 Variants (side by side in one process, each K in turn): the conv blocks as cuDNN grouped
-convolutions (with ``torch.backends.cudnn.benchmark`` off, the default, and on), as batched
-matmuls over unfolded patches (``FMNIST_GPU_CONV=unfold``), or conv1 as one Triton kernel and
-conv2 unfolded (``FMNIST_GPU_CONV=triton``), each eager and replayed from CUDA graphs
+convolutions (``torch.backends.cudnn.benchmark`` off, the default, and on), as batched matmuls
+over unfolded patches (``FMNIST_GPU_CONV=unfold``), conv1 as a Triton kernel and conv2 unfolded
+(``triton_conv1``), or both as Triton kernels (``triton``); eager, and replayed from CUDA graphs
 (``FMNIST_CUDA_GRAPHS=1``). Plain SGD at batch 64, one epoch per measurement, after a
 short warm-up run (:func:`benchmarks.methods.model_epochs`). Writes ``gpu_variants.csv``
 (rewritten after every row, so a run cut short keeps what it measured) and
@@ -34,10 +34,11 @@ VARIANTS = [  # name, conv path, cudnn.benchmark, CUDA graphs
     ("grouped", "grouped", False, False),
     ("grouped+cudnn_benchmark", "grouped", True, False),
     ("unfold", "unfold", False, False),
+    ("triton_conv1", "triton_conv1", False, False),
     ("triton", "triton", False, False),
     ("grouped+graphs", "grouped", False, True),
-    ("grouped+cudnn_benchmark+graphs", "grouped", True, True),
     ("unfold+graphs", "unfold", False, True),
+    ("triton_conv1+graphs", "triton_conv1", False, True),
     ("triton+graphs", "triton", False, True),
 ]
 

@@ -6,7 +6,7 @@ path. Skipped without one; ``tools/device_speed.sh`` runs them on a lent GPU bef
   the sparse scenario's projection and fixed-mask phases) every model's
   parameters and state agree with the eager run to float32 rounding.
 - The unfolded blocks compute the grouped path's features and gradients (float32; cuBLAS and
-  cuDNN sum in different orders). ``tests/test_triton_conv1.py`` checks the Triton block here.
+  cuDNN sum in different orders). ``tests/test_triton_convs.py`` checks the Triton block here.
 """
 import os
 
@@ -50,7 +50,7 @@ def _final_state(name, scenario, strategy, data, graphs: bool, monkeypatch, conv
     ("sgd", "standard", "projection", "grouped"), ("nesterov", "l2", "projection", "grouped"),
     ("adam", "sparse60", "projection", "grouped"), ("heavy_ball", "sparse60", "gradual", "grouped"),
     ("sgd_schedulefree", "standard", "projection", "grouped"), ("sgd", "standard", "projection", "unfold"),
-    ("adam", "l2", "projection", "triton")])
+    ("adam", "l2", "projection", "triton_conv1"), ("nadam", "sparse60", "gradual", "triton")])
 def test_cuda_graph_replay_follows_the_eager_step(name, scenario, strategy, conv, cuda_data, monkeypatch):
     eager, eager_losses = _final_state(name, scenario, strategy, cuda_data, False, monkeypatch, conv)
     graphed, graphed_losses = _final_state(name, scenario, strategy, cuda_data, True, monkeypatch, conv)

@@ -87,7 +87,7 @@ def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False, 
     b = x.shape[0] if shared else x.shape[1]
     cpu = fast and x.device.type == "cpu"
     if fast and x.device.type == "cuda" and unfolded_convs.choice() != "grouped":
-        return unfolded_convs.features(p, x, shared, conv1=unfolded_convs.choice())
+        return unfolded_convs.features(p, x, shared, unfolded_convs.choice())
     if cpu and native.applies(x):
         h = native.Conv1PoolReLU.apply(x, p["conv1.weight"], p["conv1.bias"], shared)
         return native.Conv2PoolReLU.apply(h, p["conv2.weight"], p["conv2.bias"])

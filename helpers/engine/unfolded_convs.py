@@ -6,9 +6,9 @@ what limits the batched engine there: each block copies its 5 x 5 patches into a
 ``baddbmm`` (cuBLAS, batched over the models); the outputs are laid out channels-last, so
 max-pooling reads them without a copy. Same function and gradients as the grouped path,
 pooling ties included (``F.max_pool2d`` routes the gradient); only rounding differs. Used on
-CUDA with ``FMNIST_GPU_CONV=unfold`` (:func:`~helpers.engine.stacked_model.features`), or
-``FMNIST_GPU_CONV=triton`` for conv2 after :mod:`~helpers.engine.triton_conv1`'s fused first
-block, until a GPU run has measured them against the grouped path (``tools/device_speed.sh``).
+CUDA with ``FMNIST_GPU_CONV=unfold`` (:func:`~helpers.engine.stacked_model.features`);
+``triton_conv1`` takes the first block from :mod:`~helpers.engine.triton_convs`, ``triton`` both;
+each until a GPU run has measured it against the grouped path (``tools/device_speed.sh``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 SWITCH = "FMNIST_GPU_CONV"
-CHOICES = ("grouped", "unfold", "triton")
+CHOICES = ("grouped", "unfold", "triton_conv1", "triton")
+BLOCKS = {"unfold": ("unfold", "unfold"), "triton_conv1": ("triton", "unfold"), "triton": ("triton", "triton")}
 
 
 def choice() -> str:
@@ -48,17 +49,21 @@ def conv_pool_relu(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.T
     return pooled.permute(0, 2, 3, 1).reshape(k, n, oh // 2, ow // 2, o)
 
 
-def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, conv1: str = "unfold") -> torch.Tensor:
+def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, path: str = "unfold") -> torch.Tensor:
     """fc1's input ``[K, B, 256]`` (in ``(channel, row, column)`` order, as LeNet-5 flattens).
-    ``conv1="triton"``: the first block by :mod:`~helpers.engine.triton_conv1` (float32 only;
-    other dtypes stay unfolded)."""
+
+    ``path`` (:data:`BLOCKS`): each block unfolded, or as the Triton kernels of
+    :mod:`~helpers.engine.triton_convs` (float32 only; other dtypes stay unfolded)."""
+    conv1, conv2 = BLOCKS[path] if x.dtype == torch.float32 else BLOCKS["unfold"]
     k = p["fc3.bias"].shape[0]
     images = x.reshape(1 if shared else k, x.shape[-4], 28, 28, 1)
     w1, b1 = p["conv1.weight"].reshape(k, 6, 1, 5, 5), p["conv1.bias"].reshape(k, 6)
-    if conv1 == "triton" and x.dtype == torch.float32:
-        from .triton_conv1 import Conv1PoolReLU
-        h = Conv1PoolReLU.apply(images.reshape(images.shape[:4]), w1, b1)
-    else:
-        h = conv_pool_relu(images, w1, b1)
-    h = conv_pool_relu(h, p["conv2.weight"].reshape(k, 16, 6, 5, 5), p["conv2.bias"].reshape(k, 16))
+    w2, b2 = p["conv2.weight"].reshape(k, 16, 6, 5, 5), p["conv2.bias"].reshape(k, 16)
+    if "triton" in (conv1, conv2):
+        from . import triton_convs
+    h = triton_convs.Conv1PoolReLU.apply(images.reshape(images.shape[:4]), w1, b1) if conv1 == "triton" \
+        else conv_pool_relu(images, w1, b1)
+    if conv2 == "triton":
+        return triton_convs.Conv2PoolReLU.apply(h, w2, b2)
+    h = conv_pool_relu(h, w2, b2)
     return h.permute(0, 1, 4, 2, 3).reshape(k, h.shape[1], 256)

@@ -22,7 +22,7 @@ CONV2_C = "helpers/engine/native/conv2_pool_relu.c"
 POOL_H = "helpers/engine/native/pool_relu.h"
 GRAPHED = "helpers/engine/graphed_step.py"
 UNFOLD = "helpers/engine/unfolded_convs.py"
-TRITON = "helpers/engine/triton_conv1.py"
+TRITON = "helpers/engine/triton_convs.py"
 LOOKAHEAD = "helpers/optimizers/lookahead.py"
 T_RULES = "tests/test_rules.py"
 T_EQ = "tests/test_engine_equivalence.py"
@@ -32,7 +32,7 @@ T_ONE_CPU = "tests/test_one_model_cpu.py"
 T_NATIVE = "tests/test_native_kernels.py"
 T_GRAPH = "tests/test_graphed_step.py"
 T_UNFOLD = "tests/test_unfolded_convs.py"
-T_TRITON = "tests/test_triton_conv1.py::test_the_kernel_checks_pass_under_the_interpreter"
+T_TRITON = "tests/test_triton_convs.py::test_the_kernel_checks_pass_under_the_interpreter"
 
 
 def torch_ref(rule: str) -> str:
@@ -136,7 +136,15 @@ MUTATIONS = [
              "take = (s10 >= best) | (s10 != s10)", (T_TRITON,)),
     Mutation("engine-triton-pool-drops-nan", TRITON, "take = (s11 > best) | (s11 != s11)", "take = s11 > best",
              (T_TRITON,)),
-    Mutation("engine-triton-relu-mask-dropped-in-backward", TRITON, "g = tl.where(y <= 0, 0.0, g)", "g = g + 0.0",
+    Mutation("engine-triton-relu-mask-dropped-in-backward", TRITON, "return tl.where(out <= 0, 0.0, g)", "return g",
+             (T_TRITON,)),
+    Mutation("engine-triton-conv2-input-gradient-kernel-flipped", TRITON, "r, c = row - i, column - j",
+             "r, c = row - j, column - i", (T_TRITON,)),
+    Mutation("engine-triton-conv2-winner-column-off", TRITON, "column = (position % 4)[:, None] * 2 + won % 2",
+             "column = (position % 4)[:, None] * 2", (T_TRITON,)),
+    Mutation("engine-triton-conv2-output-order", TRITON,
+             "where = (k * (pairs // 16) + image)[:, None] * 256 + out[None, :] * 16 + position[:, None]\n    tl.store",
+             "where = (k * (pairs // 16) + image)[:, None] * 256 + out[None, :] + position[:, None] * 16\n    tl.store",
              (T_TRITON,)),
     Mutation("engine-triton-backward-window-transposed", TRITON, "+ (won // 2) * 28 + won % 2",
              "+ (won % 2) * 28 + won // 2", (T_TRITON,)),

@@ -1,6 +1,6 @@
-"""The Triton conv1 + pool + ReLU kernel computes what the grouped path computes, bit for bit on
-small-integer data (pooling ties between different patches included), NaN as ``max_pool2d`` and
-ReLU treat it, and inside the engine's features. On CUDA the kernels are compiled; without a
+"""The Triton conv + pool + ReLU kernels compute what the grouped path computes, bit for bit on
+small-integer data (pooling ties between different patches included; every gradient, conv2's
+input gradient too), NaN as ``max_pool2d`` and ReLU treat it, and inside the engine's features. On CUDA the kernels are compiled; without a
 GPU this module runs itself again in a subprocess under Triton's interpreter
 (``TRITON_INTERPRET=1`` must be set before Triton is first imported)."""
 import os
@@ -19,6 +19,7 @@ pytest.importorskip("triton")
 pytestmark = pytest.mark.usefixtures("one_thread")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RUNS_HERE = DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+CHECKS = 9  # the tests below marked @here
 here = pytest.mark.skipif(not RUNS_HERE, reason="run by test_the_kernel_checks_pass_under_the_interpreter")
 
 
@@ -27,13 +28,19 @@ def test_the_kernel_checks_pass_under_the_interpreter():
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", __file__],
                           env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "5 passed" in done.stdout.splitlines()[-1]
+    assert f"{CHECKS} passed" in done.stdout.splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
 def kernel():
-    from helpers.engine.triton_conv1 import Conv1PoolReLU
+    from helpers.engine.triton_convs import Conv1PoolReLU
     return Conv1PoolReLU
+
+
+@pytest.fixture(scope="module")
+def kernel2():
+    from helpers.engine.triton_convs import Conv2PoolReLU
+    return Conv2PoolReLU
 
 
 def _grouped(x, w, b, shared):
@@ -72,14 +79,48 @@ def test_a_nan_input_gives_nan_where_the_grouped_path_does(kernel):
 
 
 @here
-def test_engine_features_with_the_kernel_equal_the_grouped_path(kernel):
-    """conv1 by the kernel, conv2 by the unfolded matmul, against grouped convolutions (float32)."""
+@pytest.mark.parametrize("models, batch", [(1, 2), (3, 2)])
+def test_conv2_kernel_is_max_pool_of_the_convolution_bit_for_bit_ties_included(kernel2, models, batch):
+    h = integers(models, batch, 12, 12, 6, low=0, high=2).to(DEVICE).requires_grad_()
+    w = integers(models, 16, 6, 5, 5, low=-1, high=2, seed=1).to(DEVICE).requires_grad_()
+    b = integers(models, 16, seed=2).to(DEVICE).requires_grad_()
+    grouped_input = h.permute(1, 0, 4, 2, 3).reshape(batch, models * 6, 12, 12)
+    conv = F.conv2d(grouped_input, w.reshape(-1, 6, 5, 5), b.reshape(-1), groups=models)
+    assert tied_share(conv.cpu()) > 0.05
+    want = F.max_pool2d(conv, 2).relu().reshape(batch, models, 256).transpose(0, 1)
+    got = kernel2.apply(h, w, b)
+    assert torch.equal(got, want)
+    upstream = integers(*want.shape, seed=3).to(DEVICE)
+    got_grads = torch.autograd.grad((got * upstream).sum(), [h, w, b])
+    want_grads = torch.autograd.grad((want * upstream).sum(), [h, w, b])
+    for name, a, c in zip("hwb", got_grads, want_grads):
+        assert torch.equal(a, c), name
+
+
+@here
+def test_conv2_nan_input_gives_nan_where_the_grouped_path_does(kernel2):
+    h = integers(2, 2, 12, 12, 6, low=0, high=2).to(DEVICE)
+    h[1, 0, 3, 4, 2] = float("nan")
+    w = integers(2, 16, 6, 5, 5, low=-1, high=2, seed=1).to(DEVICE)
+    b = integers(2, 16, seed=2).to(DEVICE)
+    conv = F.conv2d(h.permute(1, 0, 4, 2, 3).reshape(2, 12, 12, 12), w.reshape(-1, 6, 5, 5), b.reshape(-1), groups=2)
+    want = F.max_pool2d(conv, 2).relu().reshape(2, 2, 256).transpose(0, 1)
+    got = kernel2.apply(h, w, b)
+    assert torch.equal(got.isnan(), want.isnan()) and int(got.isnan().sum()) > 0
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+
+
+@here
+@pytest.mark.parametrize("path", ["triton_conv1", "triton"])
+def test_engine_features_with_the_kernels_equal_the_grouped_path(kernel, path):
+    """Both blocks by the kernels, or conv1 by its kernel and conv2 unfolded, against grouped
+    convolutions (float32 on random data: rounding only)."""
     torch.manual_seed(0)
     flat = stacked_model.stack_models([LeNet5() for _ in range(2)]).to(DEVICE)
     x = torch.rand(2, 3, 1, 28, 28, device=DEVICE)
     leaves = {n: t.clone().requires_grad_() for n, t in stacked_model.unstack(flat).items()}
     want = stacked_model.features(leaves, x, False, fast=False)
-    got = unfolded_convs.features(leaves, x, False, conv1="triton")
+    got = unfolded_convs.features(leaves, x, False, path)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     upstream = torch.randn_like(want)
     pairs = zip(torch.autograd.grad((got * upstream).sum(), list(leaves.values()), allow_unused=True),
