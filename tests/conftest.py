@@ -35,6 +35,16 @@ def runs_root(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def full_float32():
+    """float32 convolutions on CUDA for the test (cuDNN may use TF32 by PyTorch's default, about
+    3 decimal digits): the reference the GPU conv paths are compared with. Restored after."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.fixture
 def one_thread():
     """One torch thread for the test (restored after): tiny problems gain nothing from a second
     thread, and on a shared 2-core machine two threads spin against each other. Test modules

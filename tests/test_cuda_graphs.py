@@ -61,7 +61,7 @@ def test_cuda_graph_replay_follows_the_eager_step(name, scenario, strategy, conv
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_unfolded_convs_equal_the_grouped_path_on_cuda(shared, monkeypatch):
+def test_unfolded_convs_equal_the_grouped_path_on_cuda(shared, monkeypatch, full_float32):
     monkeypatch.setenv(unfolded_convs.SWITCH, "unfold")
     torch.manual_seed(0)
     flat = stacked_model.stack_models([LeNet5() for _ in range(8)]).cuda()

@@ -16,7 +16,7 @@ from helpers.engine import stacked_model, unfolded_convs
 from helpers.problem.model import LeNet5
 
 pytest.importorskip("triton")
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "full_float32")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RUNS_HERE = DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
 CHECKS = 9  # the tests below marked @here
