@@ -51,7 +51,8 @@ def git_commit() -> str:
 
 
 def environment(device: torch.device | str) -> dict:
-    """Library versions, commit and hardware, for a record's metadata."""
+    """Library versions, commit and hardware, for a record's metadata; on CUDA also how the
+    engine ran the step there (conv path, CUDA graphs, whether cuDNN may use TF32)."""
     import numpy
     device = torch.device(device)
     info = {
@@ -60,5 +61,7 @@ def environment(device: torch.device | str) -> dict:
         "device": str(device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
     }
     if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
+        from .engine import graphed_step, unfolded_convs
+        info.update(device_name=torch.cuda.get_device_name(device), gpu_conv=unfolded_convs.choice(),
+                    cuda_graphs=graphed_step.wanted(device), cudnn_tf32=torch.backends.cudnn.allow_tf32)
     return info

@@ -77,3 +77,11 @@ def test_unfolded_convs_equal_the_grouped_path_on_cuda(shared, monkeypatch, full
         if c is not None:
             torch.testing.assert_close(a, c, rtol=1e-3, atol=1e-4)
     assert os.environ[unfolded_convs.SWITCH] == "unfold"
+
+
+def test_a_record_says_how_the_step_ran_on_cuda(monkeypatch):
+    from helpers.runtime import environment
+    monkeypatch.setenv(unfolded_convs.SWITCH, "triton")
+    monkeypatch.setenv(graphed_step.SWITCH, "1")
+    got = environment("cuda")
+    assert got["gpu_conv"] == "triton" and got["cuda_graphs"] is True and "cudnn_tf32" in got

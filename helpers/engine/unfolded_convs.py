@@ -1,7 +1,7 @@
 """LeNet-5's two conv blocks for K models as batched matmuls over unfolded patches.
 
-A GPU alternative to cuDNN's grouped convolutions (groups = K), whose speed at large K is
-what limits the batched engine there: each block copies its 5 x 5 patches into a
+A GPU alternative to cuDNN's grouped convolutions (groups = K), the engine's layers there (not
+yet profiled; table (f) of the README shows the per-model cost at K = 128): each block copies its 5 x 5 patches into a
 ``[K, B * positions, C * 25]`` matrix and multiplies it by the ``[K, C * 25, O]`` weights with one
 ``baddbmm`` (cuBLAS, batched over the models); the outputs are laid out channels-last, so
 max-pooling reads them without a copy. Same function and gradients as the grouped path,
