@@ -15,7 +15,8 @@ from exact_data import integers, tied_share
 from helpers.engine import stacked_model, unfolded_convs
 from helpers.problem.model import LeNet5
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
+
 pytestmark = pytest.mark.usefixtures("one_thread", "full_float32")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RUNS_HERE = DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
@@ -29,6 +30,25 @@ def test_the_kernel_checks_pass_under_the_interpreter():
                           env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert f"{CHECKS} passed" in done.stdout.splitlines()[-1]
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="the interpreter compiles nothing")
+@pytest.mark.parametrize("name", ["_conv1_forward", "_conv1_backward", "_conv2_forward", "_conv2_backward_weights",
+                                  "_conv2_backward_input"])
+def test_each_kernel_compiles_to_machine_code_for_an_h200(name):
+    """Triton compiles for a GPU without one (PTX, then ptxas to a sm_90 cubin): what the
+    interpreter accepts but the compiler would not (types, shapes, unsupported operations) fails here."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from helpers.engine import triton_convs
+    fn = getattr(triton_convs, name)
+    types = {"BLOCK": "constexpr", "arg_ptr": "*i8"}
+    signature = {a: types.get(a, "*fp32" if a.endswith("_ptr") else "i32") for a in fn.arg_names}
+    block = triton_convs.INPUT_BLOCK if name == "_conv2_backward_input" else triton_convs.BLOCK
+    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs={"BLOCK": block}),
+                              target=GPUTarget("cuda", 90, 32))
+    assert compiled.asm["cubin"] and ".entry " + name in compiled.asm["ptx"]
 
 
 @pytest.fixture(scope="module")
