@@ -15,6 +15,7 @@ for each conv path. Starts no new row once ``--limit-s`` seconds have passed sin
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -95,6 +96,28 @@ def profile(data, k: int, conv: str, steps: int = 20) -> str:
     profiler.__exit__(None, None, None)
     table = profiler.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=25)
     return f"## conv={conv}, K={k}, {steps} steps (plain SGD, batch 64)\n{table}\n"
+
+
+def variant_lines(folder: Path) -> list[str]:
+    """(h) for the README: model-epochs per second per variant (rows) and K (columns), from the
+    last device run's ``gpu_variants.csv`` and ``gpu_variants.json``, or a line saying there is none."""
+    table, about = folder / "gpu_variants.csv", folder / "gpu_variants.json"
+    if not (table.exists() and about.exists()):
+        return ["**(h) The GPU step's variants** (CUDA graphs, unfolded and Triton conv blocks): not measured; "
+                "no device run since they were built (`tools/device_speed.sh` measures them)."]
+    frame, env = pd.read_csv(table), json.loads(about.read_text())
+    failed = frame.error.fillna("").astype(str) != ""
+    ks = sorted(frame.models.unique())
+    lines = [f"**(h) The GPU step's variants on {env['device']}**, model-epochs per second, not this run: "
+             f"`{env['command']}` (torch {env['torch']}, {env['date']}, git {env['commit'][:10]}; plain SGD, "
+             "batch 64, one epoch each, evaluation excluded; \"failed\": the variant raised, see the csv):", "",
+             "| variant | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for name in dict.fromkeys(frame.variant):
+        rows = frame[frame.variant == name].assign(failed=failed).set_index("models")
+        cells = ["failed" if k in rows.index and rows.at[k, "failed"] else
+                 f"{rows.at[k, 'model_epochs_per_s']:.2f}" if k in rows.index else "" for k in ks]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv=None) -> None:

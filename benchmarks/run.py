@@ -61,6 +61,7 @@ from helpers.runtime import ROOT, default_device, environment
 from helpers.engine.train import train
 
 from .flops import peak_flops, training_flops_per_sample
+from .gpu_variants import variant_lines
 from .machine import machine_lines, machine_throughput, summarize_machine
 from .methods import METHODS, method_throughput, model_epochs, summarize_methods
 
@@ -329,7 +330,7 @@ def markdown(summary: pd.DataFrame, ttt: pd.DataFrame, epochs: pd.DataFrame, met
                   f"{', '.join(f'{v:,.0f}' for v in c['compiled'])} model-samples/s "
                   f"(first compiled run {c['first_compiled_run_s']:.0f} s)."]
     if env["device"] == "cpu":
-        lines += [""] + gpu_lines_from_device_run(OUT)
+        lines += [""] + gpu_lines_from_device_run(OUT) + [""] + variant_lines(OUT)
     lines += ["", "Absolute figures depend on the load other processes put on the machine; the ratios "
               "compare engines measured one after the other in the same rounds."]
     return "\n".join(lines) + "\n"

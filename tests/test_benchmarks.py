@@ -76,6 +76,21 @@ def test_a_cpu_run_shows_the_gpu_table_a_device_run_brought_back_and_says_so(tmp
     assert lines[-1] == "| 8 | 2.00 | 100,000 | 4.0 | 4.0 |"
 
 
+def test_the_gpu_variants_table_is_read_from_a_device_run_failures_shown(tmp_path):
+    from benchmarks.gpu_variants import variant_lines
+    assert "not measured" in variant_lines(tmp_path)[0]
+    pd.DataFrame({"variant": ["grouped", "grouped", "triton"], "models": [1, 128, 1],
+                  "model_epochs_per_s": [0.5, 17.5, float("nan")],
+                  "error": [None, None, "CompilationError: x"]}).to_csv(tmp_path / "gpu_variants.csv", index=False)
+    (tmp_path / "gpu_variants.json").write_text(
+        '{"device": "NVIDIA H200", "torch": "2.11.0", "date": "2026-12-02", "commit": "abcdef0123456", '
+        '"command": "bash tools/device_speed.sh 480"}')
+    lines = variant_lines(tmp_path)
+    assert "NVIDIA H200" in lines[0] and "not this run" in lines[0]
+    assert lines[2:] == ["| variant | K = 1 | K = 128 |", "|---|---:|---:|", "| grouped | 0.50 | 17.50 |",
+                         "| triton | failed |  |"]
+
+
 def test_the_committed_readme_table_is_rendered_from_the_committed_results(tmp_path):
     import shutil
 

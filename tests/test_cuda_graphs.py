@@ -8,7 +8,6 @@ path. Skipped without one; ``tools/device_speed.sh`` runs them on a lent GPU bef
 - The unfolded blocks compute the grouped path's features and gradients (float32; cuBLAS and
   cuDNN sum in different orders). ``tests/test_triton_convs.py`` checks the Triton block here.
 """
-import os
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from helpers.engine import graphed_step, stacked_model, unfolded_convs
 from helpers.engine.config import RunConfig
 from helpers.engine.train import run
 from helpers.problem.model import LeNet5
+from feature_paths import assert_features_match_grouped
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 TOL = dict(rtol=1e-4, atol=1e-5)
@@ -66,17 +66,7 @@ def test_unfolded_convs_equal_the_grouped_path_on_cuda(shared, monkeypatch, full
     torch.manual_seed(0)
     flat = stacked_model.stack_models([LeNet5() for _ in range(8)]).cuda()
     x = torch.rand(*((64,) if shared else (8, 64)), 1, 28, 28, device="cuda")
-    leaves = {n: t.clone().requires_grad_() for n, t in stacked_model.unstack(flat).items()}
-    want = stacked_model.features(leaves, x, shared, fast=False)
-    got = stacked_model.features(leaves, x, shared)
-    torch.testing.assert_close(got, want, **TOL)
-    upstream = torch.randn_like(want)
-    pairs = zip(torch.autograd.grad((got * upstream).sum(), list(leaves.values()), allow_unused=True),
-                torch.autograd.grad((want * upstream).sum(), list(leaves.values()), allow_unused=True))
-    for a, c in pairs:
-        if c is not None:
-            torch.testing.assert_close(a, c, rtol=1e-3, atol=1e-4)
-    assert os.environ[unfolded_convs.SWITCH] == "unfold"
+    assert_features_match_grouped(flat, x, shared, stacked_model.features, TOL, dict(rtol=1e-3, atol=1e-4))
 
 
 def test_a_record_says_how_the_step_ran_on_cuda(monkeypatch):

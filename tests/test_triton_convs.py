@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from exact_data import integers, tied_share
+from feature_paths import assert_features_match_grouped
 from helpers.engine import stacked_model, unfolded_convs
 from helpers.problem.model import LeNet5
 
@@ -138,13 +139,5 @@ def test_engine_features_with_the_kernels_equal_the_grouped_path(kernel, path):
     torch.manual_seed(0)
     flat = stacked_model.stack_models([LeNet5() for _ in range(2)]).to(DEVICE)
     x = torch.rand(2, 3, 1, 28, 28, device=DEVICE)
-    leaves = {n: t.clone().requires_grad_() for n, t in stacked_model.unstack(flat).items()}
-    want = stacked_model.features(leaves, x, False, fast=False)
-    got = unfolded_convs.features(leaves, x, False, path)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    upstream = torch.randn_like(want)
-    pairs = zip(torch.autograd.grad((got * upstream).sum(), list(leaves.values()), allow_unused=True),
-                torch.autograd.grad((want * upstream).sum(), list(leaves.values()), allow_unused=True))
-    for a, c in pairs:
-        if c is not None:
-            torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+    assert_features_match_grouped(flat, x, False, lambda p, x, shared: unfolded_convs.features(p, x, shared, path),
+                                  dict(rtol=1e-5, atol=1e-6), dict(rtol=1e-4, atol=1e-5))

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from exact_data import integers, tied_share
+from feature_paths import assert_features_match_grouped
 from helpers.engine import stacked_model, unfolded_convs
 from helpers.problem.model import LeNet5
 
@@ -41,16 +42,8 @@ def test_model_features_and_gradients_equal_the_grouped_path_in_float64(shared):
     torch.manual_seed(0)
     flat = stacked_model.stack_models([LeNet5().double() for _ in range(3)])
     x = torch.rand(*((5,) if shared else (3, 5)), 1, 28, 28, dtype=torch.float64)
-    leaves = {n: t.clone().requires_grad_() for n, t in stacked_model.unstack(flat).items()}
-    want = stacked_model.features(leaves, x, shared, fast=False)
-    got = unfolded_convs.features(leaves, x, shared)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    upstream = torch.randn_like(want)
-    for a, c in zip(torch.autograd.grad((got * upstream).sum(), list(leaves.values()), allow_unused=True),
-                    torch.autograd.grad((want * upstream).sum(), list(leaves.values()), allow_unused=True)):
-        assert (a is None) == (c is None)
-        if a is not None:
-            torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+    assert_features_match_grouped(flat, x, shared, unfolded_convs.features, dict(rtol=1e-12, atol=1e-12),
+                                  dict(rtol=1e-10, atol=1e-12))
 
 
 def test_an_unknown_gpu_conv_choice_is_named(monkeypatch):

@@ -4,7 +4,8 @@
 # Here, once:   mkdir -p .device-data && cp /usr/share/datasets/fashion-mnist/*.gz .device-data/
 # Device tool:  run(command="bash tools/device_speed.sh 480", carry=[".device-data"], timeout_s=560)
 # Here, after:  cp <files_at>/gpu_variants.csv <files_at>/gpu_profile.txt <files_at>/gpu_variants.json
-#               outputs/benchmarks/ and set "commit" in the .json to the commit that ran
+#               outputs/benchmarks/, set "commit" in the .json to the commit that ran, then
+#               python -m benchmarks.run --render   (README table (h); measures nothing)
 #
 # 1. the CUDA tests: graph replay against the eager step, the unfolded conv blocks and the Triton
 #    conv1 kernel against the grouped path (tests/test_cuda_graphs.py, test_triton_convs.py; a failure is reported and the measurements still run,
