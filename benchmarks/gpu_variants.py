@@ -28,6 +28,7 @@ from helpers.engine import graphed_step, unfolded_convs
 from helpers.engine.config import RunConfig
 from helpers.engine.train import run
 from helpers.problem.data import load
+from helpers.study.records import atomic_write_text
 
 from .methods import first_images, model_epochs
 
@@ -65,9 +66,7 @@ def measure(data, ks, out: Path, limit_s: float) -> pd.DataFrame:
             rows.append({"variant": name, "conv": conv, "cudnn_benchmark": benchmark, "graphs": graphs, **row})
             print(f"{name:32s} K={k:<4d} {row['model_epochs_per_s']:8.2f} model-epochs/s {row['error']}",
                   file=sys.stderr, flush=True)
-            frame = pd.DataFrame(rows)
-            frame.to_csv(out / "gpu_variants.csv.part", index=False)
-            os.replace(out / "gpu_variants.csv.part", out / "gpu_variants.csv")
+            atomic_write_text(out / "gpu_variants.csv", pd.DataFrame(rows).to_csv(index=False))
     return pd.DataFrame(rows)
 
 
@@ -137,7 +136,7 @@ def main(argv=None) -> None:
             text += profile(data, max(args.ks), conv)
         except Exception as error:
             text += f"## conv={conv}: {type(error).__name__}: {error}\n"
-        (args.out / "gpu_profile.txt").write_text(text)
+        atomic_write_text(args.out / "gpu_profile.txt", text)
     measure(data, args.ks, args.out, args.limit_s - (time.perf_counter() - began))
 
 

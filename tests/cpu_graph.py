@@ -21,6 +21,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
+from helpers.engine.graphed_step import WARMUP_CALLS
+
 FORBIDDEN = {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero", "aten::masked_select",
              "aten::lift_fresh", "aten::unique_dim", "aten::_unique2"}
 
@@ -85,13 +87,11 @@ class CpuGraph:
 
 class CpuGraphs:
     """The backend :class:`helpers.engine.graphed_step.GraphedStep` takes, on a CPU; counts
-    captures and replays. ``warmup_calls``: eager calls of a step before its capture (the engine's default
-    if None)."""
+    captures and replays. ``warmup_calls``: eager calls of a step before its capture."""
 
-    def __init__(self, warmup_calls: int | None = None):
+    def __init__(self, warmup_calls: int = WARMUP_CALLS):
         self.captures = self.replays = 0
-        if warmup_calls is not None:
-            self.warmup_calls = warmup_calls
+        self.warmup_calls = warmup_calls
 
     def warmup(self):
         return nullcontext()

@@ -35,6 +35,7 @@ def wanted(device: torch.device) -> bool:
 
 class CudaGraphs:
     """The CUDA backend: warm-up calls on a side stream, captures by :class:`torch.cuda.CUDAGraph`."""
+    warmup_calls = WARMUP_CALLS
 
     def __init__(self):
         self.side = torch.cuda.Stream()
@@ -64,10 +65,12 @@ class _Replay:
 
 class GraphedStep:
     """``step(key, inputs)``: ``fn(*inputs)``, eager for a key's first ``warmup`` calls, then
-    replayed from one capture per key (see the module docstring for the contract on ``fn``)."""
+    replayed from one capture per key (see the module docstring for the contract on ``fn``).
+    ``warmup``: eager calls per key before its capture (default: the backend's ``warmup_calls``)."""
 
-    def __init__(self, fn, backend, warmup: int = WARMUP_CALLS):
-        self.fn, self.backend, self.warmup = fn, backend, warmup
+    def __init__(self, fn, backend, warmup: int | None = None):
+        self.fn, self.backend = fn, backend
+        self.warmup = backend.warmup_calls if warmup is None else warmup
         self.calls: dict = {}
         self.graphs: dict = {}
 

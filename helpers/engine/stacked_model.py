@@ -81,13 +81,14 @@ def features(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False, 
     ``fast=False``: grouped convolutions everywhere (the reference the faster CPU layers are
     checked against). On a CPU, float32 where built: the compiled kernels of
     :mod:`~helpers.engine.native`; otherwise one model takes the layers of
-    :mod:`~helpers.engine.one_model_cpu`. On CUDA with ``FMNIST_GPU_CONV=unfold``: the batched
-    matmuls of :mod:`~helpers.engine.unfolded_convs`."""
+    :mod:`~helpers.engine.one_model_cpu`. On CUDA, ``FMNIST_GPU_CONV`` other than ``grouped``
+    picks the unfolded matmuls or Triton kernels of :func:`helpers.engine.unfolded_convs.features`."""
     k = p["fc3.bias"].shape[0]
     b = x.shape[0] if shared else x.shape[1]
     cpu = fast and x.device.type == "cpu"
-    if fast and x.device.type == "cuda" and unfolded_convs.choice() != "grouped":
-        return unfolded_convs.features(p, x, shared, unfolded_convs.choice())
+    gpu_path = unfolded_convs.choice() if fast and x.device.type == "cuda" else "grouped"
+    if gpu_path != "grouped":
+        return unfolded_convs.features(p, x, shared, gpu_path)
     if cpu and native.applies(x):
         h = native.Conv1PoolReLU.apply(x, p["conv1.weight"], p["conv1.bias"], shared)
         return native.Conv2PoolReLU.apply(h, p["conv2.weight"], p["conv2.bias"])

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..constraints.scenarios import get_scenario
 from ..optimizers.stacked import lr_column
 from ..problem.model import density as model_density
-from .graphed_step import WARMUP_CALLS, CudaGraphs, GraphedStep, wanted
+from .graphed_step import CudaGraphs, GraphedStep, wanted
 from .stacked_model import (N_CONSTRAINED, evaluate_many, full_gradient, losses_and_grad, per_model_loss,
                             stack_models, to_model, unstack)
 from .stacked_sparsity import StackedSparsity
@@ -74,8 +74,7 @@ class StackedStepper:
         if graphs is None and wanted(self.p.device):
             graphs = CudaGraphs()
         capturable = self.rule.capturable and not self.rule.needs
-        self.graphed = (GraphedStep(self._gradient_step, graphs, getattr(graphs, "warmup_calls", WARMUP_CALLS))
-                        if graphs is not None and capturable else None)
+        self.graphed = GraphedStep(self._gradient_step, graphs) if graphs is not None and capturable else None
 
     def charge(self, samples: int) -> None:
         if self.budget is not None and self.grad_evals + samples > self.budget:

@@ -1,8 +1,8 @@
 """LeNet-5's two conv blocks for K models as batched matmuls over unfolded patches.
 
 A GPU alternative to cuDNN's grouped convolutions (groups = K), the engine's layers there (not
-yet profiled; table (f) of the README shows the per-model cost at K = 128): each block copies its 5 x 5 patches into a
-``[K, B * positions, C * 25]`` matrix and multiplies it by the ``[K, C * 25, O]`` weights with one
+yet profiled; table (f) of the README shows the per-model cost at K = 128): each block copies
+its 5 x 5 patches into a ``[K, B * positions, C * 25]`` matrix and multiplies it by the ``[K, C * 25, O]`` weights with one
 ``baddbmm`` (cuBLAS, batched over the models); the outputs are laid out channels-last, so
 max-pooling reads them without a copy. Same function and gradients as the grouped path,
 pooling ties included (``F.max_pool2d`` routes the gradient); only rounding differs. Used on
